@@ -1,0 +1,153 @@
+// Command dev runs Keyward on a local control plane: it starts the envtest
+// kube-apiserver and etcd, installs the CRDs and samples, and runs the manager
+// in the foreground until Ctrl-C, then stops everything it started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "make dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var opts operator.Options
+	opts.BindFlags(flag.CommandLine)
+	stateDir := flag.String("state-dir", filepath.Join(testenv.RepoRoot(), ".dev"), "Where to write the kubeconfig.")
+	zapOpts := zap.Options{Development: true}
+	zapOpts.BindFlags(flag.CommandLine)
+	// Local defaults: loopback only, no leader election, and a namespace that exists.
+	_ = flag.Set("key-server-bind-address", "127.0.0.1:8443")
+	_ = flag.Set("metrics-bind-address", "127.0.0.1:8080")
+	_ = flag.Set("health-probe-bind-address", "127.0.0.1:8081")
+	_ = flag.Set("operator-namespace", "default")
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	// Stop on the first signal, and keep stopping on later ones: the control
+	// plane must never be left running.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "\nstopping Keyward and the local control plane…")
+		cancel()
+	}()
+
+	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd…")
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+
+	kubeconfig, err := writeKubeconfig(env, *stateDir)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	if err != nil {
+		return err
+	}
+	if err := applySamples(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "samples")); err != nil {
+		return err
+	}
+
+	mgr, err := operator.NewManager(cfg, opts)
+	if err != nil {
+		return err
+	}
+	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	fmt.Printf(`
+Keyward is running on a local control plane. In another shell:
+
+  export KUBECONFIG=%s
+  alias kubectl=%s   # if you have no kubectl of your own
+  kubectl get apikeys,accesskeypairs
+  kubectl explain apikey.spec
+
+Key server: http://%s
+Ctrl-C stops Keyward and the control plane.
+
+`, kubeconfig, kubectl, displayAddr(opts.KeyServerBindAddress))
+	return mgr.Start(ctx)
+}
+
+func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("creating the admin user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// applySamples creates every object of config/samples in the default namespace.
+func applySamples(ctx context.Context, c client.Client, dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "keys_*.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		for _, doc := range strings.Split(string(data), "\n---") {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			if u.GetNamespace() == "" {
+				u.SetNamespace("default")
+			}
+			if err := c.Create(ctx, u); err != nil {
+				return fmt.Errorf("creating sample %s: %w", filepath.Base(f), err)
+			}
+		}
+	}
+	return nil
+}
+
+func displayAddr(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "127.0.0.1" + addr
+	}
+	return addr
+}

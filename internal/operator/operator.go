@@ -1,0 +1,109 @@
+// Package operator assembles the Keyward manager from its parts; main.go and
+// the dev control plane (hack/dev) both build it here so they cannot drift.
+package operator
+
+import (
+	"errors"
+	"flag"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	keysv1alpha1 "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/webhook/keyserver"
+)
+
+// Options are the manager's command-line flags.
+type Options struct {
+	EnableControllers       bool
+	EnableKeyServer         bool
+	EnableAdmissionWebhooks bool
+
+	KeyServerBindAddress string
+	KeyServerCertDir     string
+	OperatorNamespace    string
+
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElect            bool
+	LeaderElectionID       string
+	WebhookPort            int
+	WebhookCertDir         string
+}
+
+// DefaultOperatorNamespace is used when neither --operator-namespace nor
+// POD_NAMESPACE says where the operator runs.
+const DefaultOperatorNamespace = "keyward-system"
+
+// BindFlags registers the manager's flags on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&o.EnableControllers, "enable-controllers", true, "Run the APIKey, AccessKeyPair and signing-key controllers (leader-elected).")
+	fs.BoolVar(&o.EnableKeyServer, "enable-key-server", true, "Run the key server (validation, tokens, TokenReview, JWKS) on every replica.")
+	fs.BoolVar(&o.EnableAdmissionWebhooks, "enable-admission-webhooks", true, "Serve the validating admission webhooks for the Keyward CRDs.")
+	fs.StringVar(&o.KeyServerBindAddress, "key-server-bind-address", ":8443", "Address the key server listens on.")
+	fs.StringVar(&o.KeyServerCertDir, "key-server-cert-dir", "", "Directory with tls.crt and tls.key for the key server; empty serves plain HTTP.")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", DefaultOperatorNamespace), "Namespace of the operator's own objects (signing keys, leader lease).")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader among replicas before running the controllers (the key server runs on every replica).")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "keyward-controllers.keys.keyward.dev", "Name of the leader-election Lease.")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty uses controller-runtime's default.")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Scheme knows the built-in kinds and Keyward's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(keysv1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager builds a manager running the parts the options enable.
+func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if !o.EnableControllers && !o.EnableKeyServer && !o.EnableAdmissionWebhooks {
+		return nil, errors.New("nothing to run: enable at least one of --enable-controllers, --enable-key-server, --enable-admission-webhooks")
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        o.LeaderElectionID,
+		LeaderElectionNamespace: o.OperatorNamespace,
+		// Release the lease on shutdown so a rolling update hands over at once.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+
+	if o.EnableKeyServer {
+		ks := keyserver.New(keyserver.Options{BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir})
+		if err := mgr.Add(ks); err != nil {
+			return nil, err
+		}
+	}
+	return mgr, nil
+}

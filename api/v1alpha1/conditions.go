@@ -7,6 +7,60 @@ const (
 	ConditionReady = "Ready"
 	// ConditionExpired is True once expiresAt (or creation+lifetime) has passed.
 	ConditionExpired = "Expired"
-	// ConditionSuspended mirrors spec.suspended once the hash Secret says so.
+	// ConditionSuspended is True while spec.suspended is set and the hash
+	// Secret says so.
 	ConditionSuspended = "Suspended"
 )
+
+// Reasons of the Ready condition. Each is also the reason of the event
+// emitted on the transition into it, where there is one.
+const (
+	// ReasonIssued: the current version is issued, delivered and valid.
+	ReasonIssued = "Issued"
+	// ReasonExpiringSoon: valid, but the key expires within the warning
+	// window (the operator's --expiring-soon-window).
+	ReasonExpiringSoon = "ExpiringSoon"
+	// ReasonExpired: the key's expiry has passed; no version validates.
+	ReasonExpired = "Expired"
+	// ReasonSuspended: spec.suspended is set; no version validates.
+	ReasonSuspended = "Suspended"
+	// ReasonImportNotFound: the importFrom Secret or its key is missing.
+	ReasonImportNotFound = "ImportNotFound"
+	// ReasonImportRefused: the imported key is too weak to be accepted.
+	ReasonImportRefused = "ImportRefused"
+	// ReasonDeliveryConflict: spec.secretName names a Secret Keyward does
+	// not own; it is left untouched and no key is issued.
+	ReasonDeliveryConflict = "DeliveryConflict"
+	// ReasonDeliveryFailed: the plaintext could not be encrypted to the age
+	// recipients.
+	ReasonDeliveryFailed = "DeliveryFailed"
+	// ReasonLimitExceeded: more AccessKeyPairs exist for the subject than
+	// the operator allows; this one is not issued.
+	ReasonLimitExceeded = "LimitExceeded"
+)
+
+// Reasons of the Expired and Suspended conditions.
+const (
+	// ReasonNotExpired: the key has an expiry in the future.
+	ReasonNotExpired = "NotExpired"
+	// ReasonNoExpiry: the key never expires.
+	ReasonNoExpiry = "NoExpiry"
+	// ReasonActive: the key is not suspended.
+	ReasonActive = "Active"
+)
+
+// Event reasons beyond those of the Ready condition.
+const (
+	// EventRotated: a new version replaced the current one.
+	EventRotated = "Rotated"
+	// EventHashSecretRepaired: the hash Secret was missing or edited and was
+	// rewritten from the delivered key.
+	EventHashSecretRepaired = "HashSecretRepaired"
+	// EventKeyReissued: the key could not be recovered (its plaintext and
+	// hash were both lost), so a new version was issued.
+	EventKeyReissued = "KeyReissued"
+)
+
+// FinalizerCleanup makes deletion wait until the hash and delivery Secrets
+// are gone, so revocation does not depend on the garbage collector.
+const FinalizerCleanup = "keys.keyward.dev/cleanup"

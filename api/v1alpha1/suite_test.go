@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -33,7 +33,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, cfg, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 })
 

@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyward/keyward/internal/kube"
+	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
 )
@@ -43,7 +45,7 @@ func run() error {
 	_ = flag.Set("health-probe-bind-address", "127.0.0.1:8081")
 	_ = flag.Set("operator-namespace", "default")
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(logging.Capped(zap.New(zap.UseFlagOptions(&zapOpts))))
 
 	// Stop on the first signal, and keep stopping on later ones: the control
 	// plane must never be left running.
@@ -71,7 +73,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
 	if err != nil {
 		return err
 	}

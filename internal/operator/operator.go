@@ -6,17 +6,17 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	keysv1alpha1 "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers"
+	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -36,6 +36,8 @@ type Options struct {
 	LeaderElectionID       string
 	WebhookPort            int
 	WebhookCertDir         string
+
+	ExpiringSoonWindow time.Duration
 }
 
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
@@ -56,6 +58,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "keyward-controllers.keys.keyward.dev", "Name of the leader-election Lease.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty uses controller-runtime's default.")
+	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
 func envOr(name, def string) string {
@@ -65,21 +68,13 @@ func envOr(name, def string) string {
 	return def
 }
 
-// Scheme knows the built-in kinds and Keyward's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(keysv1alpha1.AddToScheme(s))
-	return s
-}
-
 // NewManager builds a manager running the parts the options enable.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if !o.EnableControllers && !o.EnableKeyServer && !o.EnableAdmissionWebhooks {
 		return nil, errors.New("nothing to run: enable at least one of --enable-controllers, --enable-key-server, --enable-admission-webhooks")
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
+		Scheme:                  kube.Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress:  o.HealthProbeBindAddress,
 		LeaderElection:          o.LeaderElect,
@@ -88,6 +83,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Release the lease on shutdown so a rolling update hands over at once.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
+		Cache:                         kube.CacheOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -99,6 +95,11 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 
+	if o.EnableControllers {
+		if err := controllers.Setup(mgr, controllers.Options{ExpiringSoonWindow: o.ExpiringSoonWindow}); err != nil {
+			return nil, err
+		}
+	}
 	if o.EnableKeyServer {
 		ks := keyserver.New(keyserver.Options{BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir})
 		if err := mgr.Add(ks); err != nil {

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/internal/kube"
 )
 
 // RepoRoot is the module root, found from this file's location so tests in
@@ -53,7 +53,7 @@ func New() (*envtest.Environment, error) {
 		BinaryAssetsDirectory: dir,
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                operator.Scheme(),
+		Scheme:                kube.Scheme(),
 	}, nil
 }
 

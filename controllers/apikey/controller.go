@@ -1,0 +1,154 @@
+// Package apikey is the APIKey controller: it issues key versions, writes
+// the hash Secret and the deliveries, rotates and expires keys on time, and
+// removes everything on deletion.
+package apikey
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+)
+
+// Step names a point between two writes of one reconcile, for fault
+// injection in tests (Reconciler.AfterWrite).
+type Step string
+
+const (
+	// StepDelivered: a new version is in the delivery Secret, not yet in
+	// the hash Secret.
+	StepDelivered Step = "delivered"
+	// StepRecorded: the hash Secret is written, the status is not.
+	StepRecorded Step = "recorded"
+)
+
+// Defaults for the Reconciler's tunables.
+const (
+	DefaultExpiringSoonWindow = 7 * 24 * time.Hour
+	// DefaultImportResync: importFrom Secrets are not watched (they are the
+	// user's, outside our label-filtered cache), so they are re-read this often.
+	DefaultImportResync = 5 * time.Minute
+)
+
+// Reconciler reconciles APIKeys.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads live from the API server: the user's importFrom
+	// Secret, and a freshness check before a new version is issued.
+	APIReader client.Reader
+	Clock     clock.PassiveClock
+	Recorder  events.EventRecorder
+	// ExpiringSoonWindow: how long before expiry Ready's reason becomes
+	// ExpiringSoon and the ExpiringSoon event is emitted.
+	ExpiringSoonWindow time.Duration
+	ImportResync       time.Duration
+	// AfterWrite, when set (tests only), runs after each write of a
+	// reconcile; an error ends the reconcile there, as a crash would.
+	AfterWrite func(context.Context, client.ObjectKey, Step) error
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.ExpiringSoonWindow == 0 {
+		r.ExpiringSoonWindow = DefaultExpiringSoonWindow
+	}
+	if r.ImportResync == 0 {
+		r.ImportResync = DefaultImportResync
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("apikey").
+		// Spec changes, the rotate annotation and deletion; not our own
+		// status writes.
+		For(&kw.APIKey{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Hash and delivery Secrets: an edit or deletion is repaired.
+		Owns(&corev1.Secret{}).
+		Complete(r)
+}
+
+// Reconcile converges one APIKey.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := &kw.APIKey{}
+	if err := r.Client.Get(ctx, req.NamespacedName, key); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !key.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, key)
+	}
+	if !controllerutil.ContainsFinalizer(key, kw.FinalizerCleanup) {
+		patch := client.MergeFrom(key.DeepCopy())
+		controllerutil.AddFinalizer(key, kw.FinalizerCleanup)
+		if err := r.Client.Patch(ctx, key, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	orig := key.DeepCopy()
+	s, err := r.observe(ctx, key)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	wait, err := r.converge(ctx, key, s)
+	if errors.Is(err, errCrashed) {
+		return ctrl.Result{}, err
+	}
+	if err == nil {
+		key.Status.ObservedGeneration = key.Generation
+	}
+	if perr := r.Client.Status().Patch(ctx, key, client.MergeFrom(orig)); perr != nil {
+		return ctrl.Result{}, errors.Join(err, perr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	logf.FromContext(ctx).V(1).Info("reconciled", "keyID", key.Status.KeyID, "requeueAfter", wait)
+	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// errCrashed marks an AfterWrite failure: the reconcile stops with no
+// further write, status included.
+var errCrashed = errors.New("reconcile stopped after a write (fault injection)")
+
+func (r *Reconciler) afterWrite(ctx context.Context, key *kw.APIKey, step Step) error {
+	if r.AfterWrite == nil {
+		return nil
+	}
+	if err := r.AfterWrite(ctx, client.ObjectKeyFromObject(key), step); err != nil {
+		return errors.Join(errCrashed, err)
+	}
+	return nil
+}
+
+// finalize revokes the key at once: it deletes the hash Secret (which the
+// key server watches) and the delivery Secret, then lets the APIKey go.
+func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
+	if !controllerutil.ContainsFinalizer(key, kw.FinalizerCleanup) {
+		return nil
+	}
+	s, err := r.observe(ctx, key)
+	if err != nil {
+		return err
+	}
+	for _, sec := range []*corev1.Secret{s.hashSecret, s.delivery} {
+		if sec == nil {
+			continue
+		}
+		if err := r.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	patch := client.MergeFrom(key.DeepCopy())
+	controllerutil.RemoveFinalizer(key, kw.FinalizerCleanup)
+	return r.Client.Patch(ctx, key, patch)
+}

@@ -1,0 +1,354 @@
+package apikey
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/agecrypt"
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keymaterial"
+)
+
+// converge brings the hash Secret, the deliveries and the status in line
+// with the spec. It returns how long until the key changes on its own.
+func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (time.Duration, error) {
+	now := r.Clock.Now().UTC()
+	expiry := effectiveExpiry(key.Spec, key.CreationTimestamp)
+	st := &key.Status
+	st.Subject = subjectOf(key)
+	st.HashSecretName = s.hashName
+
+	switch {
+	case s.conflict:
+		r.setBlocked(key, now, expiry, kw.ReasonDeliveryConflict,
+			fmt.Sprintf("Secret %q exists and is not owned by this APIKey; Keyward will not overwrite it", key.Spec.SecretName))
+		return 0, nil
+	case key.Spec.ImportFrom != nil && s.imported == nil:
+		r.setBlocked(key, now, expiry, s.importReason, s.importMessage)
+		return r.ImportResync, nil
+	}
+
+	rec := r.recordFrom(key, s, now)
+	age := ""
+	if s.hashSecret != nil && !s.corrupt {
+		age = string(s.hashSecret.Data[hashsecret.DataAge])
+	}
+	wantsAge := key.Spec.Delivery != nil
+	in := versionInput{
+		now:            now,
+		expired:        expiredAt(expiry, now),
+		current:        rec.Current,
+		wantsSecret:    key.Spec.SecretName != "",
+		wantsAge:       wantsAge,
+		ageUpToDate:    age != "" && slices.Equal(rec.AgeRecipients, recipients(key)),
+		suspended:      key.Spec.Suspended,
+		rotatePending:  rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
+		deliveredIsOld: s.delivered != nil && isPrevious(rec, s.delivered.ID),
+	}
+	if s.delivered != nil {
+		in.deliveredID = s.delivered.ID
+		in.deliveredMatches = rec.Current != nil && rec.Current.ID == s.delivered.ID && s.delivered.Verify(rec.Current.Hash)
+	}
+	if s.imported != nil {
+		in.importedID = s.imported.id
+	}
+	if key.Spec.Rotation != nil {
+		in.period = key.Spec.Rotation.Period.Duration
+	}
+
+	// plaintext is the current version's key when this reconcile has it.
+	var plaintext *keymaterial.Key
+	if in.deliveredMatches {
+		plaintext = s.delivered
+	}
+	act, why := decideVersion(in)
+	hadVersion := rec.Current != nil || st.KeyID != ""
+	if act == issueVersion && why == whyFirst && hadVersion {
+		why = whyLost // the record and every copy of the key are gone
+	}
+	switch act {
+	case issueVersion:
+		if err := r.checkFresh(ctx, key, s); err != nil {
+			return 0, err
+		}
+		k, err := keymaterial.Generate(prefixOf(key))
+		if err != nil {
+			return 0, err
+		}
+		plaintext = &k
+		if wantsAge {
+			if age, err = agecrypt.Encrypt(k.String(), recipients(key)); err != nil {
+				r.setBlocked(key, now, expiry, kw.ReasonDeliveryFailed, err.Error())
+				return 0, nil
+			}
+		}
+		if in.wantsSecret {
+			if err := r.writeDelivery(ctx, key, s, k); err != nil {
+				return 0, err
+			}
+			if err := r.afterWrite(ctx, key, StepDelivered); err != nil {
+				return 0, err
+			}
+		}
+		retire(rec, now, gracePeriod(key))
+		rec.Current = newVersion(k, now)
+	case adoptDelivered:
+		plaintext = s.delivered
+		retire(rec, now, gracePeriod(key))
+		rec.Current = newVersion(*s.delivered, now)
+		age = ""
+	case useImported:
+		retire(rec, now, 0)
+		rec.Current = &hashsecret.Version{ID: s.imported.id, Hash: s.imported.hash, NotBefore: now, Hint: "(imported)"}
+	case keepVersion:
+	}
+	if act != keepVersion {
+		rec.RotateRequest = rotateValue(key)
+		r.versionEvent(key, hadVersion, rec.Current.ID, why)
+	}
+	if s.imported != nil && rec.Current != nil && rec.Current.ID == s.imported.id && rec.Current.Hash != s.imported.hash {
+		rec.Current.Hash = s.imported.hash // an edited record, repaired from the source
+	}
+
+	var err error
+	if age, err = r.ageDelivery(key, rec, age, plaintext); err != nil {
+		r.setBlocked(key, now, expiry, kw.ReasonDeliveryFailed, err.Error())
+		return 0, nil
+	}
+	r.applySpec(key, rec, now, expiry)
+	if wrote, err := r.writeRecord(ctx, key, s, rec, age); err != nil {
+		return 0, err
+	} else if wrote {
+		if err := r.afterWrite(ctx, key, StepRecorded); err != nil {
+			return 0, err
+		}
+	}
+
+	r.setStatus(key, rec, age, now, expiry)
+	r.setConditions(key, now, expiry, "", "")
+	var instants []*time.Time
+	instants = append(instants, nextRotation(key.Spec, rec, expiry, now), expiry)
+	if expiry != nil {
+		soon := expiry.Add(-r.ExpiringSoonWindow)
+		instants = append(instants, &soon)
+	}
+	for _, v := range rec.Previous {
+		instants = append(instants, v.NotAfter)
+	}
+	wait := requeueAfter(now, instants...)
+	if s.imported != nil && (wait == 0 || wait > r.ImportResync) {
+		wait = r.ImportResync
+	}
+	return wait, nil
+}
+
+// recordFrom starts from the hash Secret's record, repaired from what the
+// cluster still holds when it is missing or was edited.
+func (r *Reconciler) recordFrom(key *kw.APIKey, s *state, now time.Time) *hashsecret.Record {
+	if s.record != nil {
+		rec := *s.record
+		rec.Previous = slices.Clone(rec.Previous)
+		if rec.Current != nil {
+			cur := *rec.Current
+			rec.Current = &cur
+			// An edited hash for the delivered version: the delivery is
+			// the plaintext, so its hash is the truth.
+			if d := s.delivered; d != nil && d.ID == cur.ID && !d.Verify(cur.Hash) {
+				rec.Current.Hash = d.SecretHash()
+				r.event(key, corev1.EventTypeWarning, kw.EventHashSecretRepaired, "Repair",
+					"the hash Secret %s held a wrong hash for version %s and was rewritten", s.hashName, cur.ID)
+			}
+		}
+		return &rec
+	}
+	rec := &hashsecret.Record{RotateRequest: key.Status.RotateRequest}
+	if s.hashSecret != nil || key.Status.KeyID != "" {
+		// The record was lost or corrupted. The delivered plaintext of the
+		// last reported version restores it without changing the key.
+		if d := s.delivered; d != nil && d.ID == key.Status.KeyID {
+			issued := now
+			if key.Status.IssuedAt != nil {
+				issued = key.Status.IssuedAt.UTC()
+			}
+			rec.Current = newVersion(*d, issued)
+			r.event(key, corev1.EventTypeWarning, kw.EventHashSecretRepaired, "Repair",
+				"the hash Secret %s was missing or unreadable and was rebuilt from the delivered key %s", s.hashName, d.ID)
+		}
+	}
+	return rec
+}
+
+// ageDelivery returns the age ciphertext of the current version, encrypting
+// it again when the recipients changed and the plaintext is at hand.
+func (r *Reconciler) ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key) (string, error) {
+	if key.Spec.Delivery == nil || rec.Current == nil {
+		rec.AgeRecipients = nil
+		return "", nil
+	}
+	want := recipients(key)
+	if age != "" && slices.Equal(rec.AgeRecipients, want) {
+		return age, nil
+	}
+	if plaintext == nil || plaintext.ID != rec.Current.ID {
+		return "", errors.New("no plaintext of the current version is available to encrypt")
+	}
+	out, err := agecrypt.Encrypt(plaintext.String(), want)
+	if err != nil {
+		return "", err
+	}
+	rec.AgeRecipients = want
+	return out, nil
+}
+
+// applySpec copies the identity and policy the key server needs into the
+// record, prunes ended versions and caps every version at the expiry.
+func (r *Reconciler) applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *time.Time) {
+	rec.Kind = hashsecret.KindAPIKey
+	rec.Namespace, rec.Name = key.Namespace, key.Name
+	rec.Subject = subjectOf(key)
+	rec.Groups = slices.Clone(key.Spec.Groups)
+	rec.Scopes = slices.Clone(key.Spec.Scopes)
+	rec.Access = string(key.Spec.Access)
+	if rec.Access == "" {
+		rec.Access = string(kw.AccessReadWrite)
+	}
+	rec.Suspended = key.Spec.Suspended
+	rec.Previous = prune(rec.Previous, now)
+	capAtExpiry(rec, expiry)
+}
+
+// checkFresh makes sure the cached hash Secret is the live one before a new
+// version is issued, so a stale cache can never issue twice.
+func (r *Reconciler) checkFresh(ctx context.Context, key *kw.APIKey, s *state) error {
+	live := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: s.hashName}, live)
+	switch {
+	case apierrors.IsNotFound(err):
+		if s.hashSecret != nil {
+			return errStale
+		}
+		return nil
+	case err != nil:
+		return err
+	case s.hashSecret == nil || s.hashSecret.ResourceVersion != live.ResourceVersion:
+		return errStale
+	}
+	return nil
+}
+
+var errStale = errors.New("the cached hash Secret is older than the live one; retrying")
+
+func (r *Reconciler) writeDelivery(ctx context.Context, key *kw.APIKey, s *state, k keymaterial.Key) error {
+	sec := s.delivery
+	if sec == nil {
+		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Spec.SecretName}, Type: corev1.SecretTypeOpaque}
+	} else {
+		sec = sec.DeepCopy()
+	}
+	r.label(sec, key)
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations[AnnotationKeyID] = k.ID
+	sec.Data = map[string][]byte{DataKey: []byte(k.String())}
+	if err := controllerutil.SetControllerReference(key, sec, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if s.delivery == nil {
+		return r.Client.Create(ctx, sec)
+	}
+	return r.Client.Update(ctx, sec) // resourceVersion guards against a stale read
+}
+
+// writeRecord writes the hash Secret when it differs from rec; it reports
+// whether it wrote.
+func (r *Reconciler) writeRecord(ctx context.Context, key *kw.APIKey, s *state, rec *hashsecret.Record, age string) (bool, error) {
+	raw, err := hashsecret.Encode(rec)
+	if err != nil {
+		return false, err
+	}
+	data := map[string][]byte{hashsecret.DataRecord: raw}
+	if age != "" {
+		data[hashsecret.DataAge] = []byte(age)
+	}
+	sec := s.hashSecret
+	if sec != nil && maps.EqualFunc(sec.Data, data, bytes.Equal) && sec.Labels[hashsecret.LabelKind] == hashsecret.KindAPIKey {
+		return false, nil
+	}
+	if sec == nil {
+		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: s.hashName}, Type: hashsecret.SecretType}
+	} else {
+		sec = sec.DeepCopy()
+	}
+	r.label(sec, key)
+	sec.Labels[hashsecret.LabelKind] = hashsecret.KindAPIKey
+	sec.Data = data
+	if err := controllerutil.SetControllerReference(key, sec, r.Client.Scheme()); err != nil {
+		return false, err
+	}
+	if s.hashSecret == nil {
+		err = r.Client.Create(ctx, sec)
+	} else {
+		err = r.Client.Update(ctx, sec)
+	}
+	if err != nil {
+		return false, err
+	}
+	s.hashSecret = sec
+	return true, nil
+}
+
+func (r *Reconciler) label(sec *corev1.Secret, key *kw.APIKey) {
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	sec.Labels[hashsecret.LabelManagedBy] = hashsecret.ManagedBy
+	sec.Labels[hashsecret.LabelOwner] = ownerLabel(key.Name)
+}
+
+// ownerLabel fits the owner's name into a label value (63 characters).
+func ownerLabel(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:54] + "-" + hex.EncodeToString(sum[:4])
+}
+
+func newVersion(k keymaterial.Key, at time.Time) *hashsecret.Version {
+	return &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: at, Hint: keymaterial.Hint(k)}
+}
+
+func isPrevious(rec *hashsecret.Record, id string) bool {
+	return slices.ContainsFunc(rec.Previous, func(v hashsecret.Version) bool { return v.ID == id })
+}
+
+func gracePeriod(key *kw.APIKey) time.Duration {
+	if key.Spec.Rotation == nil || key.Spec.Rotation.GracePeriod == nil {
+		return 0
+	}
+	return key.Spec.Rotation.GracePeriod.Duration
+}
+
+func recipients(key *kw.APIKey) []string {
+	if key.Spec.Delivery == nil {
+		return nil
+	}
+	return key.Spec.Delivery.AgeRecipients
+}
+
+func rotateValue(key *kw.APIKey) string { return key.Annotations[kw.AnnotationRotate] }

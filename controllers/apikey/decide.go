@@ -1,0 +1,201 @@
+package apikey
+
+import (
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+)
+
+// The decisions of the APIKey controller: pure functions over the state
+// gathered once per reconcile, each table-tested in decide_test.go.
+
+// effectiveExpiry is spec.expiresAt, or creation+lifetime, or nil (never).
+func effectiveExpiry(spec kw.APIKeySpec, created metav1.Time) *time.Time {
+	switch {
+	case spec.ExpiresAt != nil:
+		t := spec.ExpiresAt.UTC()
+		return &t
+	case spec.Lifetime != nil:
+		t := created.Add(spec.Lifetime.Duration).UTC()
+		return &t
+	}
+	return nil
+}
+
+func expiredAt(expiry *time.Time, now time.Time) bool {
+	return expiry != nil && !now.Before(*expiry)
+}
+
+// action is what the controller does about the key's versions.
+type action int
+
+const (
+	keepVersion    action = iota // the current version stands
+	issueVersion                 // generate and deliver a new version
+	adoptDelivered               // record the version found in the delivery Secret
+	useImported                  // record the imported key as the current version
+)
+
+// Why a new version is issued; the first is an issue, the rest rotations.
+const (
+	whyFirst       = "first version"
+	whyLost        = "the delivered key was lost and no copy of it exists"
+	whyRecipients  = "the age recipients changed"
+	whyRequested   = "rotation requested with the " + kw.AnnotationRotate + " annotation"
+	whyScheduled   = "the rotation period elapsed"
+	whyAdopted     = "a delivered version was not yet recorded"
+	whyImported    = "the imported key changed"
+	whyNothingToDo = ""
+)
+
+// versionInput is everything decideVersion looks at.
+type versionInput struct {
+	now     time.Time
+	expired bool
+	// current is the recorded current version, nil if none.
+	current *hashsecret.Version
+	// deliveredID is the key id in the delivery Secret ("" when there is
+	// none or it does not parse); deliveredMatches says it verifies against
+	// the recorded current version.
+	wantsSecret      bool
+	deliveredID      string
+	deliveredMatches bool
+	// deliveredIsOld says the delivered id is a previous version's: a
+	// stale copy, never adopted.
+	deliveredIsOld bool
+	// age: wanted, and whether the stored ciphertext is of the current
+	// version for exactly the wanted recipients.
+	wantsAge    bool
+	ageUpToDate bool
+	// importedID is the id of the key in importFrom ("" when not imported).
+	importedID    string
+	suspended     bool
+	rotatePending bool // the rotate annotation has a value not yet acted on
+	period        time.Duration
+}
+
+// decideVersion chooses what happens to the key's versions, and why.
+func decideVersion(in versionInput) (action, string) {
+	if in.importedID != "" {
+		if in.current != nil && in.current.ID == in.importedID {
+			return keepVersion, whyNothingToDo
+		}
+		if in.current == nil {
+			return useImported, whyFirst
+		}
+		return useImported, whyImported
+	}
+	// A delivered key the record does not know is a version whose delivery
+	// landed before its record write: adopt it rather than lose it.
+	if in.wantsSecret && in.deliveredID != "" && !in.deliveredIsOld && (in.current == nil || in.deliveredID != in.current.ID) {
+		return adoptDelivered, whyAdopted
+	}
+	if in.current == nil {
+		if in.expired {
+			return keepVersion, whyNothingToDo
+		}
+		return issueVersion, whyFirst
+	}
+	if in.expired {
+		return keepVersion, whyNothingToDo
+	}
+	if in.wantsSecret && !in.deliveredMatches {
+		return issueVersion, whyLost
+	}
+	if in.wantsAge && !in.ageUpToDate && !in.wantsSecret {
+		// Without a Secret copy there is no plaintext to re-encrypt.
+		return issueVersion, whyRecipients
+	}
+	if in.suspended {
+		return keepVersion, whyNothingToDo
+	}
+	if in.rotatePending {
+		return issueVersion, whyRequested
+	}
+	if in.period > 0 && !in.now.Before(in.current.NotBefore.Add(in.period)) {
+		return issueVersion, whyScheduled
+	}
+	return keepVersion, whyNothingToDo
+}
+
+// retire moves the current version to the previous ones, valid for grace
+// (never past the key's expiry); a zero grace ends it now.
+func retire(rec *hashsecret.Record, now time.Time, grace time.Duration) {
+	if rec.Current == nil {
+		return
+	}
+	old := *rec.Current
+	rec.Current = nil
+	if grace <= 0 {
+		return
+	}
+	end := now.Add(grace)
+	old.NotAfter = &end
+	rec.Previous = append([]hashsecret.Version{old}, rec.Previous...)
+}
+
+// prune drops previous versions whose grace has ended, and the oldest ones
+// beyond the bound on versions.
+func prune(prev []hashsecret.Version, now time.Time) []hashsecret.Version {
+	out := slices.DeleteFunc(slices.Clone(prev), func(v hashsecret.Version) bool {
+		return v.NotAfter != nil && !now.Before(*v.NotAfter)
+	})
+	if len(out) > hashsecret.MaxVersions-1 {
+		out = out[:hashsecret.MaxVersions-1]
+	}
+	return out
+}
+
+// capAtExpiry makes every version end at the key's expiry at the latest, so
+// a validator that reads the record rejects the key from that instant even
+// when no controller runs.
+func capAtExpiry(rec *hashsecret.Record, expiry *time.Time) {
+	rec.ExpiresAt = expiry
+	if expiry == nil {
+		return
+	}
+	capped := func(v *hashsecret.Version) {
+		if v.NotAfter == nil || v.NotAfter.After(*expiry) {
+			t := *expiry
+			v.NotAfter = &t
+		}
+	}
+	if rec.Current != nil {
+		capped(rec.Current)
+	}
+	for i := range rec.Previous {
+		capped(&rec.Previous[i])
+	}
+}
+
+// nextRotation is when the current version is due for scheduled rotation.
+func nextRotation(spec kw.APIKeySpec, rec *hashsecret.Record, expiry *time.Time, now time.Time) *time.Time {
+	if spec.Rotation == nil || rec.Current == nil || spec.Suspended || expiredAt(expiry, now) {
+		return nil
+	}
+	t := rec.Current.NotBefore.Add(spec.Rotation.Period.Duration)
+	if expiry != nil && !t.Before(*expiry) {
+		return nil
+	}
+	return &t
+}
+
+// requeueAfter is the wait until the next instant the key's state changes
+// on its own: a rotation, the expiring-soon warning, expiry, or the end of a
+// grace period. Zero means no such instant.
+func requeueAfter(now time.Time, instants ...*time.Time) time.Duration {
+	var next time.Duration
+	for _, t := range instants {
+		if t == nil || !t.After(now) {
+			continue
+		}
+		if d := t.Sub(now); next == 0 || d < next {
+			next = d
+		}
+	}
+	return next
+}

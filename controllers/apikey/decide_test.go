@@ -1,0 +1,253 @@
+package apikey
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) *time.Time { t := t0.Add(d); return &t }
+
+func TestDecideVersion(t *testing.T) {
+	current := &hashsecret.Version{ID: "cur", NotBefore: t0}
+	cases := map[string]struct {
+		in      versionInput
+		want    action
+		wantWhy string
+	}{
+		"a new key gets its first version": {
+			in: versionInput{now: t0}, want: issueVersion, wantWhy: whyFirst,
+		},
+		"an expired key with no version gets none": {
+			in: versionInput{now: t0, expired: true}, want: keepVersion,
+		},
+		"a delivered and recorded version stands": {
+			in:   versionInput{now: t0, current: current, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: keepVersion,
+		},
+		"a version delivered but not recorded (crash) is adopted, not replaced": {
+			in:   versionInput{now: t0, current: current, wantsSecret: true, deliveredID: "new"},
+			want: adoptDelivered, wantWhy: whyAdopted,
+		},
+		"a first version delivered but not recorded is adopted": {
+			in:   versionInput{now: t0, wantsSecret: true, deliveredID: "new"},
+			want: adoptDelivered, wantWhy: whyAdopted,
+		},
+		"a stale delivery of a previous version is never adopted": {
+			in:   versionInput{now: t0, current: current, wantsSecret: true, deliveredID: "old", deliveredIsOld: true},
+			want: issueVersion, wantWhy: whyLost,
+		},
+		"a deleted delivery Secret means the plaintext is lost: issue again": {
+			in:   versionInput{now: t0, current: current, wantsSecret: true},
+			want: issueVersion, wantWhy: whyLost,
+		},
+		"an age-only key whose recipients changed needs a new version": {
+			in:   versionInput{now: t0, current: current, wantsAge: true},
+			want: issueVersion, wantWhy: whyRecipients,
+		},
+		"an age key with a Secret copy is re-encrypted, not rotated": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: keepVersion,
+		},
+		"a rotation request rotates": {
+			in:   versionInput{now: t0, current: current, rotatePending: true},
+			want: issueVersion, wantWhy: whyRequested,
+		},
+		"the period elapsing rotates, at the instant": {
+			in:   versionInput{now: t0.Add(time.Hour), current: current, period: time.Hour},
+			want: issueVersion, wantWhy: whyScheduled,
+		},
+		"before the period ends nothing happens": {
+			in:   versionInput{now: t0.Add(time.Hour - time.Nanosecond), current: current, period: time.Hour},
+			want: keepVersion,
+		},
+		"a suspended key is not rotated, so lifting suspension restores the same key": {
+			in:   versionInput{now: t0.Add(2 * time.Hour), current: current, period: time.Hour, suspended: true, rotatePending: true},
+			want: keepVersion,
+		},
+		"an expired key is never rotated": {
+			in:   versionInput{now: t0.Add(2 * time.Hour), current: current, period: time.Hour, expired: true},
+			want: keepVersion,
+		},
+		"an imported key becomes the first version": {
+			in:   versionInput{now: t0, importedID: "imp"},
+			want: useImported, wantWhy: whyFirst,
+		},
+		"an import Secret holding another key replaces the version": {
+			in:   versionInput{now: t0, current: current, importedID: "imp"},
+			want: useImported, wantWhy: whyImported,
+		},
+		"an unchanged import stands": {
+			in:   versionInput{now: t0, current: &hashsecret.Version{ID: "imp"}, importedID: "imp"},
+			want: keepVersion,
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, why := decideVersion(c.in)
+			if got != c.want || why != c.wantWhy {
+				t.Fatalf("decideVersion = (%v, %q), want (%v, %q)", got, why, c.want, c.wantWhy)
+			}
+		})
+	}
+}
+
+func TestRetireAndPrune(t *testing.T) {
+	cases := map[string]struct {
+		grace      time.Duration
+		pruneAt    time.Duration
+		wantKept   int
+		wantEndsAt *time.Time
+	}{
+		"the previous version keeps validating for its grace":      {grace: 10 * time.Minute, pruneAt: 9 * time.Minute, wantKept: 1, wantEndsAt: at(10 * time.Minute)},
+		"it is pruned at the instant its grace ends":               {grace: 10 * time.Minute, pruneAt: 10 * time.Minute, wantKept: 0},
+		"without a grace period the previous version ends at once": {grace: 0, pruneAt: 0, wantKept: 0},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec := &hashsecret.Record{Current: &hashsecret.Version{ID: "v1", NotBefore: t0.Add(-time.Hour)}}
+			retire(rec, t0, c.grace)
+			if rec.Current != nil {
+				t.Fatal("retire left a current version: there would be two")
+			}
+			kept := prune(rec.Previous, t0.Add(c.pruneAt))
+			if len(kept) != c.wantKept {
+				t.Fatalf("kept %d versions, want %d", len(kept), c.wantKept)
+			}
+			if c.wantEndsAt != nil && !kept[0].NotAfter.Equal(*c.wantEndsAt) {
+				t.Fatalf("previous version ends at %v, want %v", kept[0].NotAfter, c.wantEndsAt)
+			}
+		})
+	}
+}
+
+func TestPruneBoundsVersions(t *testing.T) {
+	var prev []hashsecret.Version
+	for i := 0; i < 40; i++ {
+		prev = append(prev, hashsecret.Version{ID: "v", NotAfter: at(time.Hour)})
+	}
+	if got := len(prune(prev, t0)); got != hashsecret.MaxVersions-1 {
+		t.Fatalf("kept %d previous versions, want the bound %d", got, hashsecret.MaxVersions-1)
+	}
+}
+
+func TestCapAtExpiry(t *testing.T) {
+	cases := map[string]struct {
+		expiry       *time.Time
+		currentEnd   *time.Time
+		previousEnd  *time.Time
+		wantCurrent  *time.Time
+		wantPrevious *time.Time
+	}{
+		"no expiry leaves the current version open-ended": {
+			previousEnd: at(time.Hour), wantPrevious: at(time.Hour),
+		},
+		"every version ends at the key's expiry at the latest": {
+			expiry: at(30 * time.Minute), previousEnd: at(time.Hour),
+			wantCurrent: at(30 * time.Minute), wantPrevious: at(30 * time.Minute),
+		},
+		"a grace ending before expiry is kept": {
+			expiry: at(2 * time.Hour), previousEnd: at(time.Hour),
+			wantCurrent: at(2 * time.Hour), wantPrevious: at(time.Hour),
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec := &hashsecret.Record{
+				Current:  &hashsecret.Version{ID: "cur", NotAfter: c.currentEnd},
+				Previous: []hashsecret.Version{{ID: "old", NotAfter: c.previousEnd}},
+			}
+			capAtExpiry(rec, c.expiry)
+			if !sameTime(rec.Current.NotAfter, c.wantCurrent) || !sameTime(rec.Previous[0].NotAfter, c.wantPrevious) {
+				t.Fatalf("current ends %v (want %v), previous ends %v (want %v)",
+					rec.Current.NotAfter, c.wantCurrent, rec.Previous[0].NotAfter, c.wantPrevious)
+			}
+		})
+	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+func TestEffectiveExpiry(t *testing.T) {
+	created := metav1.NewTime(t0)
+	abs := metav1.NewTime(t0.Add(48 * time.Hour))
+	cases := map[string]struct {
+		spec kw.APIKeySpec
+		want *time.Time
+	}{
+		"neither expiresAt nor lifetime: never":      {spec: kw.APIKeySpec{}, want: nil},
+		"expiresAt is absolute":                      {spec: kw.APIKeySpec{ExpiresAt: &abs}, want: at(48 * time.Hour)},
+		"lifetime counts from the object's creation": {spec: kw.APIKeySpec{Lifetime: &metav1.Duration{Duration: time.Hour}}, want: at(time.Hour)},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := effectiveExpiry(c.spec, created); !sameTime(got, c.want) {
+				t.Fatalf("effectiveExpiry = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestRequeueAfter(t *testing.T) {
+	cases := map[string]struct {
+		instants []*time.Time
+		want     time.Duration
+	}{
+		"nothing ahead: no requeue":        {instants: []*time.Time{nil}, want: 0},
+		"the nearest future instant wins":  {instants: []*time.Time{at(time.Hour), at(10 * time.Minute), nil}, want: 10 * time.Minute},
+		"instants now or past are ignored": {instants: []*time.Time{at(0), at(-time.Minute), at(time.Hour)}, want: time.Hour},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := requeueAfter(t0, c.instants...); got != c.want {
+				t.Fatalf("requeueAfter = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestReadyCondition(t *testing.T) {
+	issued := func(mut func(*kw.APIKey)) *kw.APIKey {
+		k := &kw.APIKey{Status: kw.APIKeyStatus{KeyID: "abc"}}
+		if mut != nil {
+			mut(k)
+		}
+		return k
+	}
+	cases := map[string]struct {
+		key     *kw.APIKey
+		now     time.Time
+		expiry  *time.Time
+		blocked string
+		status  metav1.ConditionStatus
+		reason  string
+	}{
+		"issued and valid":                       {key: issued(nil), now: t0, status: metav1.ConditionTrue, reason: kw.ReasonIssued},
+		"not issued yet is Unknown, not False":   {key: &kw.APIKey{}, now: t0, status: metav1.ConditionUnknown, reason: "Pending"},
+		"within the warning window":              {key: issued(nil), now: t0, expiry: at(time.Hour), status: metav1.ConditionTrue, reason: kw.ReasonExpiringSoon},
+		"before the warning window":              {key: issued(nil), now: t0, expiry: at(3 * time.Hour), status: metav1.ConditionTrue, reason: kw.ReasonIssued},
+		"expired at the instant":                 {key: issued(nil), now: t0.Add(time.Hour), expiry: at(time.Hour), status: metav1.ConditionFalse, reason: kw.ReasonExpired},
+		"suspended":                              {key: issued(func(k *kw.APIKey) { k.Spec.Suspended = true }), now: t0, status: metav1.ConditionFalse, reason: kw.ReasonSuspended},
+		"expiry outranks suspension":             {key: issued(func(k *kw.APIKey) { k.Spec.Suspended = true }), now: t0, expiry: at(0), status: metav1.ConditionFalse, reason: kw.ReasonExpired},
+		"a blocking problem outranks everything": {key: issued(nil), now: t0, blocked: kw.ReasonImportRefused, status: metav1.ConditionFalse, reason: kw.ReasonImportRefused},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := readyCondition(c.key, c.now, c.expiry, 2*time.Hour, c.blocked, "msg")
+			if got.Status != c.status || got.Reason != c.reason {
+				t.Fatalf("Ready = %s/%s, want %s/%s", got.Status, got.Reason, c.status, c.reason)
+			}
+		})
+	}
+}

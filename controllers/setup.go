@@ -1,0 +1,33 @@
+package controllers
+
+import (
+	"time"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/keyward/keyward/controllers/apikey"
+)
+
+// Options tune the controllers.
+type Options struct {
+	// ExpiringSoonWindow: how long before a key's expiry it is reported
+	// as ExpiringSoon.
+	ExpiringSoonWindow time.Duration
+	// Clock is the controllers' time source; nil means the real clock.
+	Clock clock.PassiveClock
+}
+
+// Setup registers every controller with the manager.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return (&apikey.Reconciler{
+		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
+		Clock:              o.Clock,
+		Recorder:           mgr.GetEventRecorder("keyward-apikey"),
+		ExpiringSoonWindow: o.ExpiringSoonWindow,
+	}).SetupWithManager(mgr)
+}

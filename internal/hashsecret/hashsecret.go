@@ -1,0 +1,172 @@
+// Package hashsecret defines the hash Secret: the one object per APIKey or
+// AccessKeyPair that holds everything validation needs (key versions as
+// hashes, identity, access, suspension, expiry) and never a plaintext key.
+// Controllers write it; the key server indexes it from its informer cache.
+package hashsecret
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+const (
+	// SecretType marks hash Secrets, so they are recognisable and can be
+	// selected by field as well as by label.
+	SecretType corev1.SecretType = "keys.keyward.dev/hash"
+	// LabelKind is set on every hash Secret to the owner's kind ("apikey" or
+	// "accesskeypair"); the key server caches only Secrets with this label.
+	LabelKind = "keys.keyward.dev/hash"
+	// LabelManagedBy / ManagedBy mark every Secret Keyward writes (hash and
+	// delivery); the controllers cache only Secrets with this label.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "keyward"
+	// LabelOwner names the owning APIKey or AccessKeyPair.
+	LabelOwner = "keys.keyward.dev/owner"
+
+	// DataRecord holds the JSON Record.
+	DataRecord = "record.json"
+	// DataAge holds the current version's plaintext, age-encrypted, so the
+	// status delivery survives a crash between the hash write and the status
+	// write. It is ciphertext, and the key server strips it from its cache.
+	DataAge = "age"
+
+	// KindAPIKey and KindAccessKeyPair are the LabelKind values.
+	KindAPIKey        = "apikey"
+	KindAccessKeyPair = "accesskeypair"
+
+	// MaxVersions bounds the versions kept: the current one and previous
+	// ones still within their grace period.
+	MaxVersions = 16
+)
+
+// Version is one key version: its public id and the tagged hash of its secret.
+type Version struct {
+	ID   string `json:"id"`
+	Hash string `json:"hash"`
+	// Hint is the prefix and last four characters (the checksum, never
+	// secret) of a generated key, shown in status so people can tell keys apart.
+	Hint      string     `json:"hint,omitempty"`
+	NotBefore time.Time  `json:"notBefore"`
+	NotAfter  *time.Time `json:"notAfter,omitempty"`
+}
+
+// ValidAt reports whether the version validates at t.
+func (v Version) ValidAt(t time.Time) bool {
+	return !t.Before(v.NotBefore) && (v.NotAfter == nil || t.Before(*v.NotAfter))
+}
+
+// Record is what a hash Secret holds.
+type Record struct {
+	Kind      string     `json:"kind"`
+	Namespace string     `json:"namespace"`
+	Name      string     `json:"name"`
+	Subject   string     `json:"subject"`
+	Groups    []string   `json:"groups,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	Access    string     `json:"access,omitempty"`
+	Suspended bool       `json:"suspended,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Current is the version clients are given; Previous are rotated-out
+	// versions that still validate until their NotAfter.
+	Current  *Version  `json:"current,omitempty"`
+	Previous []Version `json:"previous,omitempty"`
+	// AgeRecipients the age delivery (DataAge) was encrypted to.
+	AgeRecipients []string `json:"ageRecipients,omitempty"`
+	// RotateRequest is the last keys.keyward.dev/rotate value acted on,
+	// kept with the versions so a crash cannot make it rotate twice.
+	RotateRequest string `json:"rotateRequest,omitempty"`
+}
+
+// Versions lists the current version first, then the previous ones.
+func (r *Record) Versions() []Version {
+	out := make([]Version, 0, 1+len(r.Previous))
+	if r.Current != nil {
+		out = append(out, *r.Current)
+	}
+	return append(out, r.Previous...)
+}
+
+// ErrCorrupt says a hash Secret exists but cannot be read as a Record.
+var ErrCorrupt = errors.New("hash secret is not a valid Keyward record")
+
+// maxRecordBytes bounds what Decode parses (a record is a few KiB at most).
+const maxRecordBytes = 64 << 10
+
+// Decode reads the Record of a hash Secret.
+func Decode(s *corev1.Secret) (*Record, error) {
+	raw, ok := s.Data[DataRecord]
+	if !ok || len(raw) == 0 || len(raw) > maxRecordBytes {
+		return nil, ErrCorrupt
+	}
+	var r Record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, jsonErrorKind(err))
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// jsonErrorKind names a JSON error without echoing input bytes.
+func jsonErrorKind(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at offset %d", syn.Offset)
+	case errors.As(err, &typ):
+		return "wrong type for field " + typ.Field
+	default:
+		return "malformed JSON"
+	}
+}
+
+func (r *Record) validate() error {
+	if len(r.Previous)+1 > MaxVersions {
+		return fmt.Errorf("%w: too many versions", ErrCorrupt)
+	}
+	for _, v := range r.Versions() {
+		if v.ID == "" || v.Hash == "" {
+			return fmt.Errorf("%w: a version lacks its id or hash", ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// Encode renders a Record as hash Secret data.
+func Encode(r *Record) ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// Equal reports whether two records hold the same content.
+func Equal(a, b *Record) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	ea, err1 := json.Marshal(a)
+	eb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && slices.Equal(ea, eb)
+}
+
+// Name is the hash Secret's name for an owner of the given kind: readable
+// when it fits, and unique (a hash suffix) when the owner's name is long.
+func Name(kind, owner string) string {
+	prefix := "kw-" + kind + "-"
+	name := prefix + owner
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(owner))
+	return prefix + owner[:253-len(prefix)-17] + "-" + hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,97 @@
+package hashsecret
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+func TestRoundTrip(t *testing.T) {
+	end := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := &Record{
+		Kind: KindAPIKey, Namespace: "ns", Name: "n", Subject: "s", Scopes: []string{"a:b"},
+		Current:  &Version{ID: "id1", Hash: "sha256:00", NotBefore: end.Add(-time.Hour)},
+		Previous: []Version{{ID: "id0", Hash: "sha256:01", NotAfter: &end}},
+	}
+	raw, err := Encode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(&corev1.Secret{Data: map[string][]byte{DataRecord: raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Equal(rec, got) {
+		t.Fatalf("round trip changed the record: %+v", got)
+	}
+	if ids := got.Versions(); len(ids) != 2 || ids[0].ID != "id1" {
+		t.Fatalf("Versions() = %+v, want current first", ids)
+	}
+}
+
+func TestDecodeRefusesCorruptRecords(t *testing.T) {
+	cases := map[string][]byte{
+		"no record":                  nil,
+		"not JSON":                   []byte("{not json"),
+		"a version without its hash": []byte(`{"current":{"id":"x"}}`),
+		"larger than any record":     []byte(`{"subject":"` + strings.Repeat("x", 70<<10) + `"}`),
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode(&corev1.Secret{Data: map[string][]byte{DataRecord: raw}})
+			if err == nil {
+				t.Fatal("a corrupt record was accepted")
+			}
+			if len(raw) > 0 && len(raw) < 100 && strings.Contains(err.Error(), string(raw)) {
+				t.Fatal("the error echoes the Secret's content")
+			}
+		})
+	}
+}
+
+func TestValidAt(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := t0.Add(time.Hour)
+	v := Version{NotBefore: t0, NotAfter: &end}
+	cases := map[string]struct {
+		at   time.Time
+		want bool
+	}{
+		"before notBefore":         {t0.Add(-time.Nanosecond), false},
+		"at notBefore":             {t0, true},
+		"just before notAfter":     {end.Add(-time.Nanosecond), true},
+		"at notAfter it has ended": {end, false},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := v.ValidAt(c.at); got != c.want {
+				t.Fatalf("ValidAt = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestNameIsAValidUniqueSecretName(t *testing.T) {
+	long := strings.Repeat("a", 253)
+	cases := map[string]string{
+		"a short owner":                     "billing",
+		"an owner at the length limit":      long,
+		"a long owner differing at its end": long[:252] + "b",
+	}
+	seen := map[string]bool{}
+	for name, owner := range cases {
+		t.Run(name, func(t *testing.T) {
+			n := Name(KindAPIKey, owner)
+			if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+				t.Fatalf("%q is not a valid Secret name: %v", n, errs)
+			}
+			if seen[n] {
+				t.Fatalf("two owners share the hash Secret %q", n)
+			}
+			seen[n] = true
+		})
+	}
+}

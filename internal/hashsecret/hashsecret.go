@@ -77,11 +77,20 @@ type Record struct {
 	// versions that still validate until their NotAfter.
 	Current  *Version  `json:"current,omitempty"`
 	Previous []Version `json:"previous,omitempty"`
+	// Tokens bounds the tokens an AccessKeyPair may be exchanged for.
+	Tokens *TokenPolicy `json:"tokens,omitempty"`
 	// AgeRecipients the age delivery (DataAge) was encrypted to.
 	AgeRecipients []string `json:"ageRecipients,omitempty"`
 	// RotateRequest is the last keys.keyward.dev/rotate value acted on,
 	// kept with the versions so a crash cannot make it rotate twice.
 	RotateRequest string `json:"rotateRequest,omitempty"`
+}
+
+// TokenPolicy is an AccessKeyPair's bounds on the tokens issued for it.
+type TokenPolicy struct {
+	DefaultLifetime time.Duration `json:"defaultLifetime"`
+	MaxLifetime     time.Duration `json:"maxLifetime,omitempty"`
+	Audiences       []string      `json:"audiences,omitempty"`
 }
 
 // Versions lists the current version first, then the previous ones.

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/ownedsecret"
 )
 
 // Step names a point between two writes of one reconcile, for fault
@@ -140,13 +141,8 @@ func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
 	if err != nil {
 		return err
 	}
-	for _, sec := range []*corev1.Secret{s.hashSecret, s.delivery} {
-		if sec == nil {
-			continue
-		}
-		if err := r.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); client.IgnoreNotFound(err) != nil {
-			return err
-		}
+	if err := ownedsecret.Delete(ctx, r.Client, s.hashSecret, s.delivery); err != nil {
+		return err
 	}
 	patch := client.MergeFrom(key.DeepCopy())
 	controllerutil.RemoveFinalizer(key, kw.FinalizerCleanup)

@@ -1,23 +1,17 @@
 package apikey
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keystatus"
+	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
@@ -50,7 +44,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	wantsAge := key.Spec.Delivery != nil
 	in := versionInput{
 		now:            now,
-		expired:        expiredAt(expiry, now),
+		expired:        keystatus.ExpiredAt(expiry, now),
 		current:        rec.Current,
 		wantsSecret:    key.Spec.SecretName != "",
 		wantsAge:       wantsAge,
@@ -82,7 +76,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	switch act {
 	case issueVersion:
-		if err := r.checkFresh(ctx, key, s); err != nil {
+		if err := ownedsecret.CheckFresh(ctx, r.APIReader, key.Namespace, s.hashName, s.hashSecret); err != nil {
 			return 0, err
 		}
 		k, err := keymaterial.Generate(prefixOf(key))
@@ -231,47 +225,14 @@ func (r *Reconciler) applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.
 	capAtExpiry(rec, expiry)
 }
 
-// checkFresh makes sure the cached hash Secret is the live one before a new
-// version is issued, so a stale cache can never issue twice.
-func (r *Reconciler) checkFresh(ctx context.Context, key *kw.APIKey, s *state) error {
-	live := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: s.hashName}, live)
-	switch {
-	case apierrors.IsNotFound(err):
-		if s.hashSecret != nil {
-			return errStale
-		}
-		return nil
-	case err != nil:
-		return err
-	case s.hashSecret == nil || s.hashSecret.ResourceVersion != live.ResourceVersion:
-		return errStale
-	}
-	return nil
-}
-
-var errStale = errors.New("the cached hash Secret is older than the live one; retrying")
-
 func (r *Reconciler) writeDelivery(ctx context.Context, key *kw.APIKey, s *state, k keymaterial.Key) error {
-	sec := s.delivery
-	if sec == nil {
-		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Spec.SecretName}, Type: corev1.SecretTypeOpaque}
-	} else {
-		sec = sec.DeepCopy()
-	}
-	r.label(sec, key)
-	if sec.Annotations == nil {
-		sec.Annotations = map[string]string{}
-	}
-	sec.Annotations[AnnotationKeyID] = k.ID
-	sec.Data = map[string][]byte{DataKey: []byte(k.String())}
-	if err := controllerutil.SetControllerReference(key, sec, r.Client.Scheme()); err != nil {
-		return err
-	}
-	if s.delivery == nil {
-		return r.Client.Create(ctx, sec)
-	}
-	return r.Client.Update(ctx, sec) // resourceVersion guards against a stale read
+	_, _, err := ownedsecret.Put(ctx, r.Client, key, s.delivery, ownedsecret.Desired{
+		Name:        key.Spec.SecretName,
+		Type:        corev1.SecretTypeOpaque,
+		Annotations: map[string]string{AnnotationKeyID: k.ID},
+		Data:        map[string][]byte{DataKey: []byte(k.String())},
+	})
+	return err
 }
 
 // writeRecord writes the hash Secret when it differs from rec; it reports
@@ -285,48 +246,16 @@ func (r *Reconciler) writeRecord(ctx context.Context, key *kw.APIKey, s *state, 
 	if age != "" {
 		data[hashsecret.DataAge] = []byte(age)
 	}
-	sec := s.hashSecret
-	if sec != nil && maps.EqualFunc(sec.Data, data, bytes.Equal) && sec.Labels[hashsecret.LabelKind] == hashsecret.KindAPIKey {
-		return false, nil
+	sec, wrote, err := ownedsecret.Put(ctx, r.Client, key, s.hashSecret, ownedsecret.Desired{
+		Name:   s.hashName,
+		Type:   hashsecret.SecretType,
+		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAPIKey},
+		Data:   data,
+	})
+	if err == nil {
+		s.hashSecret = sec
 	}
-	if sec == nil {
-		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: s.hashName}, Type: hashsecret.SecretType}
-	} else {
-		sec = sec.DeepCopy()
-	}
-	r.label(sec, key)
-	sec.Labels[hashsecret.LabelKind] = hashsecret.KindAPIKey
-	sec.Data = data
-	if err := controllerutil.SetControllerReference(key, sec, r.Client.Scheme()); err != nil {
-		return false, err
-	}
-	if s.hashSecret == nil {
-		err = r.Client.Create(ctx, sec)
-	} else {
-		err = r.Client.Update(ctx, sec)
-	}
-	if err != nil {
-		return false, err
-	}
-	s.hashSecret = sec
-	return true, nil
-}
-
-func (r *Reconciler) label(sec *corev1.Secret, key *kw.APIKey) {
-	if sec.Labels == nil {
-		sec.Labels = map[string]string{}
-	}
-	sec.Labels[hashsecret.LabelManagedBy] = hashsecret.ManagedBy
-	sec.Labels[hashsecret.LabelOwner] = ownerLabel(key.Name)
-}
-
-// ownerLabel fits the owner's name into a label value (63 characters).
-func ownerLabel(name string) string {
-	if len(name) <= 63 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return name[:54] + "-" + hex.EncodeToString(sum[:4])
+	return wrote, err
 }
 
 func newVersion(k keymaterial.Key, at time.Time) *hashsecret.Version {

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
 
@@ -24,10 +25,6 @@ func effectiveExpiry(spec kw.APIKeySpec, created metav1.Time) *time.Time {
 		return &t
 	}
 	return nil
-}
-
-func expiredAt(expiry *time.Time, now time.Time) bool {
-	return expiry != nil && !now.Before(*expiry)
 }
 
 // action is what the controller does about the key's versions.
@@ -174,7 +171,7 @@ func capAtExpiry(rec *hashsecret.Record, expiry *time.Time) {
 
 // nextRotation is when the current version is due for scheduled rotation.
 func nextRotation(spec kw.APIKeySpec, rec *hashsecret.Record, expiry *time.Time, now time.Time) *time.Time {
-	if spec.Rotation == nil || rec.Current == nil || spec.Suspended || expiredAt(expiry, now) {
+	if spec.Rotation == nil || rec.Current == nil || spec.Suspended || keystatus.ExpiredAt(expiry, now) {
 		return nil
 	}
 	t := rec.Current.NotBefore.Add(spec.Rotation.Period.Duration)

@@ -5,10 +5,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
 
@@ -19,10 +19,10 @@ func (r *Reconciler) setStatus(key *kw.APIKey, rec *hashsecret.Record, age strin
 	st.KeyID, st.KeyHint, st.IssuedAt = "", "", nil
 	if c := rec.Current; c != nil {
 		st.KeyID, st.KeyHint = c.ID, c.Hint
-		st.IssuedAt = timePtr(&c.NotBefore)
+		st.IssuedAt = keystatus.TimePtr(&c.NotBefore)
 	}
-	st.ExpiresAt = timePtr(expiry)
-	st.NextRotationAt = timePtr(nextRotation(key.Spec, rec, expiry, now))
+	st.ExpiresAt = keystatus.TimePtr(expiry)
+	st.NextRotationAt = keystatus.TimePtr(nextRotation(key.Spec, rec, expiry, now))
 	st.PreviousKeys = nil
 	for _, v := range rec.Previous {
 		if v.NotAfter != nil {
@@ -44,30 +44,9 @@ func (r *Reconciler) setBlocked(key *kw.APIKey, now time.Time, expiry *time.Time
 // setConditions derives Ready, Expired and Suspended from the spec and the
 // clock; blockedReason, when set, makes Ready False with that reason.
 func (r *Reconciler) setConditions(key *kw.APIKey, now time.Time, expiry *time.Time, blockedReason, blockedMessage string) {
-	prevReason := ""
-	if c := meta.FindStatusCondition(key.Status.Conditions, kw.ConditionReady); c != nil {
-		prevReason = c.Reason // copied: SetStatusCondition updates the element in place
-	}
-	expired := expiredAt(expiry, now)
-
-	exp := metav1.Condition{Type: kw.ConditionExpired, Status: metav1.ConditionFalse, Reason: kw.ReasonNoExpiry, Message: "the key never expires"}
-	if expiry != nil {
-		exp.Reason, exp.Message = kw.ReasonNotExpired, "the key expires at "+expiry.Format(time.RFC3339)
-		if expired {
-			exp.Status, exp.Reason, exp.Message = metav1.ConditionTrue, kw.ReasonExpired, "the key expired at "+expiry.Format(time.RFC3339)
-		}
-	}
-	sus := metav1.Condition{Type: kw.ConditionSuspended, Status: metav1.ConditionFalse, Reason: kw.ReasonActive, Message: "the key is not suspended"}
-	if key.Spec.Suspended {
-		sus.Status, sus.Reason, sus.Message = metav1.ConditionTrue, kw.ReasonSuspended, "spec.suspended is set; the key is rejected until it is cleared"
-	}
 	ready := readyCondition(key, now, expiry, r.ExpiringSoonWindow, blockedReason, blockedMessage)
-
-	for _, c := range []metav1.Condition{ready, exp, sus} {
-		c.ObservedGeneration = key.Generation
-		c.LastTransitionTime = metav1.NewTime(now) // kept by SetStatusCondition unless Status changes
-		meta.SetStatusCondition(&key.Status.Conditions, c)
-	}
+	prevReason := keystatus.Set(&key.Status.Conditions, key.Generation, now,
+		ready, keystatus.Expired(expiry, now), keystatus.Suspended(key.Spec.Suspended))
 
 	if prevReason != ready.Reason {
 		switch ready.Reason {
@@ -88,7 +67,7 @@ func readyCondition(key *kw.APIKey, now time.Time, expiry *time.Time, window tim
 	switch {
 	case blockedReason != "":
 		c.Reason, c.Message = blockedReason, blockedMessage
-	case expiredAt(expiry, now):
+	case keystatus.ExpiredAt(expiry, now):
 		c.Reason, c.Message = kw.ReasonExpired, "the key expired at "+expiry.Format(time.RFC3339)
 	case key.Spec.Suspended:
 		c.Reason, c.Message = kw.ReasonSuspended, "the key is suspended"
@@ -122,12 +101,4 @@ func (r *Reconciler) event(key *kw.APIKey, eventType, reason, action, note strin
 	if r.Recorder != nil {
 		r.Recorder.Eventf(key, nil, eventType, reason, action, note, args...)
 	}
-}
-
-func timePtr(t *time.Time) *metav1.Time {
-	if t == nil {
-		return nil
-	}
-	mt := metav1.NewTime(*t)
-	return &mt
 }

@@ -6,6 +6,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 )
 
@@ -14,6 +15,8 @@ type Options struct {
 	// ExpiringSoonWindow: how long before a key's expiry it is reported
 	// as ExpiringSoon.
 	ExpiringSoonWindow time.Duration
+	// MaxPairsPerSubject bounds AccessKeyPairs per subject and namespace.
+	MaxPairsPerSubject int
 	// Clock is the controllers' time source; nil means the real clock.
 	Clock clock.PassiveClock
 }
@@ -22,6 +25,16 @@ type Options struct {
 func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if err := (&accesskeypair.Reconciler{
+		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
+		Clock:              o.Clock,
+		Recorder:           mgr.GetEventRecorder("keyward-accesskeypair"),
+		MaxPerSubject:      o.MaxPairsPerSubject,
+		ExpiringSoonWindow: o.ExpiringSoonWindow,
+	}).SetupWithManager(mgr); err != nil {
+		return err
 	}
 	return (&apikey.Reconciler{
 		Client:             mgr.GetClient(),

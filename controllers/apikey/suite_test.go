@@ -21,14 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/agecrypt"
@@ -112,34 +108,18 @@ type hook func(context.Context, client.ObjectKey, Step) error
 
 // startManager starts a fresh manager, as a restarted operator would be.
 func startManager(ns string, clk *clocktesting.FakeClock, afterWrite hook) func() {
-	cacheOpts := kube.CacheOptions()
-	cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 kube.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cacheOpts,
-		// Each spec starts its own manager; the controller name repeats.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	stop, err := testenv.StartManager(cfg, ns, func(mgr ctrl.Manager) error {
+		return (&Reconciler{
+			Client:             mgr.GetClient(),
+			APIReader:          mgr.GetAPIReader(),
+			Clock:              clk,
+			Recorder:           mgr.GetEventRecorder("keyward-apikey"),
+			ExpiringSoonWindow: 30 * time.Minute,
+			AfterWrite:         afterWrite,
+		}).SetupWithManager(mgr)
 	})
 	Expect(err).NotTo(HaveOccurred())
-	r := &Reconciler{
-		Client:             mgr.GetClient(),
-		APIReader:          mgr.GetAPIReader(),
-		Clock:              clk,
-		Recorder:           mgr.GetEventRecorder("keyward-apikey"),
-		ExpiringSoonWindow: 30 * time.Minute,
-		AfterWrite:         afterWrite,
-	}
-	Expect(r.SetupWithManager(mgr)).To(Succeed())
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mctx)).To(Succeed())
-	}()
-	return func() { cancel(); <-done }
+	return func() { Expect(stop()).To(Succeed()) }
 }
 
 // newHarness makes a namespace and starts a manager watching it.

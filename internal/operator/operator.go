@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/keyward/keyward/controllers"
+	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -38,6 +39,7 @@ type Options struct {
 	WebhookCertDir         string
 
 	ExpiringSoonWindow time.Duration
+	MaxPairsPerSubject int
 }
 
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
@@ -58,6 +60,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "keyward-controllers.keys.keyward.dev", "Name of the leader-election Lease.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty uses controller-runtime's default.")
+	fs.IntVar(&o.MaxPairsPerSubject, "max-pairs-per-subject", accesskeypair.DefaultMaxPerSubject, "How many AccessKeyPairs one subject may hold in a namespace.")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -96,7 +99,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 
 	if o.EnableControllers {
-		if err := controllers.Setup(mgr, controllers.Options{ExpiringSoonWindow: o.ExpiringSoonWindow}); err != nil {
+		if err := controllers.Setup(mgr, controllers.Options{ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject}); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +13,12 @@ import (
 	"strings"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/keyward/keyward/internal/kube"
 )
@@ -68,4 +74,31 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 		return nil, nil, fmt.Errorf("starting envtest (kube-apiserver and etcd from %s): %w", env.BinaryAssetsDirectory, err)
 	}
 	return env, cfg, nil
+}
+
+// StartManager starts a manager for one test: Keyward's scheme and cache
+// layout, restricted to namespace ns so tests cannot disturb each other, no
+// metrics or probes. setup registers what the test runs. The returned func
+// stops the manager and waits for it, returning its error.
+func StartManager(cfg *rest.Config, ns string, setup func(ctrl.Manager) error) (stop func() error, err error) {
+	cacheOpts := kube.CacheOptions()
+	cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 kube.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cacheOpts,
+		// Tests start many managers in one process; controller names repeat.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(mgr); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() error { cancel(); return <-done }, nil
 }

@@ -1,0 +1,133 @@
+package accesskeypair
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+)
+
+// The decisions of the AccessKeyPair controller, as pure functions.
+
+type action int
+
+const (
+	keepPair   action = iota
+	issuePair         // generate a new AK/SK and deliver it
+	adoptPair         // record the pair found in the delivery Secret
+	revokePair        // the pair is over the limit: it must not validate
+)
+
+type pairInput struct {
+	current *hashsecret.Version
+	// deliveredID is the access key id in the delivery Secret ("" if none);
+	// deliveredMatches: its secret key verifies against current.
+	deliveredID      string
+	deliveredMatches bool
+	expired          bool
+	overLimit        bool
+}
+
+func decidePair(in pairInput) action {
+	switch {
+	case in.overLimit:
+		if in.current != nil {
+			return revokePair
+		}
+		return keepPair
+	case in.deliveredID != "" && (in.current == nil || in.current.ID != in.deliveredID):
+		// Delivered before a crash, never recorded: adopt, do not replace.
+		return adoptPair
+	case in.current == nil && !in.expired:
+		return issuePair
+	case in.current != nil && !in.deliveredMatches && !in.expired:
+		return issuePair // the delivered secret key was deleted or edited: it is lost
+	}
+	return keepPair
+}
+
+// withinLimit reports whether pair is among the first max pairs of its
+// subject, oldest first (ties by name), so the same pairs win on every replica.
+func withinLimit(pair *kw.AccessKeyPair, siblings []kw.AccessKeyPair, max int) bool {
+	live := slices.DeleteFunc(slices.Clone(siblings), func(p kw.AccessKeyPair) bool {
+		return !p.DeletionTimestamp.IsZero() || SubjectOf(&p) != SubjectOf(pair)
+	})
+	slices.SortFunc(live, func(a, b kw.AccessKeyPair) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	for i, p := range live {
+		if p.Name == pair.Name {
+			return i < max
+		}
+	}
+	return true // not listed yet (cache lag): the webhook already checked it
+}
+
+// tokenPolicy is what the key server enforces on token requests.
+func tokenPolicy(spec kw.AccessKeyPairSpec) *hashsecret.TokenPolicy {
+	p := &hashsecret.TokenPolicy{DefaultLifetime: defaultLifetime}
+	if t := spec.Tokens; t != nil {
+		if t.MaxLifetime != nil {
+			p.MaxLifetime = t.MaxLifetime.Duration
+			p.DefaultLifetime = min(p.DefaultLifetime, p.MaxLifetime)
+		}
+		if t.DefaultLifetime != nil {
+			p.DefaultLifetime = t.DefaultLifetime.Duration
+		}
+		p.Audiences = slices.Clone(t.Audiences)
+	}
+	return p
+}
+
+var defaultLifetime = mustDuration(kw.DefaultTokenLifetime)
+
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func expiryOf(spec kw.AccessKeyPairSpec) *time.Time {
+	if spec.ExpiresAt == nil {
+		return nil
+	}
+	t := spec.ExpiresAt.UTC()
+	return &t
+}
+
+// SubjectOf is spec.subject, or the pair's name.
+func SubjectOf(p *kw.AccessKeyPair) string {
+	if p.Spec.Subject != "" {
+		return p.Spec.Subject
+	}
+	return p.Name
+}
+
+func readyCondition(p *kw.AccessKeyPair, now time.Time, expiry *time.Time, window time.Duration, blockedReason, blockedMessage string) metav1.Condition {
+	c := metav1.Condition{Type: kw.ConditionReady, Status: metav1.ConditionFalse}
+	switch {
+	case blockedReason != "":
+		c.Reason, c.Message = blockedReason, blockedMessage
+	case expiry != nil && !now.Before(*expiry):
+		c.Reason, c.Message = kw.ReasonExpired, "the pair expired at "+expiry.Format(time.RFC3339)
+	case p.Spec.Suspended:
+		c.Reason, c.Message = kw.ReasonSuspended, "the pair is suspended: no tokens are issued and issued tokens are refused"
+	case p.Status.AccessKeyID == "":
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, "Pending", "no access key is issued yet"
+	case expiry != nil && !now.Before(expiry.Add(-window)):
+		c.Status, c.Reason = metav1.ConditionTrue, kw.ReasonExpiringSoon
+		c.Message = "access key " + p.Status.AccessKeyID + " is valid; the pair expires at " + expiry.Format(time.RFC3339)
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, kw.ReasonIssued, "access key "+p.Status.AccessKeyID+" is valid"
+	}
+	return c
+}

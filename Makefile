@@ -24,8 +24,9 @@ dev: envtest ## Run Keyward on a local control plane (kube-apiserver + etcd), in
 
 .PHONY: manifests
 manifests: ## Generate the CRDs and RBAC from the Go types and markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: ## Generate deepcopy code.

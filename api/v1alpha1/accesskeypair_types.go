@@ -144,7 +144,7 @@ type AccessKeyPairStatus struct {
 // +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subject`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="AccessKeyID",type=string,JSONPath=`.status.accessKeyID`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AccessKeyPair struct {
 	metav1.TypeMeta   `json:",inline"`

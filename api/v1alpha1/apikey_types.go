@@ -243,7 +243,7 @@ type AgeDelivery struct {
 // +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subject`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="KeyID",type=string,JSONPath=`.status.keyID`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type APIKey struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -248,7 +248,9 @@ var _ = Describe("AccessKeyPair", func() {
 		Expect(k8s.Create(ctx, p)).To(Succeed())
 		issued(p)
 		Expect(k8s.Delete(ctx, get(p))).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(p), &kw.AccessKeyPair{})) }).Should(BeTrue())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(p), &kw.AccessKeyPair{}))
+		}).Should(BeTrue())
 		for _, name := range []string{p.Spec.SecretName, hashsecret.Name(hashsecret.KindAccessKeyPair, p.Name)} {
 			Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: name}, &corev1.Secret{}))).To(BeTrue(), name)
 		}

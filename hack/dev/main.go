@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,7 +60,7 @@ func run() error {
 	}()
 
 	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd…")
-	env, cfg, err := testenv.Start()
+	env, cfg, err := testenv.StartWithWebhooks()
 	if err != nil {
 		return err
 	}
@@ -77,12 +78,24 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := applySamples(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "samples")); err != nil {
-		return err
-	}
 
+	// The API server calls the admission webhooks at the address and with
+	// the CA envtest set up.
+	wh := env.WebhookInstallOptions
+	opts.WebhookHost, opts.WebhookPort, opts.WebhookCertDir = wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir
 	mgr, err := operator.NewManager(cfg, opts)
 	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- mgr.Start(ctx) }()
+	// The samples go through the admission webhooks: wait until they serve.
+	if err := waitForWebhooks(ctx, mgr, errc); err != nil {
+		return err
+	}
+	if err := applySamples(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "samples")); err != nil {
+		cancel()
+		<-errc
 		return err
 	}
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
@@ -98,58 +111,20 @@ Key server: http://%s
 Ctrl-C stops Keyward and the control plane.
 
 `, kubeconfig, kubectl, displayAddr(opts.KeyServerBindAddress))
-	return mgr.Start(ctx)
+	return <-errc
 }
 
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("creating the admin user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
-}
-
-// applySamples creates every object of config/samples in the default namespace.
-func applySamples(ctx context.Context, c client.Client, dir string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "keys_*.yaml"))
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		for _, doc := range strings.Split(string(data), "\n---") {
-			if strings.TrimSpace(doc) == "" {
-				continue
-			}
-			u := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if u.GetNamespace() == "" {
-				u.SetNamespace("default")
-			}
-			if err := c.Create(ctx, u); err != nil {
-				return fmt.Errorf("creating sample %s: %w", filepath.Base(f), err)
-			}
+// waitForWebhooks waits until the admission webhooks serve, or the manager fails.
+func waitForWebhooks(ctx context.Context, mgr ctrl.Manager, errc <-chan error) error {
+	started := mgr.GetWebhookServer().StartedChecker()
+	for started(nil) != nil {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("the manager stopped before serving: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
-}
-
-func displayAddr(addr string) string {
-	if strings.HasPrefix(addr, ":") {
-		return "127.0.0.1" + addr
-	}
-	return addr
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
+	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	LeaderElectionID       string
 	WebhookPort            int
 	WebhookCertDir         string
+	// WebhookHost is the admission webhooks' listen host (all by default);
+	// set by make dev, not a flag.
+	WebhookHost string
 
 	ExpiringSoonWindow time.Duration
 	MaxPairsPerSubject int
@@ -85,7 +89,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: o.OperatorNamespace,
 		// Release the lease on shutdown so a rolling update hands over at once.
 		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
+		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		Cache:                         kube.CacheOptions(),
 	})
 	if err != nil {
@@ -100,6 +104,11 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 
 	if o.EnableControllers {
 		if err := controllers.Setup(mgr, controllers.Options{ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject}); err != nil {
+			return nil, err
+		}
+	}
+	if o.EnableAdmissionWebhooks {
+		if err := admission.SetupPairLimit(mgr, o.MaxPairsPerSubject); err != nil {
 			return nil, err
 		}
 	}

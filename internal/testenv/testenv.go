@@ -69,6 +69,22 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return start(env)
+}
+
+// StartWithWebhooks also registers Keyward's admission webhooks
+// (config/webhook) with the API server, pointing at a local serving host,
+// port and certificate that env.WebhookInstallOptions describes.
+func StartWithWebhooks() (*envtest.Environment, *rest.Config, error) {
+	env, err := New()
+	if err != nil {
+		return nil, nil, err
+	}
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(RepoRoot(), "config", "webhook")}}
+	return start(env)
+}
+
+func start(env *envtest.Environment) (*envtest.Environment, *rest.Config, error) {
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting envtest (kube-apiserver and etcd from %s): %w", env.BinaryAssetsDirectory, err)

@@ -1,0 +1,578 @@
+// Package keyindex is the key server's in-memory index of hash Secret
+// records: it answers "is this key valid, and whose is it?" in O(1) by key
+// id, with no I/O. Whoever watches the hash Secrets feeds it with Upsert and
+// Delete; every record it holds is immutable, so readers never see a record
+// half-updated.
+//
+// The package never logs, and neither a presented key nor a stored hash ever
+// ends up in a Result, an error or a map key.
+package keyindex
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keymaterial"
+)
+
+// Code is the outcome of a validation.
+type Code string
+
+const (
+	Valid         Code = "VALID"
+	NotFound      Code = "NOT_FOUND"
+	InvalidFormat Code = "INVALID_FORMAT"
+	Expired       Code = "EXPIRED"
+	Suspended     Code = "SUSPENDED"
+	NotYetValid   Code = "NOT_YET_VALID"
+	// InsufficientScope is produced by RequireScopes, never by validation.
+	InsufficientScope Code = "INSUFFICIENT_SCOPE"
+)
+
+// Result is the outcome of a validation. Only a Valid result (and an
+// InsufficientScope one derived from it) carries the identity; every other
+// result holds its Code alone, so a failure says nothing about the key.
+//
+// Groups and Scopes are shared with the index and with every other Result
+// for the same record: treat them as read-only. (Their capacity is clipped,
+// so append copies instead of writing into the shared array.) ExpiresAt is a
+// fresh copy the caller may keep or change.
+type Result struct {
+	Code Code
+	// Kind is hashsecret.KindAPIKey or hashsecret.KindAccessKeyPair.
+	Kind string
+	// Namespace is the hash Secret's namespace, which Kubernetes RBAC
+	// vouches for; Name is the owning APIKey or AccessKeyPair.
+	Namespace, Name string
+	Subject         string
+	// KeyID is the id of the version that matched (an access key id for
+	// access key pairs); it is public.
+	KeyID     string
+	Access    string
+	Groups    []string
+	Scopes    []string
+	ExpiresAt *time.Time
+}
+
+// Errors returned by Upsert; the record is then not indexed (and whatever
+// was indexed under that hash Secret is removed, as for Delete).
+var (
+	ErrForeignNamespace = errors.New("keyindex: record names a namespace other than its hash Secret's")
+	ErrUnknownKind      = errors.New("keyindex: record has an unknown kind")
+)
+
+// Input bounds, checked before any other work.
+const (
+	// maxPresentedLen is the longest API key worth looking at: the longest
+	// importable key (Keyward's own format is far shorter).
+	maxPresentedLen = 512
+	// minImportedLen is the shortest key CheckImportStrength lets in.
+	minImportedLen = 32
+	// maxAccessKeyIDLen bounds access key ids (Keyward's are 20 characters).
+	maxAccessKeyIDLen = 128
+)
+
+// noBound stands for "no end" in the nanosecond timestamps below; real
+// instants are clamped below it, so "now >= noBound" never holds.
+const noBound = math.MaxInt64
+
+// dummyHash is verified against when an id is unknown, so that a miss costs
+// about as much as a hit with a wrong secret and timing does not tell
+// whether an id exists.
+var dummyHash = keymaterial.Hash("keyindex: no such key id")
+
+type kind uint8
+
+const (
+	kindAPIKey kind = iota + 1
+	kindAccessKeyPair
+)
+
+func (k kind) String() string {
+	if k == kindAccessKeyPair {
+		return hashsecret.KindAccessKeyPair
+	}
+	return hashsecret.KindAPIKey
+}
+
+// version is one indexed key version. Times are Unix nanoseconds rather than
+// time.Time: 16 bytes instead of 48, and no *time.Location pinned.
+type version struct {
+	id, hash  string
+	notBefore int64
+	notAfter  int64 // noBound when open-ended
+}
+
+// record is the immutable indexed form of a hashsecret.Record. All its
+// strings share one allocation (see pack).
+type record struct {
+	namespace, name, subject, access string
+	groups, scopes                   []string
+	versions                         []version
+	tokens                           *hashsecret.TokenPolicy
+	expiresAt                        int64 // noBound when the key never expires
+	kind                             kind
+	suspended                        bool
+}
+
+// secretRef names a hash Secret.
+type secretRef struct{ namespace, name string }
+
+// Index is the key server's index. It is safe for concurrent use; lookups
+// take a read lock only long enough to fetch an immutable record.
+type Index struct {
+	mu     sync.RWMutex
+	byName map[secretRef]*record
+	// byID maps every version id to the record that validates it.
+	byID map[string]*record
+	// claims lists, oldest first, every record claiming an id that more than
+	// one record claims. Ids are random, so this stays empty unless a record
+	// was copied or one key was imported twice; it lets the last claimant win
+	// and the others take over again when it goes.
+	claims map[string][]*record
+}
+
+// New returns an empty index.
+func New() *Index {
+	return &Index{
+		byName: map[secretRef]*record{},
+		byID:   map[string]*record{},
+		claims: map[string][]*record{},
+	}
+}
+
+// Len returns the number of indexed records (hash Secrets).
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byName)
+}
+
+// Versions returns the number of distinct version ids that can validate.
+func (x *Index) Versions() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byID)
+}
+
+// Upsert indexes rec as the content of the hash Secret namespace/name,
+// replacing whatever was indexed for it: versions missing from rec stop
+// validating when Upsert returns. A nil rec deletes. A record that names
+// another namespace than its Secret's (a copied or forged Secret) or has an
+// unknown kind is not indexed, and an error says why.
+func (x *Index) Upsert(namespace, name string, rec *hashsecret.Record) error {
+	if rec == nil {
+		x.Delete(namespace, name)
+		return nil
+	}
+	var err error
+	var k kind
+	switch rec.Kind {
+	case hashsecret.KindAPIKey:
+		k = kindAPIKey
+	case hashsecret.KindAccessKeyPair:
+		k = kindAccessKeyPair
+	default:
+		err = fmt.Errorf("%w (hash Secret %s/%s)", ErrUnknownKind, namespace, name)
+	}
+	if rec.Namespace != "" && rec.Namespace != namespace {
+		err = fmt.Errorf("%w (hash Secret %s/%s)", ErrForeignNamespace, namespace, name)
+	}
+	var r *record
+	var ref secretRef
+	if err == nil {
+		// Built before locking: readers wait only for the map updates.
+		r, ref = build(namespace, name, k, rec)
+	}
+
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.remove(secretRef{namespace, name})
+	if r == nil {
+		return err
+	}
+	x.byName[ref] = r
+	for i := range r.versions {
+		x.claim(r.versions[i].id, r)
+	}
+	return nil
+}
+
+// Delete removes everything indexed for the hash Secret namespace/name.
+func (x *Index) Delete(namespace, name string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.remove(secretRef{namespace, name})
+}
+
+// remove unindexes a hash Secret; x.mu must be held.
+func (x *Index) remove(ref secretRef) {
+	r, ok := x.byName[ref]
+	if !ok {
+		return
+	}
+	delete(x.byName, ref)
+	for i := range r.versions {
+		x.release(r.versions[i].id, r)
+	}
+}
+
+// claim makes r the record validating id; x.mu must be held.
+func (x *Index) claim(id string, r *record) {
+	cur, ok := x.byID[id]
+	x.byID[id] = r
+	if !ok || cur == r {
+		return
+	}
+	list, ok := x.claims[id]
+	if !ok {
+		list = []*record{cur}
+	}
+	x.claims[id] = append(list, r)
+}
+
+// release withdraws r's claim on id, handing id back to the latest other
+// claimant if any; x.mu must be held.
+func (x *Index) release(id string, r *record) {
+	list, ok := x.claims[id]
+	if !ok {
+		if x.byID[id] == r {
+			delete(x.byID, id)
+		}
+		return
+	}
+	list = slices.DeleteFunc(list, func(o *record) bool { return o == r })
+	switch len(list) {
+	case 0: // not reachable: a claims entry always has two claimants
+		delete(x.claims, id)
+		delete(x.byID, id)
+	case 1:
+		delete(x.claims, id)
+		x.byID[id] = list[0]
+	default:
+		x.claims[id] = list
+		x.byID[id] = list[len(list)-1]
+	}
+}
+
+// lookup returns the record validating id if it is of kind k.
+func (x *Index) lookup(id string, k kind) *record {
+	x.mu.RLock()
+	r := x.byID[id]
+	x.mu.RUnlock()
+	if r == nil || r.kind != k {
+		return nil
+	}
+	return r
+}
+
+// presented is a secret to check against stored hashes: either a parsed
+// Keyward key (whose secret part is hashed) or a whole string.
+type presented struct {
+	key   *keymaterial.Key
+	whole string
+}
+
+func (p presented) verify(hash string) bool {
+	if p.key != nil {
+		return p.key.Verify(hash)
+	}
+	return keymaterial.Verify(hash, p.whole)
+}
+
+// match returns the version of r with the given id whose hash p verifies
+// against. A record could list an id twice, so every candidate is tried.
+func (r *record) match(id string, p presented) *version {
+	for i := range r.versions {
+		if v := &r.versions[i]; v.id == id && p.verify(v.hash) {
+			return v
+		}
+	}
+	return nil
+}
+
+// ValidateAPIKey checks a presented API key at now. A key in Keyward's
+// format is looked up by its embedded id and its secret part verified;
+// anything else that could be an imported key is looked up by
+// keymaterial.ImportedKeyID and verified whole. Input that is neither a
+// well-formed Keyward key nor a known imported key is InvalidFormat (a
+// mistyped Keyward key fails its checksum and lands here); a well-formed key
+// that is unknown, or whose secret does not match, is NotFound. Expiry and
+// suspension are reported only to someone holding the right secret.
+func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
+	if len(presentedKey) > maxPresentedLen {
+		return Result{Code: InvalidFormat}
+	}
+	if k, err := keymaterial.Parse(presentedKey); err == nil {
+		p := presented{key: &k}
+		if r := x.lookup(k.ID, kindAPIKey); r != nil {
+			if v := r.match(k.ID, p); v != nil {
+				return r.judge(v, now)
+			}
+		} else {
+			_ = p.verify(dummyHash)
+		}
+		return Result{Code: NotFound}
+	}
+	if !importable(presentedKey) {
+		return Result{Code: InvalidFormat}
+	}
+	id := keymaterial.ImportedKeyID(presentedKey)
+	if r := x.lookup(id, kindAPIKey); r != nil {
+		if v := r.match(id, presented{whole: presentedKey}); v != nil {
+			return r.judge(v, now)
+		}
+	}
+	// The id derives from the whole input, so a miss reveals nothing about
+	// stored keys and needs no dummy verification.
+	return Result{Code: InvalidFormat}
+}
+
+// importable reports whether s has the shape of a key that
+// keymaterial.CheckImportStrength can have let in: 32 to 512 printable ASCII
+// characters without spaces. The strength heuristics themselves are not
+// repeated, so tightening them later does not orphan keys imported before.
+func importable(s string) bool {
+	if len(s) < minImportedLen || len(s) > maxPresentedLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateAccessKey checks an AccessKeyPair's access key id and secret key
+// at now, with the same rules as ValidateAPIKey; the secret key is verified
+// whole. On Valid it also returns a copy of the pair's token policy (nil if
+// the record has none; its Audiences are shared and read-only).
+func (x *Index) ValidateAccessKey(accessKeyID, secretKey string, now time.Time) (Result, *hashsecret.TokenPolicy) {
+	if len(accessKeyID) == 0 || len(accessKeyID) > maxAccessKeyIDLen ||
+		len(secretKey) == 0 || len(secretKey) > maxPresentedLen {
+		return Result{Code: InvalidFormat}, nil
+	}
+	p := presented{whole: secretKey}
+	r := x.lookup(accessKeyID, kindAccessKeyPair)
+	if r == nil {
+		_ = p.verify(dummyHash)
+		return Result{Code: NotFound}, nil
+	}
+	v := r.match(accessKeyID, p)
+	if v == nil {
+		return Result{Code: NotFound}, nil
+	}
+	res := r.judge(v, now)
+	if res.Code != Valid || r.tokens == nil {
+		return res, nil
+	}
+	tp := *r.tokens
+	return res, &tp
+}
+
+// PairActive reports whether the AccessKeyPair namespace/name still holds
+// access key accessKeyID and neither the pair nor that version has expired
+// or been suspended at now. Tokens issued for a pair are refused once this
+// turns false, e.g. as soon as the pair's deletion is seen.
+func (x *Index) PairActive(namespace, name, accessKeyID string, now time.Time) bool {
+	r := x.lookup(accessKeyID, kindAccessKeyPair)
+	if r == nil || r.namespace != namespace || r.name != name || r.suspended {
+		return false
+	}
+	t := nanos(now)
+	if t >= r.expiresAt {
+		return false
+	}
+	for i := range r.versions {
+		if v := &r.versions[i]; v.id == accessKeyID && t < v.notAfter {
+			return true
+		}
+	}
+	return false
+}
+
+// judge turns a verified version into a Result at now. Its caller has
+// proven it holds the secret, so the precise failure may be told.
+func (r *record) judge(v *version, now time.Time) Result {
+	t := nanos(now)
+	switch {
+	case t >= r.expiresAt || t >= v.notAfter:
+		return Result{Code: Expired}
+	case t < v.notBefore:
+		return Result{Code: NotYetValid}
+	case r.suspended:
+		return Result{Code: Suspended}
+	}
+	res := Result{
+		Code:      Valid,
+		Kind:      r.kind.String(),
+		Namespace: r.namespace,
+		Name:      r.name,
+		Subject:   r.subject,
+		KeyID:     v.id,
+		Access:    r.access,
+		Groups:    r.groups,
+		Scopes:    r.scopes,
+	}
+	if r.expiresAt != noBound {
+		e := time.Unix(0, r.expiresAt).UTC()
+		res.ExpiresAt = &e
+	}
+	return res
+}
+
+// HasScopes reports whether r is Valid and grants every required scope.
+// Scopes match exactly; no wildcard is interpreted.
+func HasScopes(r Result, required []string) bool {
+	if r.Code != Valid {
+		return false
+	}
+	for _, s := range required {
+		if !slices.Contains(r.Scopes, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// RequireScopes turns a Valid result lacking any required scope into
+// InsufficientScope. The identity is kept (the key is authentic; only the
+// authorisation failed), so a caller can say who was refused. Any other
+// result is returned unchanged.
+func RequireScopes(r Result, required []string) Result {
+	if r.Code == Valid && !HasScopes(r, required) {
+		r.Code = InsufficientScope
+	}
+	return r
+}
+
+// Bounds of the Unix nanosecond range (about years 1678 to 2262), kept one
+// inside int64 so no real instant equals noBound.
+var (
+	minInstant = time.Unix(0, math.MinInt64)
+	maxInstant = time.Unix(0, noBound-1)
+)
+
+// nanos converts t to Unix nanoseconds, clamping instants out of range
+// (such as the zero time.Time) instead of letting them overflow.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minInstant):
+		return math.MinInt64
+	case t.After(maxInstant):
+		return noBound - 1
+	}
+	return t.UnixNano()
+}
+
+// build converts a hashsecret.Record for the hash Secret namespace/name.
+func build(namespace, name string, k kind, in *hashsecret.Record) (*record, secretRef) {
+	n := len(in.Previous)
+	if in.Current != nil {
+		n++
+	}
+	r := &record{
+		kind:      k,
+		name:      in.Name,
+		subject:   in.Subject,
+		access:    in.Access,
+		groups:    cloneStrings(in.Groups),
+		scopes:    cloneStrings(in.Scopes),
+		expiresAt: noBound,
+		suspended: in.Suspended,
+		versions:  make([]version, 0, n),
+	}
+	if in.ExpiresAt != nil {
+		r.expiresAt = nanos(*in.ExpiresAt)
+	}
+	add := func(v *hashsecret.Version) {
+		// Versions without an id or hash cannot validate (Decode refuses
+		// them anyway).
+		if v.ID == "" || v.Hash == "" {
+			return
+		}
+		nv := version{id: v.ID, hash: v.Hash, notBefore: nanos(v.NotBefore), notAfter: noBound}
+		if v.NotAfter != nil {
+			nv.notAfter = nanos(*v.NotAfter)
+		}
+		r.versions = append(r.versions, nv)
+	}
+	if in.Current != nil {
+		add(in.Current)
+	}
+	for i := range in.Previous {
+		add(&in.Previous[i])
+	}
+	if len(r.versions) == 0 {
+		r.versions = nil
+	}
+	if in.Tokens != nil {
+		tp := *in.Tokens
+		tp.Audiences = cloneStrings(tp.Audiences)
+		r.tokens = &tp
+	}
+	ref := secretRef{namespace, name}
+	pack(func(f func(*string)) {
+		f(&ref.namespace)
+		f(&ref.name)
+		r.eachString(f)
+	})
+	r.namespace = ref.namespace
+	return r, ref
+}
+
+// eachString calls f on every string field r owns, except namespace.
+func (r *record) eachString(f func(*string)) {
+	f(&r.name)
+	f(&r.subject)
+	f(&r.access)
+	for i := range r.groups {
+		f(&r.groups[i])
+	}
+	for i := range r.scopes {
+		f(&r.scopes[i])
+	}
+	for i := range r.versions {
+		f(&r.versions[i].id)
+		f(&r.versions[i].hash)
+	}
+	if r.tokens != nil {
+		for i := range r.tokens.Audiences {
+			f(&r.tokens.Audiences[i])
+		}
+	}
+}
+
+// pack copies every string visited by each into one allocation and points
+// the fields into it. Besides saving an object header and a size-class
+// round-up per string, this guarantees the index never pins the caller's
+// memory (a substring would keep a whole decoded Secret alive).
+func pack(each func(f func(*string))) {
+	n := 0
+	each(func(s *string) { n += len(*s) })
+	var b strings.Builder
+	b.Grow(n)
+	each(func(s *string) { b.WriteString(*s) })
+	blob, off := b.String(), 0
+	each(func(s *string) {
+		l := len(*s)
+		*s = blob[off : off+l]
+		off += l
+	})
+}
+
+// cloneStrings copies ss (nil when empty) with clipped capacity, so that a
+// caller appending to a shared Result slice cannot write into the index.
+func cloneStrings(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	return slices.Clip(slices.Clone(ss))
+}

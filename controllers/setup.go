@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/controllers/signingkey"
 )
 
 // Options tune the controllers.
@@ -17,6 +18,13 @@ type Options struct {
 	ExpiringSoonWindow time.Duration
 	// MaxPairsPerSubject bounds AccessKeyPairs per subject and namespace.
 	MaxPairsPerSubject int
+	// OperatorNamespace holds the signing key set.
+	OperatorNamespace string
+	// SigningKeyPeriod: a new signing key this often.
+	SigningKeyPeriod time.Duration
+	// MaxTokenLifetime: the longest token the key server issues; a retired
+	// signing key stays published this long.
+	MaxTokenLifetime time.Duration
 	// Clock is the controllers' time source; nil means the real clock.
 	Clock clock.PassiveClock
 }
@@ -25,6 +33,15 @@ type Options struct {
 func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if err := (&signingkey.Reconciler{
+		Client:           mgr.GetClient(),
+		Clock:            o.Clock,
+		Namespace:        o.OperatorNamespace,
+		Period:           o.SigningKeyPeriod,
+		MaxTokenLifetime: o.MaxTokenLifetime,
+	}).SetupWithManager(mgr); err != nil {
+		return err
 	}
 	if err := (&accesskeypair.Reconciler{
 		Client:             mgr.GetClient(),

@@ -380,7 +380,8 @@ func (x *Index) ValidateAccessKey(accessKeyID, secretKey string, now time.Time) 
 // PairActive reports whether the AccessKeyPair namespace/name still holds
 // access key accessKeyID and neither the pair nor that version has expired
 // or been suspended at now. Tokens issued for a pair are refused once this
-// turns false, e.g. as soon as the pair's deletion is seen.
+// turns false, e.g. as soon as the pair's deletion is seen. NotBefore is
+// not checked: a token can only have been issued once the key was valid.
 func (x *Index) PairActive(namespace, name, accessKeyID string, now time.Time) bool {
 	r := x.lookup(accessKeyID, kindAccessKeyPair)
 	if r == nil || r.namespace != namespace || r.name != name || r.suspended {

@@ -13,14 +13,14 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
-// fleet is n realistic API key records and their plaintext keys.
-func fleet(tb testing.TB, n int) ([]*hashsecret.Record, []string) {
+// fleet is n realistic, distinct API key records and their plaintext keys.
+func fleet(tb testing.TB, owner string, n int) ([]*hashsecret.Record, []string) {
 	tb.Helper()
 	recs := make([]*hashsecret.Record, n)
 	keys := make([]string, n)
 	for i := range n {
 		k := generate(tb, "kw")
-		recs[i] = apiKeyRecord(fmt.Sprintf("team-%d", i%50), fmt.Sprintf("service-%d", i), versionOf(k, t0.Add(-time.Hour), nil))
+		recs[i] = apiKeyRecord(fmt.Sprintf("team-%d", i%50), fmt.Sprintf("%s-%d", owner, i), versionOf(k, t0.Add(-time.Hour), nil))
 		recs[i].ExpiresAt = at(90 * 24 * time.Hour)
 		keys[i] = k.String()
 	}
@@ -32,7 +32,7 @@ func fleet(tb testing.TB, n int) ([]*hashsecret.Record, []string) {
 // still alive at the second, so they are not counted.
 func loadIndex(tb testing.TB, n int) (*keyindex.Index, []string, float64) {
 	tb.Helper()
-	recs, keys := fleet(tb, n)
+	recs, keys := fleet(tb, "service", n)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -64,9 +64,9 @@ func TestMemoryPerKey(t *testing.T) {
 // while writers replace, shrink and delete records. Keys whose records are
 // only ever re-upserted must stay valid throughout.
 func TestConcurrentValidationAndChanges(t *testing.T) {
-	const stableN, churnN, rounds = 20, 20, 200
-	stableRecs, stableKeys := fleet(t, stableN)
-	churnRecs, churnKeys := fleet(t, churnN)
+	const stableN, churnN, rounds = 20, 20, 1000
+	stableRecs, stableKeys := fleet(t, "stable", stableN)
+	churnRecs, churnKeys := fleet(t, "churn", churnN)
 	x := keyindex.New()
 	for _, r := range stableRecs {
 		mustUpsert(t, x, r)
@@ -119,7 +119,6 @@ func BenchmarkValidateAPIKey(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
 			x, keys, perKey := loadIndex(b, n)
-			b.ReportMetric(perKey, "B/key")
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -128,6 +127,8 @@ func BenchmarkValidateAPIKey(b *testing.B) {
 				}
 				i++
 			}
+			// After the loop: b.Loop's first call resets reported metrics.
+			b.ReportMetric(perKey, "B/key")
 		})
 	}
 }
@@ -164,6 +165,7 @@ func BenchmarkValidateAPIKeyFailures(b *testing.B) {
 func BenchmarkValidateAPIKeyParallel(b *testing.B) {
 	x, keys, _ := loadIndex(b, 10_000)
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
@@ -177,7 +179,7 @@ func BenchmarkValidateAPIKeyParallel(b *testing.B) {
 }
 
 func BenchmarkUpsert(b *testing.B) {
-	recs, _ := fleet(b, 10_000)
+	recs, _ := fleet(b, "service", 10_000)
 	x := keyindex.New()
 	b.ReportAllocs()
 	i := 0

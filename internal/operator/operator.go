@@ -17,6 +17,7 @@ import (
 	"github.com/keyward/keyward/controllers"
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/controllers/signingkey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -44,6 +45,8 @@ type Options struct {
 
 	ExpiringSoonWindow time.Duration
 	MaxPairsPerSubject int
+	SigningKeyPeriod   time.Duration
+	MaxTokenLifetime   time.Duration
 }
 
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
@@ -65,6 +68,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty uses controller-runtime's default.")
 	fs.IntVar(&o.MaxPairsPerSubject, "max-pairs-per-subject", accesskeypair.DefaultMaxPerSubject, "How many AccessKeyPairs one subject may hold in a namespace.")
+	fs.DurationVar(&o.SigningKeyPeriod, "signing-key-rotation-period", signingkey.DefaultPeriod, "How often the key server's ES256 signing key is replaced.")
+	fs.DurationVar(&o.MaxTokenLifetime, "max-token-lifetime", signingkey.DefaultMaxTokenLifetime, "The longest lifetime of an issued token, whatever an AccessKeyPair allows; retired signing keys stay published this long.")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -103,7 +108,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 
 	if o.EnableControllers {
-		if err := controllers.Setup(mgr, controllers.Options{ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject}); err != nil {
+		if err := controllers.Setup(mgr, controllers.Options{
+			ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject,
+			OperatorNamespace: o.OperatorNamespace, SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
+		}); err != nil {
 			return nil, err
 		}
 	}

@@ -52,6 +52,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		suspended:      key.Spec.Suspended,
 		rotatePending:  rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
 		deliveredIsOld: s.delivered != nil && isPrevious(rec, s.delivered.ID),
+		forced:         s.forceRotate,
 	}
 	if s.delivered != nil {
 		in.deliveredID = s.delivered.ID
@@ -109,6 +110,9 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		retire(rec, now, 0)
 		rec.Current = &hashsecret.Version{ID: s.imported.id, Hash: s.imported.hash, NotBefore: now, Hint: "(imported)"}
 	case keepVersion:
+	}
+	if act == issueVersion || act == adoptDelivered {
+		s.issued = plaintext
 	}
 	if act != keepVersion {
 		rec.RotateRequest = rotateValue(key)

@@ -43,6 +43,7 @@ const (
 	whyLost        = "the delivered key was lost and no copy of it exists"
 	whyRecipients  = "the age recipients changed"
 	whyRequested   = "rotation requested with the " + kw.AnnotationRotate + " annotation"
+	whySelfRotated = "rotated by its holder through the key server"
 	whyScheduled   = "the rotation period elapsed"
 	whyAdopted     = "a delivered version was not yet recorded"
 	whyImported    = "the imported key changed"
@@ -72,6 +73,7 @@ type versionInput struct {
 	importedID    string
 	suspended     bool
 	rotatePending bool // the rotate annotation has a value not yet acted on
+	forced        bool // the key's holder asked the key server for a new version
 	period        time.Duration
 }
 
@@ -109,6 +111,9 @@ func decideVersion(in versionInput) (action, string) {
 	}
 	if in.suspended {
 		return keepVersion, whyNothingToDo
+	}
+	if in.forced {
+		return issueVersion, whySelfRotated
 	}
 	if in.rotatePending {
 		return issueVersion, whyRequested

@@ -37,6 +37,11 @@ type state struct {
 	imported *importedKey
 	// importReason/importMessage explain why an importFrom key is unusable.
 	importReason, importMessage string
+
+	// forceRotate asks converge for a new version (self-rotation); issued
+	// then holds it, for the caller to hand out once.
+	forceRotate bool
+	issued      *keymaterial.Key
 }
 
 type importedKey struct{ id, hash string }

@@ -3,13 +3,18 @@
 package operator
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -47,6 +52,8 @@ type Options struct {
 	MaxPairsPerSubject int
 	SigningKeyPeriod   time.Duration
 	MaxTokenLifetime   time.Duration
+	TokenIssuer        string
+	EnableDCETokenGET  bool
 }
 
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
@@ -70,6 +77,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxPairsPerSubject, "max-pairs-per-subject", accesskeypair.DefaultMaxPerSubject, "How many AccessKeyPairs one subject may hold in a namespace.")
 	fs.DurationVar(&o.SigningKeyPeriod, "signing-key-rotation-period", signingkey.DefaultPeriod, "How often the key server's ES256 signing key is replaced.")
 	fs.DurationVar(&o.MaxTokenLifetime, "max-token-lifetime", signingkey.DefaultMaxTokenLifetime, "The longest lifetime of an issued token, whatever an AccessKeyPair allows; retired signing keys stay published this long.")
+	fs.StringVar(&o.TokenIssuer, "token-issuer", "", "The iss of issued tokens and base URL of the discovery document; defaults to the key server's in-cluster Service URL.")
+	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -121,10 +130,59 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		}
 	}
 	if o.EnableKeyServer {
-		ks := keyserver.New(keyserver.Options{BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir})
-		if err := mgr.Add(ks); err != nil {
+		if err := addKeyServer(mgr, cfg, o); err != nil {
 			return nil, err
 		}
 	}
 	return mgr, nil
+}
+
+// addKeyServer adds the key server, its caches and its lastUsedAt writer.
+func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options) error {
+	issuer := o.TokenIssuer
+	if issuer == "" {
+		issuer = "https://keyward-key-server." + o.OperatorNamespace + ".svc:8443"
+	}
+	// Self-rotation runs the APIKey controller's own logic, reading live:
+	// the key server caches no APIKeys and no delivery Secrets.
+	live, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return err
+	}
+	rotator := &apikey.Reconciler{
+		Client: live, APIReader: live, Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("keyward-key-server"), ExpiringSoonWindow: o.ExpiringSoonWindow,
+		ImportResync: apikey.DefaultImportResync,
+	}
+	ks := keyserver.New(keyserver.Options{
+		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
+		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
+		Rotator: rotatorFunc(rotator.Rotate),
+	})
+	if err := ks.AddSources(mgr, o.OperatorNamespace); err != nil {
+		return err
+	}
+	if err := mgr.Add(ks); err != nil {
+		return err
+	}
+	if err := mgr.Add(&keyserver.UsageWriter{Server: ks, Client: live}); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("key-server-caches", func(*http.Request) error {
+		if !ks.Ready() {
+			return errors.New("the key server's caches have not synced")
+		}
+		return nil
+	})
+}
+
+// rotatorFunc adapts the APIKey controller's Rotate to the key server.
+type rotatorFunc func(ctx context.Context, namespace, name string) (string, string, error)
+
+func (f rotatorFunc) Rotate(ctx context.Context, namespace, name string) (string, string, error) {
+	key, id, err := f(ctx, namespace, name)
+	if errors.Is(err, apikey.ErrNotRotatable) {
+		return "", "", fmt.Errorf("%w: %w", keyserver.ErrNotRotatable, err)
+	}
+	return key, id, err
 }

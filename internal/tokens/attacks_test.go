@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,7 @@ func attacks(t testing.TB, f fixture) map[string]attack {
 		"a remote jku, signed by our key":                     {ours(map[jose.HeaderKey]any{"jku": "https://attacker.example/jwks.json"}, good), ErrForbiddenHeader},
 		"a remote x5u, signed by our key":                     {ours(map[jose.HeaderKey]any{"x5u": "https://attacker.example/cert.pem"}, good), ErrForbiddenHeader},
 		"an x5c chain of the attacker's, signed by our key":   {ours(map[jose.HeaderKey]any{"x5c": []string{base64.StdEncoding.EncodeToString(cert)}}, good), ErrForbiddenHeader},
+		"an x5c chain of 8 certificates, signed by our key":   {ours(map[jose.HeaderKey]any{"x5c": slices.Repeat([]string{base64.StdEncoding.EncodeToString(cert)}, 8)}, good), ErrMalformed},
 		"an x5t thumbprint, signed by our key":                {ours(map[jose.HeaderKey]any{"x5t": "AAAAAAAAAAAAAAAAAAAAAAAAAAA"}, good), ErrForbiddenHeader},
 		"an x5t#S256 thumbprint, signed by our key":           {ours(map[jose.HeaderKey]any{"x5t#S256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, good), ErrForbiddenHeader},
 		"a crit extension, signed by our key":                 {ours(map[jose.HeaderKey]any{"crit": []string{"exp"}, "exp": 1}, good), ErrForbiddenHeader},
@@ -230,6 +232,7 @@ func TestValidateAllocationBound(t *testing.T) {
 		"a mebibyte of random junk":     string(junk),
 		"a mebibyte of base64 and dots": strings.Repeat("eyJhbGciOiJFUzI1NiJ9.", 1<<20/21),
 		"one byte over MaxTokenBytes":   strings.Repeat("a", MaxTokenBytes-1) + "..",
+		"a 2 KiB header":                strings.Repeat("e", 2<<10) + ".e30.sig",
 		"a short token with four dots":  "a.b.c.d.e",
 		"a short token with no dots":    "abc",
 	}

@@ -23,8 +23,14 @@ import (
 )
 
 // MaxTokenBytes bounds the tokens Validate looks at. Ours are well under
-// 2 KiB; the limit is checked before anything is parsed or allocated.
+// 1 KiB unless they carry many groups or scopes. The limit is checked
+// before anything is parsed or allocated.
 const MaxTokenBytes = 8 << 10
+
+// maxHeaderBytes bounds the encoded protected header. Ours is 106 bytes; a
+// large one can only carry certificates or keys we refuse anyway, and
+// go-jose would parse them (x5c costs real work) before we can look.
+const maxHeaderBytes = 1 << 10
 
 // DefaultLeeway is the clock skew Validator tolerates when Leeway is zero.
 const DefaultLeeway = 30 * time.Second
@@ -45,8 +51,9 @@ var (
 
 // Preallocated so that refusing oversized or misshapen input allocates nothing.
 var (
-	errTooLong  = fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxTokenBytes)
-	errNotThree = fmt.Errorf("%w: not three dot-separated parts", ErrMalformed)
+	errTooLong       = fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxTokenBytes)
+	errNotThree      = fmt.Errorf("%w: not three dot-separated parts", ErrMalformed)
+	errHeaderTooLong = fmt.Errorf("%w: header longer than %d bytes", ErrMalformed, maxHeaderBytes)
 )
 
 // es256Only pins the algorithm; shared so Validate does not rebuild it.
@@ -184,7 +191,8 @@ type Validator struct {
 }
 
 // Validate verifies token at time now and returns its claims. Every error
-// wraps exactly one of the sentinel errors; none quotes the token.
+// wraps exactly one of the sentinel errors (unless v itself lacks Issuer,
+// Audiences or Key), and none quotes the token.
 func (v Validator) Validate(token string, now time.Time) (*Claims, error) {
 	// Cheap shape checks first, so junk of any size costs no allocation.
 	if len(token) > MaxTokenBytes {
@@ -192,6 +200,9 @@ func (v Validator) Validate(token string, now time.Time) (*Claims, error) {
 	}
 	if strings.Count(token, ".") != 2 {
 		return nil, errNotThree
+	}
+	if strings.IndexByte(token, '.') > maxHeaderBytes {
+		return nil, errHeaderTooLong
 	}
 	if v.Issuer == "" || v.Key == nil || !hasAudience(v.Audiences) {
 		return nil, errors.New("tokens: validator is not configured")
@@ -290,7 +301,8 @@ func hasForbiddenHeader(h jose.Header) bool {
 		return true
 	}
 	// Certificates reports ErrMissingX5cHeader only when no x5c was parsed;
-	// any other outcome, success included, means one was present.
+	// any other outcome, success included, means one was present. (An empty
+	// x5c array reads as absent; it names no certificate, so that is fine.)
 	if _, err := h.Certificates(x509.VerifyOptions{Roots: noRoots}); !errors.Is(err, jose.ErrMissingX5cHeader) {
 		return true
 	}

@@ -1,5 +1,8 @@
-// Package keyserver is the HTTP server that validates keys for gateways,
-// services and the Kubernetes API server, and issues tokens.
+// Package keyserver is the HTTP server that validates keys for gateways
+// (forward-auth), services (a JSON verify API) and the Kubernetes API server
+// (TokenReview), and exchanges access key pairs for signed tokens. It answers
+// from an in-memory index fed by informers: no API server call on the
+// request path.
 package keyserver
 
 import (
@@ -9,15 +12,21 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/signingkeys"
 )
 
 // Bounds on what a client may send; validation requests are small.
 const (
 	maxHeaderBytes    = 16 << 10
+	maxBodyBytes      = 16 << 10
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 10 * time.Second
@@ -25,46 +34,102 @@ const (
 	shutdownTimeout   = 10 * time.Second
 )
 
+// DefaultAudience is the aud of tokens whose pair names no audiences.
+const DefaultAudience = "keyward"
+
 // Options configure the key server.
 type Options struct {
 	// BindAddress is host:port to listen on.
 	BindAddress string
 	// CertDir holds tls.crt and tls.key; empty means plain HTTP.
 	CertDir string
-	// Ready reports whether the server can answer (its caches have synced).
-	Ready func() bool
+	// Issuer is the iss of issued tokens and the base of the discovery
+	// document's URLs.
+	Issuer string
+	// MaxTokenLifetime caps every token, whatever a pair allows.
+	MaxTokenLifetime time.Duration
+	// EnableDCETokenGET serves GET /v1/token?ak=&sk=&cycle= (off by
+	// default: secrets in URLs end up in access logs).
+	EnableDCETokenGET bool
+	// FailureLimit is how many failed attempts a client address may make in
+	// a burst; one more is allowed every FailureRefill.
+	FailureLimit  int
+	FailureRefill time.Duration
+	// Rotator rotates an APIKey for the self-rotate endpoint; nil disables it.
+	Rotator Rotator
+	Clock   clock.PassiveClock
 }
 
-// Server is a manager.Runnable serving the key server's endpoints.
+// Server serves the key server's endpoints. It is a manager.Runnable.
 type Server struct {
 	opts    Options
+	index   *keyindex.Index
+	keys    atomic.Pointer[signingkeys.Loaded]
+	synced  atomic.Pointer[func() bool]
+	limiter *failureLimiter
+	usage   *usage
 	handler http.Handler
-	// Addr is the address actually bound, known once Start has listened.
-	addr chan net.Addr
+	addr    chan net.Addr
 }
 
-// New builds the server and its routes.
+// New builds the server and its routes. Feed it with Sources.
 func New(opts Options) *Server {
-	s := &Server{opts: opts, addr: make(chan net.Addr, 1)}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.FailureLimit == 0 {
+		opts.FailureLimit = 20
+	}
+	if opts.FailureRefill == 0 {
+		opts.FailureRefill = 3 * time.Second
+	}
+	if opts.Issuer == "" {
+		opts.Issuer = "https://keyward.invalid"
+	}
+	s := &Server{
+		opts:    opts,
+		index:   keyindex.New(),
+		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
+		usage:   newUsage(),
+		addr:    make(chan net.Addr, 1),
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok"))
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("/v1/authz", s.limited(frontendAuthz, s.authz))
+	mux.Handle("/v1/authz/", s.limited(frontendAuthz, s.authz))
+	mux.Handle("POST /v1/verify", s.limited(frontendVerify, s.verify))
+	mux.Handle("POST /v1/tokens", s.limited(frontendTokens, s.tokens))
+	if opts.EnableDCETokenGET {
+		mux.Handle("GET /v1/token", s.limited(frontendTokens, s.dceToken))
+	}
+	mux.Handle("POST /v1/keys/current/rotate", s.limited(frontendRotate, s.rotate))
+	mux.Handle("POST /apis/authentication.k8s.io/v1/tokenreviews", s.limited(frontendTokenReview, s.tokenReview))
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	s.handler = mux
 	return s
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	if s.opts.Ready != nil && !s.opts.Ready() {
+	if !s.Ready() {
 		http.Error(w, "caches not synced", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ok"))
 }
 
+// Ready reports whether the caches behind the index have synced.
+func (s *Server) Ready() bool {
+	f := s.synced.Load()
+	return f != nil && (*f)()
+}
+
 // Handler exposes the routes, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Index is the server's key index (tests load it directly).
+func (s *Server) Index() *keyindex.Index { return s.index }
 
 // Addr waits for Start to bind and returns the bound address.
 func (s *Server) Addr(ctx context.Context) (net.Addr, error) {
@@ -97,8 +162,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	if s.opts.CertDir != "" {
-		// certwatcher reloads the pair when cert-manager or our own
-		// rotation rewrites it, without a restart.
+		// certwatcher reloads the pair when it is rotated, without a restart.
 		cw, err := certwatcher.New(filepath.Join(s.opts.CertDir, "tls.crt"), filepath.Join(s.opts.CertDir, "tls.key"))
 		if err != nil {
 			_ = ln.Close()

@@ -1,0 +1,50 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keystatus"
+)
+
+// ErrNotRotatable: imported keys belong to someone else; suspended and
+// expired keys must not get a successor.
+var ErrNotRotatable = errors.New("this key cannot be rotated: it is imported, suspended, expired or being deleted")
+
+// Rotate issues a new version of an APIKey now and returns its plaintext,
+// for the key server's self-rotate endpoint. It runs the controller's own
+// converge with the same write order, so a crash or a racing reconcile ends
+// in the same states a scheduled rotation can. The Reconciler's Client
+// should read live (the key server has no cache of APIKeys).
+func (r *Reconciler) Rotate(ctx context.Context, namespace, name string) (key, keyID string, err error) {
+	obj := &kw.APIKey{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
+		return "", "", err
+	}
+	now := r.Clock.Now()
+	if obj.Spec.ImportFrom != nil || obj.Spec.Suspended || !obj.DeletionTimestamp.IsZero() ||
+		keystatus.ExpiredAt(effectiveExpiry(obj.Spec, obj.CreationTimestamp), now) {
+		return "", "", ErrNotRotatable
+	}
+	orig := obj.DeepCopy()
+	s, err := r.observe(ctx, obj)
+	if err != nil {
+		return "", "", err
+	}
+	s.forceRotate = true
+	if _, err := r.converge(ctx, obj, s); err != nil {
+		return "", "", err
+	}
+	if s.issued == nil {
+		return "", "", errors.New("no new version was issued")
+	}
+	obj.Status.ObservedGeneration = obj.Generation
+	if err := r.Client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
+		return "", "", err
+	}
+	return s.issued.String(), s.issued.ID, nil
+}

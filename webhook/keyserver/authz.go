@@ -1,0 +1,121 @@
+package keyserver
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/keyindex"
+)
+
+// Response headers of a successful forward-auth check, for the gateway to
+// pass upstream.
+const (
+	HeaderSubject = "X-Keyward-Subject"
+	HeaderGroups  = "X-Keyward-Groups"
+	HeaderScopes  = "X-Keyward-Scopes"
+	HeaderKeyID   = "X-Keyward-Key-Id"
+)
+
+// maxScopesAsked bounds ?scope= and the verify API's scopes.
+const maxScopesAsked = 32
+
+// authz is forward-auth for nginx auth_request, Traefik ForwardAuth and
+// Envoy ext_authz (HTTP): any method, any path below /v1/authz.
+func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
+	q := r.URL.Query()
+	required := q["scope"]
+	if len(required) > maxScopesAsked {
+		http.Error(w, "too many scopes", http.StatusBadRequest)
+		return outcome{result: "BAD_REQUEST"}
+	}
+	res := s.identify(credentialFrom(r), q["audience"])
+	if res.Code != keyindex.Valid {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return outcome{result: string(res.Code), failed: true}
+	}
+	if res = keyindex.RequireScopes(res, required); res.Code != keyindex.Valid {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="`+strings.Join(required, " ")+`"`)
+		http.Error(w, "forbidden: the key lacks a required scope", http.StatusForbidden)
+		return outcome{result: string(res.Code)}
+	}
+	if res.Access == string(kw.AccessReadOnly) && !safeMethod(originalMethod(r)) {
+		http.Error(w, "forbidden: the key is read-only", http.StatusForbidden)
+		return outcome{result: "READ_ONLY"}
+	}
+	h := w.Header()
+	h.Set(HeaderSubject, res.Subject)
+	h.Set(HeaderGroups, strings.Join(res.Groups, ","))
+	h.Set(HeaderScopes, strings.Join(res.Scopes, " "))
+	h.Set(HeaderKeyID, res.KeyID)
+	w.WriteHeader(http.StatusOK)
+	return outcome{result: string(res.Code)}
+}
+
+// originalMethod is the method of the request the gateway is authorizing:
+// Traefik sends X-Forwarded-Method, nginx setups X-Original-Method; Envoy
+// forwards the request itself.
+func originalMethod(r *http.Request) string {
+	for _, h := range []string{"X-Forwarded-Method", "X-Original-Method"} {
+		if m := r.Header.Get(h); m != "" {
+			return strings.ToUpper(m)
+		}
+	}
+	return r.Method
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// verifyRequest / verifyResponse are the JSON verify API.
+type verifyRequest struct {
+	Key    string   `json:"key"`
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+type verifyResponse struct {
+	Valid     bool       `json:"valid"`
+	Code      string     `json:"code"`
+	Subject   string     `json:"subject,omitempty"`
+	Groups    []string   `json:"groups,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	KeyID     string     `json:"keyID,omitempty"`
+	Namespace string     `json:"namespace,omitempty"`
+	Access    string     `json:"access,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// verify answers whether a key is valid, and whose it is, as JSON.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
+	var req verifyRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		msg := "the body must be JSON: {\"key\": \"…\", \"scopes\": [\"…\"]}"
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			msg = "the body is too large"
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: msg})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	if len(req.Scopes) > maxScopesAsked {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "too many scopes"})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	res := s.identify(req.Key, nil)
+	failed := res.Code != keyindex.Valid
+	res = keyindex.RequireScopes(res, req.Scopes)
+	out := verifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
+	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
+		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
+		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
+	}
+	writeJSON(w, http.StatusOK, out)
+	return outcome{result: string(res.Code), failed: failed}
+}

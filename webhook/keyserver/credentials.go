@@ -1,0 +1,95 @@
+package keyserver
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/tokens"
+)
+
+// maxCredentialBytes bounds a presented credential: the longest is a token.
+const maxCredentialBytes = tokens.MaxTokenBytes
+
+// schemes the key may be sent with, as the seed products do (DCT's apk,
+// Adverity's Token and Bearer, the common ApiKey); compared case-insensitively.
+var schemes = []string{"Bearer", "Token", "apk", "ApiKey"}
+
+// credentialFrom reads the key from Authorization (with one of the schemes,
+// or as the raw value, as Concord sends it) or from X-API-Key.
+func credentialFrom(r *http.Request) string {
+	if v := r.Header.Get("Authorization"); v != "" {
+		for _, sch := range schemes {
+			if len(v) > len(sch) && strings.EqualFold(v[:len(sch)], sch) && v[len(sch)] == ' ' {
+				return strings.TrimSpace(v[len(sch)+1:])
+			}
+		}
+		return strings.TrimSpace(v)
+	}
+	return strings.TrimSpace(r.Header.Get("X-API-Key"))
+}
+
+// looksLikeJWT: three base64url parts, the first a JSON object ("eyJ").
+func looksLikeJWT(s string) bool {
+	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") == 2
+}
+
+// identify validates an API key or a Keyward token at the clock's now.
+// audiences are those a token may carry (the default one when nil).
+func (s *Server) identify(cred string, audiences []string) keyindex.Result {
+	now := s.opts.Clock.Now()
+	if cred == "" || len(cred) > maxCredentialBytes {
+		return keyindex.Result{Code: keyindex.InvalidFormat}
+	}
+	var res keyindex.Result
+	if looksLikeJWT(cred) {
+		res = s.identifyToken(cred, audiences, now)
+	} else {
+		res = s.index.ValidateAPIKey(cred, now)
+	}
+	if res.Code == keyindex.Valid {
+		s.usage.touch(res.Kind, res.Namespace, res.Name, now)
+	}
+	return res
+}
+
+func (s *Server) identifyToken(tok string, audiences []string, now time.Time) keyindex.Result {
+	keys := s.keys.Load()
+	if keys == nil {
+		return keyindex.Result{Code: keyindex.NotFound}
+	}
+	if len(audiences) == 0 {
+		audiences = []string{DefaultAudience}
+	}
+	v := tokens.Validator{Issuer: s.opts.Issuer, Audiences: audiences, Key: func(kid string) (*ecdsa.PublicKey, bool) {
+		pk, ok := keys.Public(kid)
+		return pk.Key, ok
+	}}
+	c, err := v.Validate(tok, now)
+	switch {
+	case errors.Is(err, tokens.ErrExpired):
+		return keyindex.Result{Code: keyindex.Expired}
+	case errors.Is(err, tokens.ErrNotYetValid):
+		return keyindex.Result{Code: keyindex.NotYetValid}
+	case errors.Is(err, tokens.ErrUnknownKey), errors.Is(err, tokens.ErrAudience):
+		return keyindex.Result{Code: keyindex.NotFound}
+	case err != nil:
+		return keyindex.Result{Code: keyindex.InvalidFormat}
+	}
+	// A token lives only as long as its pair: deleted, suspended or
+	// expired pairs take their tokens with them, as the watch event lands.
+	if !s.index.PairActive(c.Namespace, c.Pair, c.AccessKeyID, now) {
+		return keyindex.Result{Code: keyindex.NotFound}
+	}
+	exp := c.Expiry.Time()
+	return keyindex.Result{
+		Code: keyindex.Valid, Kind: hashsecret.KindAccessKeyPair, Namespace: c.Namespace, Name: c.Pair,
+		Subject: c.Subject, KeyID: c.AccessKeyID, Access: string(kw.AccessReadWrite),
+		Groups: c.Groups, Scopes: c.Scopes, ExpiresAt: &exp,
+	}
+}

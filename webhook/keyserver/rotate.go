@@ -1,0 +1,66 @@
+package keyserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keyindex"
+)
+
+// Rotator issues a new version of an APIKey now, keeping the previous one for
+// its grace period, and returns the new plaintext.
+type Rotator interface {
+	Rotate(ctx context.Context, namespace, name string) (key, keyID string, err error)
+}
+
+// ErrNotRotatable is returned by a Rotator for keys it must not rotate
+// (imported keys: Keyward does not own their plaintext).
+var ErrNotRotatable = errors.New("this key cannot be rotated by Keyward")
+
+type rotateResponse struct {
+	Key   string `json:"key"`
+	KeyID string `json:"keyID"`
+	// PreviousKeyID keeps working until its grace period ends.
+	PreviousKeyID string `json:"previousKeyID"`
+	Warning       string `json:"warning"`
+}
+
+// rotate is Adverity's "rotate the current key by calling the API with that
+// key": the caller authenticates with an API key and gets its successor,
+// once.
+func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
+	cred := credentialFrom(r)
+	if looksLikeJWT(cred) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "authenticate with the API key to rotate, not a token"})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	res := s.identify(cred, nil)
+	if res.Code != keyindex.Valid || res.Kind != hashsecret.KindAPIKey {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Message: "a valid API key is required"})
+		return outcome{result: string(res.Code), failed: true}
+	}
+	if s.opts.Rotator == nil {
+		writeJSON(w, http.StatusNotImplemented, errorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})
+		return outcome{result: "UNSUPPORTED"}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
+	defer cancel()
+	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name)
+	switch {
+	case errors.Is(err, ErrNotRotatable):
+		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
+		return outcome{result: "NOT_ROTATABLE"}
+	case err != nil:
+		// Nothing half-done is lost: a delivered version is adopted by the
+		// controller, an unrecorded one was never valid.
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
+		return outcome{result: "UNAVAILABLE"}
+	}
+	writeJSON(w, http.StatusOK, rotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
+		Warning: "store this key now: it is not shown again"})
+	return outcome{result: "ROTATED"}
+}

@@ -1,0 +1,151 @@
+package keyserver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/signingkeys"
+)
+
+// AddSources gives the server its own caches, separate from the
+// controllers': one of hash Secrets only (selected by label, their age
+// ciphertext stripped) feeding the index, and one of the signing key Secret
+// in the operator namespace. Neither holds a delivery Secret.
+func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
+	hasKind, err := labels.NewRequirement(hashsecret.LabelKind, selection.Exists, nil)
+	if err != nil {
+		return err
+	}
+	hashes, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasKind)}},
+		DefaultTransform: stripHashSecret,
+	})
+	if err != nil {
+		return err
+	}
+	keys, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		DefaultNamespaces: map[string]cache.Config{operatorNamespace: {}},
+		ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {
+			Label: labels.SelectorFromSet(labels.Set{signingkeys.LabelSigningKeys: "true"}),
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range []cache.Cache{hashes, keys} {
+		if err := mgr.Add(c); err != nil {
+			return err
+		}
+	}
+	return mgr.Add(&sources{server: s, hashes: hashes, keys: keys})
+}
+
+// stripHashSecret keeps only what validation reads: the age ciphertext and
+// managed fields would only cost memory.
+func stripHashSecret(obj any) (any, error) {
+	if sec, ok := obj.(*corev1.Secret); ok {
+		sec.ManagedFields = nil
+		delete(sec.Data, hashsecret.DataAge)
+	}
+	return obj, nil
+}
+
+type sources struct {
+	server       *Server
+	hashes, keys cache.Cache
+}
+
+func (src *sources) NeedLeaderElection() bool { return false }
+
+// Start registers the event handlers; informers replay existing objects to
+// a new handler, so the index starts complete.
+func (src *sources) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("key-server-sources")
+	hashInf, err := src.hashes.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return fmt.Errorf("hash Secret informer: %w", err)
+	}
+	keyInf, err := src.keys.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return fmt.Errorf("signing key informer: %w", err)
+	}
+	idx := src.server.index
+	hashReg, err := hashInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { src.upsert(obj, log) },
+		UpdateFunc: func(_, obj any) { src.upsert(obj, log) },
+		DeleteFunc: func(obj any) {
+			if sec := secretOf(obj); sec != nil {
+				idx.Delete(sec.Namespace, sec.Name)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	keyReg, err := keyInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { src.loadKeys(obj, log) },
+		UpdateFunc: func(_, obj any) { src.loadKeys(obj, log) },
+		DeleteFunc: func(any) { src.server.keys.Store(nil) },
+	})
+	if err != nil {
+		return err
+	}
+	synced := func() bool { return hashReg.HasSynced() && keyReg.HasSynced() }
+	src.server.synced.Store(&synced)
+	<-ctx.Done()
+	return nil
+}
+
+func (src *sources) upsert(obj any, log logr.Logger) {
+	sec := secretOf(obj)
+	if sec == nil {
+		return
+	}
+	rec, err := hashsecret.Decode(sec)
+	if err != nil {
+		// An unreadable record validates nothing; the controller repairs it.
+		src.server.index.Delete(sec.Namespace, sec.Name)
+		log.Info("ignoring an unreadable hash Secret", "namespace", sec.Namespace, "name", sec.Name)
+		return
+	}
+	if err := src.server.index.Upsert(sec.Namespace, sec.Name, rec); err != nil {
+		log.Info("refusing a hash Secret", "namespace", sec.Namespace, "name", sec.Name, "reason", err.Error())
+	}
+}
+
+func (src *sources) loadKeys(obj any, log logr.Logger) {
+	sec := secretOf(obj)
+	if sec == nil || sec.Name != signingkeys.SecretName {
+		return
+	}
+	ks, err := signingkeys.Decode(sec)
+	if err == nil {
+		var loaded *signingkeys.Loaded
+		if loaded, err = signingkeys.Load(ks, src.server.opts.Clock.Now()); err == nil {
+			src.server.keys.Store(loaded)
+			return
+		}
+	}
+	log.Info("ignoring an unreadable signing key set", "reason", err.Error())
+}
+
+func secretOf(obj any) *corev1.Secret {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	sec, _ := obj.(*corev1.Secret)
+	return sec
+}

@@ -1,0 +1,193 @@
+package keyserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/tokens"
+)
+
+// tokenRequest is the body of POST /v1/tokens (JSON or form).
+type tokenRequest struct {
+	AccessKeyID string `json:"accessKeyID"`
+	SecretKey   string `json:"secretKey"`
+	// Lifetime is a Go duration ("24h"); empty means the pair's default.
+	Lifetime string `json:"lifetime,omitempty"`
+}
+
+type tokenResponse struct {
+	Token     string    `json:"token"`
+	TokenType string    `json:"tokenType"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	ExpiresIn int64     `json:"expiresIn"`
+}
+
+// errBadCredentials is the one answer to every failed exchange, whatever
+// failed: which part was wrong is nobody's business.
+var errBadCredentials = errorBody{Error: "invalid_client", Message: "invalid access key id or secret key"}
+
+// tokens exchanges an access key pair for a signed token. The pair comes
+// as HTTP Basic (id:secret), JSON, or a form.
+func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
+	req, err := readTokenRequest(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	var lifetime time.Duration
+	if req.Lifetime != "" {
+		if lifetime, err = time.ParseDuration(req.Lifetime); err != nil || lifetime <= 0 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "lifetime must be a positive duration such as \"24h\""})
+			return outcome{result: "BAD_REQUEST"}
+		}
+	}
+	return s.issue(w, req.AccessKeyID, req.SecretKey, lifetime)
+}
+
+// dceToken is DaoCloud DCE's GET /v1/token?ak=&sk=&cycle= (cycle in days).
+// Off unless --enable-dce-token-get: a secret key in a URL lands in every
+// access log on its way.
+func (s *Server) dceToken(w http.ResponseWriter, r *http.Request) outcome {
+	q := r.URL.Query()
+	var lifetime time.Duration
+	if c := q.Get("cycle"); c != "" {
+		days, err := strconv.Atoi(c)
+		if err != nil || days <= 0 || days > 366 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "cycle must be a number of days between 1 and 366"})
+			return outcome{result: "BAD_REQUEST"}
+		}
+		lifetime = time.Duration(days) * 24 * time.Hour
+	}
+	return s.issue(w, q.Get("ak"), q.Get("sk"), lifetime)
+}
+
+func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Duration) outcome {
+	now := s.opts.Clock.Now()
+	res, policy := s.index.ValidateAccessKey(ak, sk, now)
+	if res.Code != keyindex.Valid || policy == nil {
+		writeJSON(w, http.StatusUnauthorized, errBadCredentials)
+		return outcome{result: string(res.Code), failed: true}
+	}
+	if lifetime == 0 {
+		lifetime = policy.DefaultLifetime
+	}
+	maxLifetime := s.opts.MaxTokenLifetime
+	if policy.MaxLifetime > 0 && (maxLifetime == 0 || policy.MaxLifetime < maxLifetime) {
+		maxLifetime = policy.MaxLifetime
+	}
+	if maxLifetime > 0 && lifetime > maxLifetime {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request",
+			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	// A token never outlives its pair.
+	if res.ExpiresAt != nil && now.Add(lifetime).After(*res.ExpiresAt) {
+		lifetime = res.ExpiresAt.Sub(now)
+	}
+	aud := slices.Clone(policy.Audiences)
+	if len(aud) == 0 {
+		aud = []string{DefaultAudience}
+	}
+	issuer := tokens.Issuer{Issuer: s.opts.Issuer, Key: s.signingKey}
+	tok, exp, err := issuer.Issue(tokens.Claims{
+		Subject: res.Subject, Audience: aud, AccessKeyID: res.KeyID,
+		Groups: res.Groups, Scopes: res.Scopes, Namespace: res.Namespace, Pair: res.Name,
+	}, now, lifetime)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
+		return outcome{result: "UNAVAILABLE"}
+	}
+	s.usage.touch(res.Kind, res.Namespace, res.Name, now)
+	writeJSON(w, http.StatusOK, tokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
+	return outcome{result: string(res.Code)}
+}
+
+func (s *Server) signingKey() (tokens.SigningKey, error) {
+	keys := s.keys.Load()
+	if keys == nil {
+		return tokens.SigningKey{}, errors.New("no signing key set loaded")
+	}
+	return keys.Active, nil
+}
+
+func readTokenRequest(r *http.Request) (tokenRequest, error) {
+	var req tokenRequest
+	if ak, sk, ok := r.BasicAuth(); ok {
+		req.AccessKeyID, req.SecretKey = ak, sk
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case ct == "application/json":
+		var body tokenRequest
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			return req, errors.New("the body must be JSON: {\"accessKeyID\": \"…\", \"secretKey\": \"…\", \"lifetime\": \"24h\"}")
+		}
+		req.Lifetime = body.Lifetime
+		if req.AccessKeyID == "" {
+			req.AccessKeyID, req.SecretKey = body.AccessKeyID, body.SecretKey
+		}
+	case ct == "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return req, errors.New("the form could not be read")
+		}
+		req.Lifetime = r.PostForm.Get("lifetime")
+		if req.AccessKeyID == "" {
+			req.AccessKeyID = firstOf(r.PostForm.Get("accessKeyID"), r.PostForm.Get("ak"))
+			req.SecretKey = firstOf(r.PostForm.Get("secretKey"), r.PostForm.Get("sk"))
+		}
+	case ct != "" && req.AccessKeyID == "":
+		return req, errors.New("send the access key pair as HTTP Basic, JSON or a form")
+	}
+	if req.AccessKeyID == "" || req.SecretKey == "" {
+		return req, errors.New("an access key id and a secret key are required")
+	}
+	if len(req.AccessKeyID) > 64 || len(req.SecretKey) > 256 || len(req.Lifetime) > 32 || strings.ContainsAny(req.AccessKeyID, "\r\n") {
+		return req, errors.New("the access key id or secret key is too long")
+	}
+	return req, nil
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// discovery and jwks publish what a service outside the cluster needs to
+// verify Keyward tokens offline.
+func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
+	doc, err := tokens.Discovery(s.opts.Issuer, strings.TrimSuffix(s.opts.Issuer, "/")+"/.well-known/jwks.json")
+	if err != nil {
+		http.Error(w, "discovery unavailable", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(doc)
+}
+
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	keys := s.keys.Load()
+	var pubs []tokens.PublicKey
+	if keys != nil {
+		pubs = keys.Published
+	}
+	doc, err := tokens.JWKS(pubs)
+	if err != nil {
+		http.Error(w, "key set unavailable", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	// Short: relying parties must see a new key soon after rotation.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(doc)
+}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
+	"github.com/keyward/keyward/controllers/ownedsecret"
 )
 
 // ErrNotRotatable: imported keys belong to someone else; suspended and
@@ -21,6 +24,18 @@ var ErrNotRotatable = errors.New("this key cannot be rotated: it is imported, su
 // in the same states a scheduled rotation can. The Reconciler's Client
 // should read live (the key server has no cache of APIKeys).
 func (r *Reconciler) Rotate(ctx context.Context, namespace, name string) (key, keyID string, err error) {
+	// A reconcile racing us makes a write conflict; the retry observes what
+	// the race left (a version we delivered is adopted, not replaced).
+	err = retry.OnError(retry.DefaultBackoff, func(err error) bool {
+		return apierrors.IsConflict(err) || errors.Is(err, ownedsecret.ErrStale)
+	}, func() error {
+		key, keyID, err = r.rotateOnce(ctx, namespace, name)
+		return err
+	})
+	return key, keyID, err
+}
+
+func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name string) (key, keyID string, err error) {
 	obj := &kw.APIKey{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
 		return "", "", err

@@ -13,8 +13,10 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -54,6 +56,12 @@ type Options struct {
 	MaxTokenLifetime   time.Duration
 	TokenIssuer        string
 	EnableDCETokenGET  bool
+	FailureBurst       int
+	FailureRefill      time.Duration
+
+	// SkipControllerNameValidation lets tests run several managers in one
+	// process; not a flag.
+	SkipControllerNameValidation bool
 }
 
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
@@ -79,6 +87,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MaxTokenLifetime, "max-token-lifetime", signingkey.DefaultMaxTokenLifetime, "The longest lifetime of an issued token, whatever an AccessKeyPair allows; retired signing keys stay published this long.")
 	fs.StringVar(&o.TokenIssuer, "token-issuer", "", "The iss of issued tokens and base URL of the discovery document; defaults to the key server's in-cluster Service URL.")
 	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
+	fs.IntVar(&o.FailureBurst, "failed-attempts-burst", 20, "Failed validations a client address may make in a burst before the key server answers 429.")
+	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -105,6 +115,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		Cache:                         kube.CacheOptions(),
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 	})
 	if err != nil {
 		return nil, err
@@ -157,6 +168,7 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options) error {
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
+		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill,
 		Rotator: rotatorFunc(rotator.Rotate),
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace); err != nil {

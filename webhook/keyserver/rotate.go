@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
 )
@@ -55,6 +57,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
 	case err != nil:
+		logf.FromContext(r.Context()).Error(err, "self-rotation failed", "namespace", res.Namespace, "name", res.Name)
 		// Nothing half-done is lost: a delivered version is adopted by the
 		// controller, an unrecorded one was never valid.
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})

@@ -1,0 +1,413 @@
+package keyserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/accesskeypair"
+	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/internal/kube"
+	"github.com/keyward/keyward/internal/logging"
+	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+// The key server wired as main.go wires it (operator.NewManager), against a
+// real API server: keys declared as objects, checked over HTTP.
+func TestKeyServerEndToEnd(t *testing.T) {
+	RegisterFailHandler(Fail)
+	ctrl.SetLogger(logging.Capped(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true))))
+	RunSpecs(t, "key server suite (envtest)")
+}
+
+var ctx = context.Background()
+
+// stack is one control plane with the whole operator running against it.
+type stack struct {
+	env  *envtest.Environment
+	cfg  *rest.Config
+	k8s  client.Client
+	base string // the key server's URL
+	stop func()
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startOperator runs controllers and key server (no admission webhooks)
+// against env on the given key server port.
+func startOperator(s *stack, port int) {
+	opNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-system-"}}
+	Expect(s.k8s.Create(ctx, opNS)).To(Succeed())
+	s.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	mgr, err := operator.NewManager(s.cfg, operator.Options{
+		EnableControllers: true, EnableKeyServer: true,
+		KeyServerBindAddress: fmt.Sprintf("127.0.0.1:%d", port), OperatorNamespace: opNS.Name,
+		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+		TokenIssuer: s.base, MaxTokenLifetime: 24 * time.Hour, SigningKeyPeriod: 24 * time.Hour,
+		ExpiringSoonWindow: time.Hour, MaxPairsPerSubject: 2,
+		// Every request comes from 127.0.0.1; the limit has its own tests.
+		FailureBurst: 1 << 20, FailureRefill: time.Millisecond,
+		SkipControllerNameValidation: true,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(mctx) }()
+	s.stop = func() { cancel(); <-done }
+	Eventually(func() int { return get(s, "/readyz", nil).status }, 30*time.Second).Should(Equal(200))
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func do(s *stack, method, path string, body io.Reader, hdr map[string]string) response {
+	GinkgoHelper()
+	req, err := http.NewRequest(method, s.base+path, body)
+	Expect(err).NotTo(HaveOccurred())
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{status: -1}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func get(s *stack, path string, hdr map[string]string) response {
+	return do(s, http.MethodGet, path, nil, hdr)
+}
+
+func authz(s *stack, key string) int {
+	return get(s, "/v1/authz", map[string]string{"Authorization": "Bearer " + key}).status
+}
+
+func newNS(s *stack) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ks-"}}
+	Expect(s.k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func secretData(s *stack, ns, name, key string) string {
+	GinkgoHelper()
+	var out string
+	Eventually(func(g Gomega) {
+		sec := &corev1.Secret{}
+		g.Expect(s.k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, sec)).To(Succeed())
+		out = string(sec.Data[key])
+		g.Expect(out).NotTo(BeEmpty())
+	}, 20*time.Second).Should(Succeed())
+	return out
+}
+
+// untilRefused polls every 5ms and returns how long the refusal took.
+func untilRefused(check func() int) time.Duration {
+	start := time.Now()
+	for time.Since(start) < 10*time.Second {
+		if check() == http.StatusUnauthorized {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func newStack(configure func(*envtest.Environment)) *stack {
+	env, err := testenv.New()
+	Expect(err).NotTo(HaveOccurred())
+	if configure != nil {
+		configure(env)
+	}
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	return &stack{env: env, cfg: cfg, k8s: k8s}
+}
+
+var _ = Describe("the key server", Ordered, func() {
+	var s *stack
+	BeforeAll(func() {
+		s = newStack(nil)
+		startOperator(s, freePort())
+		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
+	})
+
+	It("takes a key from kubectl apply to a working request, and records its last use", func() {
+		ns := newNS(s)
+		key := &kw.APIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing-reporter"},
+			Spec:       kw.APIKeySpec{Scopes: []string{"invoices:read"}, SecretName: "billing-reporter-key", Access: kw.AccessReadOnly},
+		}
+		Expect(s.k8s.Create(ctx, key)).To(Succeed())
+		plain := secretData(s, ns, "billing-reporter-key", apikey.DataKey)
+		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
+		r := get(s, "/v1/authz?scope=invoices:read", map[string]string{"Authorization": "apk " + plain})
+		Expect(r.status).To(Equal(200))
+		Expect(r.header.Get("X-Keyward-Subject")).To(Equal("billing-reporter"))
+		r = get(s, "/v1/authz", map[string]string{"X-API-Key": plain, "X-Forwarded-Method": "POST"})
+		Expect(r.status).To(Equal(403), "a ReadOnly key must not pass a POST")
+
+		Eventually(func(g Gomega) {
+			cur := &kw.APIKey{}
+			g.Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+			g.Expect(cur.Status.LastUsedAt).NotTo(BeNil())
+		}, 30*time.Second).Should(Succeed())
+	})
+
+	It("refuses a key within a second of its deletion or suspension", func() {
+		ns := newNS(s)
+		for _, name := range []string{"to-delete", "to-suspend"} {
+			Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kw.APIKeySpec{SecretName: name}})).To(Succeed())
+		}
+		del := secretData(s, ns, "to-delete", apikey.DataKey)
+		sus := secretData(s, ns, "to-suspend", apikey.DataKey)
+		Eventually(func() int { return authz(s, del) }, 10*time.Second).Should(Equal(200))
+		Eventually(func() int { return authz(s, sus) }, 10*time.Second).Should(Equal(200))
+
+		Expect(s.k8s.Delete(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "to-delete"}})).To(Succeed())
+		took := untilRefused(func() int { return authz(s, del) })
+		GinkgoWriter.Printf("deletion took effect after %v\n", took)
+		Expect(took).To(BeNumerically("<", time.Second))
+
+		patch := []byte(`{"spec":{"suspended":true}}`)
+		Expect(s.k8s.Patch(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "to-suspend"}}, client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+		took = untilRefused(func() int { return authz(s, sus) })
+		GinkgoWriter.Printf("suspension took effect after %v\n", took)
+		Expect(took).To(BeNumerically("<", time.Second))
+	})
+
+	It("exchanges an access key pair for a token that a service outside verifies with the published documents alone", func() {
+		ns := newNS(s)
+		pair := &kw.AccessKeyPair{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice-1"},
+			Spec:       kw.AccessKeyPairSpec{Subject: "alice", SecretName: "alice-1-keys", Scopes: []string{"reports:read"}},
+		}
+		Expect(s.k8s.Create(ctx, pair)).To(Succeed())
+		ak := secretData(s, ns, "alice-1-keys", accesskeypair.DataAccessKeyID)
+		sk := secretData(s, ns, "alice-1-keys", accesskeypair.DataSecretKey)
+
+		var tok struct {
+			Token     string    `json:"token"`
+			TokenType string    `json:"tokenType"`
+			ExpiresAt time.Time `json:"expiresAt"`
+		}
+		Eventually(func(g Gomega) {
+			body, _ := json.Marshal(map[string]string{"accessKeyID": ak, "secretKey": sk, "lifetime": "1h"})
+			r := do(s, http.MethodPost, "/v1/tokens", bytes.NewReader(body), map[string]string{"Content-Type": "application/json"})
+			g.Expect(r.status).To(Equal(200), string(r.body))
+			g.Expect(json.Unmarshal(r.body, &tok)).To(Succeed())
+		}, 20*time.Second).Should(Succeed())
+		Expect(tok.TokenType).To(Equal("Bearer"))
+
+		// Outside the cluster: discovery → jwks_uri → verify with go-jose.
+		var disc struct {
+			Issuer  string `json:"issuer"`
+			JWKSURI string `json:"jwks_uri"`
+		}
+		Expect(json.Unmarshal(get(s, "/.well-known/openid-configuration", nil).body, &disc)).To(Succeed())
+		resp, err := http.Get(disc.JWKSURI)
+		Expect(err).NotTo(HaveOccurred())
+		var set jose.JSONWebKeySet
+		Expect(json.NewDecoder(resp.Body).Decode(&set)).To(Succeed())
+		_ = resp.Body.Close()
+		parsed, err := jwt.ParseSigned(tok.Token, []jose.SignatureAlgorithm{jose.ES256})
+		Expect(err).NotTo(HaveOccurred())
+		keys := set.Key(parsed.Headers[0].KeyID)
+		Expect(keys).To(HaveLen(1))
+		var claims jwt.Claims
+		var custom struct {
+			AccessKeyID string   `json:"akid"`
+			Scopes      []string `json:"scopes"`
+		}
+		Expect(parsed.Claims(keys[0].Key, &claims, &custom)).To(Succeed())
+		Expect(claims.ValidateWithLeeway(jwt.Expected{Issuer: disc.Issuer, AnyAudience: []string{"keyward"}, Time: time.Now()}, 0)).To(Succeed())
+		Expect(claims.Subject).To(Equal("alice"))
+		Expect(custom.AccessKeyID).To(Equal(ak))
+		Expect(custom.Scopes).To(Equal([]string{"reports:read"}))
+
+		Expect(authz(s, tok.Token)).To(Equal(200))
+		Expect(s.k8s.Delete(ctx, pair)).To(Succeed())
+		took := untilRefused(func() int { return authz(s, tok.Token) })
+		GinkgoWriter.Printf("a deleted pair's token was refused after %v\n", took)
+		Expect(took).To(BeNumerically("<", time.Second))
+	})
+
+	It("rotates the key it is called with, once, keeping the old one for its grace", func() {
+		ns := newNS(s)
+		key := &kw.APIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "self-rotating"},
+			Spec: kw.APIKeySpec{SecretName: "self-rotating", Rotation: &kw.RotationPolicy{
+				Period: metav1.Duration{Duration: 24 * time.Hour}, GracePeriod: &metav1.Duration{Duration: time.Hour}}},
+		}
+		Expect(s.k8s.Create(ctx, key)).To(Succeed())
+		old := secretData(s, ns, "self-rotating", apikey.DataKey)
+		Eventually(func() int { return authz(s, old) }, 10*time.Second).Should(Equal(200))
+
+		// 503 means "retry": a racing reconcile won; nothing was lost.
+		var r response
+		Eventually(func() int {
+			r = do(s, http.MethodPost, "/v1/keys/current/rotate", nil, map[string]string{"Authorization": "Token " + old})
+			return r.status
+		}, 10*time.Second).ShouldNot(Equal(http.StatusServiceUnavailable))
+		Expect(r.status).To(Equal(200), string(r.body))
+		var out struct{ Key, KeyID, PreviousKeyID, Warning string }
+		Expect(json.Unmarshal(r.body, &out)).To(Succeed())
+		Expect(out.Key).NotTo(Equal(old))
+		Expect(out.Warning).To(ContainSubstring("not shown again"))
+		Eventually(func() int { return authz(s, out.Key) }, 5*time.Second).Should(Equal(200))
+		Expect(authz(s, old)).To(Equal(200), "the old key must work through its grace period")
+		Expect(secretData(s, ns, "self-rotating", apikey.DataKey)).To(Equal(out.Key))
+		Eventually(func(g Gomega) {
+			cur := &kw.APIKey{}
+			g.Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+			g.Expect(cur.Status.KeyID).To(Equal(out.KeyID))
+			g.Expect(cur.Status.PreviousKeys).To(ContainElement(HaveField("KeyID", out.PreviousKeyID)))
+		}).Should(Succeed())
+	})
+})
+
+var _ = Describe("kube-apiserver with the TokenReview webhook", Ordered, func() {
+	var (
+		s    *stack
+		port int
+	)
+	BeforeAll(func() {
+		port = freePort()
+		dir := GinkgoT().TempDir()
+		webhookConfig := filepath.Join(dir, "webhook.kubeconfig")
+		Expect(os.WriteFile(webhookConfig, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters:
+- name: keyward
+  cluster:
+    server: http://127.0.0.1:%d/apis/authentication.k8s.io/v1/tokenreviews
+users:
+- name: kube-apiserver
+contexts:
+- name: webhook
+  context: {cluster: keyward, user: kube-apiserver}
+current-context: webhook
+`, port), 0o600)).To(Succeed())
+		s = newStack(func(env *envtest.Environment) {
+			env.ControlPlane.GetAPIServer().Configure().
+				Set("authentication-token-webhook-config-file", webhookConfig).
+				Set("authentication-token-webhook-version", "v1").
+				Set("authentication-token-webhook-cache-ttl", "100ms")
+		})
+		startOperator(s, port)
+		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
+	})
+
+	It("authenticates requests bearing an API key as its subject, for RBAC to decide, until the key is deleted", func() {
+		ns := newNS(s)
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"},
+			Spec: kw.APIKeySpec{Subject: "ci-bot", Groups: []string{"ci"}, SecretName: "ci-bot-key"}})).To(Succeed())
+		plain := secretData(s, ns, "ci-bot-key", apikey.DataKey)
+		Expect(s.k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pod-reader"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}}})).To(Succeed())
+		Expect(s.k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pod-reader"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "ci-bot"}}})).To(Succeed())
+
+		asKey := rest.AnonymousClientConfig(s.cfg)
+		asKey.BearerToken = plain
+		cs, err := kubernetes.NewForConfig(asKey)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() error {
+			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}, 20*time.Second).Should(Succeed())
+		_, err = cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "RBAC bound only %s; got %v", ns, err)
+		Expect(err.Error()).To(ContainSubstring(`User "ci-bot"`))
+
+		Expect(s.k8s.Delete(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"}})).To(Succeed())
+		Eventually(func() bool {
+			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			return apierrors.IsUnauthorized(err)
+		}, 10*time.Second).Should(BeTrue())
+	})
+
+	It("keeps answering from its cache while the API server is down", func() {
+		ns := newNS(s)
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "steady"}, Spec: kw.APIKeySpec{SecretName: "steady"}})).To(Succeed())
+		plain := secretData(s, ns, "steady", apikey.DataKey)
+		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
+
+		// Freeze kube-apiserver (SIGSTOP): to its clients it is simply gone.
+		pid := apiServerPID(s.env)
+		Expect(syscall.Kill(pid, syscall.SIGSTOP)).To(Succeed())
+		DeferCleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+		probe := rest.CopyConfig(s.cfg)
+		probe.Timeout = 500 * time.Millisecond
+		_, err := kubernetes.NewForConfigOrDie(probe).CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		Expect(err).To(HaveOccurred(), "the API server is still up")
+		for range 20 {
+			Expect(authz(s, plain)).To(Equal(200))
+			body := strings.NewReader(`{"key":"` + plain + `"}`)
+			Expect(string(do(s, http.MethodPost, "/v1/verify", body, nil).body)).To(ContainSubstring(`"valid":true`))
+			Expect(authz(s, plain+"x")).To(Equal(401))
+			time.Sleep(25 * time.Millisecond)
+		}
+	})
+})
+
+// apiServerPID finds the envtest kube-apiserver by its secure port.
+func apiServerPID(env *envtest.Environment) int {
+	GinkgoHelper()
+	want := fmt.Sprintf("--secure-port=%d", env.ControlPlane.APIServer.SecurePort)
+	entries, err := os.ReadDir("/proc")
+	Expect(err).NotTo(HaveOccurred())
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmd, []byte("kube-apiserver")) && bytes.Contains(cmd, []byte(want)) {
+			return pid
+		}
+	}
+	Fail("kube-apiserver process not found")
+	return 0
+}

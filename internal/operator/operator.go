@@ -58,6 +58,7 @@ type Options struct {
 	EnableDCETokenGET  bool
 	FailureBurst       int
 	FailureRefill      time.Duration
+	CertProvisioning   string
 
 	// SkipControllerNameValidation lets tests run several managers in one
 	// process; not a flag.
@@ -89,6 +90,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
 	fs.IntVar(&o.FailureBurst, "failed-attempts-burst", 20, "Failed validations a client address may make in a burst before the key server answers 429.")
 	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
+	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -135,13 +137,24 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			return nil, err
 		}
 	}
+	webhookReady, keyServerReady, err := certRotators(mgr, cfg, o)
+	if err != nil {
+		return nil, err
+	}
 	if o.EnableAdmissionWebhooks {
-		if err := admission.SetupPairLimit(mgr, o.MaxPairsPerSubject); err != nil {
+		setup := func() error { return admission.SetupPairLimit(mgr, o.MaxPairsPerSubject) }
+		if webhookReady == nil {
+			err = setup()
+		} else {
+			// The webhook server reads its certificate when it starts.
+			err = mgr.Add(afterReady{ready: webhookReady, setup: setup})
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	if o.EnableKeyServer {
-		if err := addKeyServer(mgr, cfg, o); err != nil {
+		if err := addKeyServer(mgr, cfg, o, keyServerReady); err != nil {
 			return nil, err
 		}
 	}
@@ -149,7 +162,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 }
 
 // addKeyServer adds the key server, its caches and its lastUsedAt writer.
-func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options) error {
+func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-chan struct{}) error {
 	issuer := o.TokenIssuer
 	if issuer == "" {
 		issuer = "https://keyward-key-server." + o.OperatorNamespace + ".svc:8443"
@@ -168,7 +181,7 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options) error {
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
-		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill,
+		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
 		Rotator: rotatorFunc(rotator.Rotate),
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace); err != nil {

@@ -55,6 +55,9 @@ type Options struct {
 	// a burst; one more is allowed every FailureRefill.
 	FailureLimit  int
 	FailureRefill time.Duration
+	// CertReady, when set, is closed once CertDir holds a certificate; the
+	// server waits for it before listening.
+	CertReady <-chan struct{}
 	// Rotator rotates an APIKey for the self-rotate endpoint; nil disables it.
 	Rotator Rotator
 	Clock   clock.PassiveClock
@@ -148,6 +151,13 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // Start listens and serves until ctx is done.
 func (s *Server) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("key-server")
+	if s.opts.CertReady != nil {
+		select {
+		case <-s.opts.CertReady:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		MaxHeaderBytes:    maxHeaderBytes,

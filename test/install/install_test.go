@@ -4,10 +4,15 @@ package install
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -46,4 +51,110 @@ func readAll(r interface{ Read([]byte) (int, error) }) string {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(r)
 	return b.String()
+}
+
+// objects renders config/default into unstructured objects.
+func objects(t *testing.T, kubectl string) []map[string]any {
+	t.Helper()
+	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/default: %v", err)
+	}
+	var out []map[string]any
+	for _, doc := range strings.Split(string(rendered), "\n---\n") {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func find(objs []map[string]any, kind, name string) map[string]any {
+	for _, o := range objs {
+		md, _ := o["metadata"].(map[string]any)
+		if o["kind"] == kind && md["name"] == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func TestTheInstallIsTwoHardenedDeploymentsWithTheNamesTheOperatorUses(t *testing.T) {
+	dir, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := objects(t, filepath.Join(dir, "kubectl"))
+
+	// Names the operator's certificate provisioning relies on.
+	for kind, names := range map[string][]string{
+		"Secret":                         {operator.WebhookCertSecret, operator.KeyServerCertSecret},
+		"Service":                        {operator.WebhookService, operator.KeyServerService},
+		"ValidatingWebhookConfiguration": {operator.WebhookConfigName},
+	} {
+		for _, n := range names {
+			if find(objs, kind, n) == nil {
+				t.Errorf("config/default has no %s %q, which the operator expects", kind, n)
+			}
+		}
+	}
+
+	cases := map[string]struct {
+		deployment, serviceAccount string
+		args                       []string
+	}{
+		"the controllers: leader-elected, no key server": {
+			"keyward-controller-manager", "keyward-controller-manager",
+			[]string{"--leader-elect", "--enable-key-server=false", "--cert-provisioning=self"},
+		},
+		"the key server: no controllers, no webhooks": {
+			"keyward-key-server", "keyward-key-server",
+			[]string{"--enable-controllers=false", "--enable-admission-webhooks=false", "--cert-provisioning=self"},
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := find(objs, "Deployment", c.deployment)
+			if d == nil {
+				t.Fatalf("no Deployment %s", c.deployment)
+			}
+			spec := d["spec"].(map[string]any)
+			if spec["replicas"].(float64) < 2 {
+				t.Error("fewer than 2 replicas")
+			}
+			pod := spec["template"].(map[string]any)["spec"].(map[string]any)
+			if pod["serviceAccountName"] != strings.TrimPrefix(c.serviceAccount, "keyward-") && pod["serviceAccountName"] != c.serviceAccount {
+				t.Errorf("service account %v, want %s", pod["serviceAccountName"], c.serviceAccount)
+			}
+			psc := pod["securityContext"].(map[string]any)
+			if psc["runAsNonRoot"] != true || psc["seccompProfile"].(map[string]any)["type"] != "RuntimeDefault" {
+				t.Error("the pod does not meet the restricted profile (runAsNonRoot, seccomp RuntimeDefault)")
+			}
+			for _, ci := range pod["containers"].([]any) {
+				ctr := ci.(map[string]any)
+				sc := ctr["securityContext"].(map[string]any)
+				if sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true ||
+					fmt.Sprint(sc["capabilities"].(map[string]any)["drop"]) != "[ALL]" {
+					t.Errorf("container %v is not restricted: %v", ctr["name"], sc)
+				}
+				res := ctr["resources"].(map[string]any)
+				if res["requests"] == nil || res["limits"] == nil {
+					t.Errorf("container %v lacks requests or limits", ctr["name"])
+				}
+				args := fmt.Sprint(ctr["args"])
+				for _, a := range c.args {
+					if !strings.Contains(args, a) {
+						t.Errorf("container %v lacks %s", ctr["name"], a)
+					}
+				}
+			}
+		})
+	}
+	if find(objs, "PodDisruptionBudget", "keyward-key-server") == nil {
+		t.Error("the key server has no PodDisruptionBudget")
+	}
 }

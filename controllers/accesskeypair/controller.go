@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keymetrics"
 	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/hashsecret"
@@ -119,6 +121,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if perr := r.Client.Status().Patch(ctx, pair, client.MergeFrom(orig)); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
+	}
+	if err == nil {
+		keymetrics.Observe(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name,
+			meta.IsStatusConditionTrue(pair.Status.Conditions, kw.ConditionReady), expiryOf(pair.Spec), nil)
 	}
 	return ctrl.Result{RequeueAfter: wait}, err
 }
@@ -331,6 +337,7 @@ func (r *Reconciler) finalize(ctx context.Context, pair *kw.AccessKeyPair) error
 	if err := ownedsecret.Delete(ctx, r.Client, s.hashSecret, s.delivery); err != nil {
 		return err
 	}
+	keymetrics.Forget(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)
 	patch := client.MergeFrom(pair.DeepCopy())
 	controllerutil.RemoveFinalizer(pair, kw.FinalizerCleanup)
 	return r.Client.Patch(ctx, pair, patch)

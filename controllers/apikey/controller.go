@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,7 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/keymetrics"
 	"github.com/keyward/keyward/controllers/ownedsecret"
+	"github.com/keyward/keyward/internal/hashsecret"
 )
 
 // Step names a point between two writes of one reconcile, for fault
@@ -113,6 +117,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	keymetrics.Observe(hashsecret.KindAPIKey, key.Namespace, key.Name,
+		meta.IsStatusConditionTrue(key.Status.Conditions, kw.ConditionReady), timeOf(key.Status.ExpiresAt), timeOf(key.Status.NextRotationAt))
 	logf.FromContext(ctx).V(1).Info("reconciled", "keyID", key.Status.KeyID, "requeueAfter", wait)
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
@@ -144,7 +150,15 @@ func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
 	if err := ownedsecret.Delete(ctx, r.Client, s.hashSecret, s.delivery); err != nil {
 		return err
 	}
+	keymetrics.Forget(hashsecret.KindAPIKey, key.Namespace, key.Name)
 	patch := client.MergeFrom(key.DeepCopy())
 	controllerutil.RemoveFinalizer(key, kw.FinalizerCleanup)
 	return r.Client.Patch(ctx, key, patch)
+}
+
+func timeOf(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
 }

@@ -27,10 +27,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/accesskeypair"
@@ -39,6 +41,7 @@ import (
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 // The key server wired as main.go wires it (operator.NewManager), against a
@@ -411,3 +414,42 @@ func apiServerPID(env *envtest.Environment) int {
 	Fail("kube-apiserver process not found")
 	return 0
 }
+
+var _ = Describe("a key expiring while every controller is stopped", Ordered, func() {
+	It("is refused by the key server at the instant of expiry, from the hash Secret alone", func() {
+		s := newStack(nil)
+		DeferCleanup(func() { Expect(s.env.Stop()).To(Succeed()) })
+		startOperator(s, freePort())
+		ns := newNS(s)
+		expiry := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mortal"},
+			Spec: kw.APIKeySpec{SecretName: "mortal", ExpiresAt: &metav1.Time{Time: expiry}}})).To(Succeed())
+		plain := secretData(s, ns, "mortal", apikey.DataKey)
+		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
+		s.stop() // no controller runs from here on
+
+		// A key-server-only manager whose clock the test moves.
+		clk := clocktesting.NewFakeClock(expiry.Add(-time.Minute))
+		mgr, err := ctrl.NewManager(s.cfg, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+		Expect(err).NotTo(HaveOccurred())
+		port := freePort()
+		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
+		opNS := newNS(s)
+		Expect(srv.AddSources(mgr, opNS)).To(Succeed())
+		Expect(mgr.Add(srv)).To(Succeed())
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = mgr.Start(mctx) }()
+		DeferCleanup(func() { cancel(); <-done })
+		s.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+		Eventually(srv.Ready, 20*time.Second).Should(BeTrue())
+
+		Expect(authz(s, plain)).To(Equal(200), "a minute before expiry")
+		clk.SetTime(expiry.Add(-time.Nanosecond))
+		Expect(authz(s, plain)).To(Equal(200), "a nanosecond before expiry")
+		clk.SetTime(expiry)
+		Expect(authz(s, plain)).To(Equal(401), "at the instant of expiry")
+		body := strings.NewReader(`{"key":"` + plain + `"}`)
+		Expect(string(do(s, http.MethodPost, "/v1/verify", body, nil).body)).To(ContainSubstring(`"code":"EXPIRED"`))
+	})
+})

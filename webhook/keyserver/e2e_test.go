@@ -371,7 +371,7 @@ current-context: webhook
 		}, 10*time.Second).Should(BeTrue())
 	})
 
-	It("keeps answering from its cache while the API server is down", func() {
+	It("keeps answering from its cache while the API server is down, and converges when it is back", func() {
 		ns := newNS(s)
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "steady"}, Spec: kw.APIKeySpec{SecretName: "steady"}})).To(Succeed())
 		plain := secretData(s, ns, "steady", apikey.DataKey)
@@ -390,8 +390,15 @@ current-context: webhook
 			body := strings.NewReader(`{"key":"` + plain + `"}`)
 			Expect(string(do(s, http.MethodPost, "/v1/verify", body, nil).body)).To(ContainSubstring(`"valid":true`))
 			Expect(authz(s, plain+"x")).To(Equal(401))
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
+
+		// It comes back: the controllers, which backed off, converge.
+		Expect(syscall.Kill(pid, syscall.SIGCONT)).To(Succeed())
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-outage"}, Spec: kw.APIKeySpec{SecretName: "after-outage"}})).To(Succeed())
+		fresh := secretData(s, ns, "after-outage", apikey.DataKey)
+		Eventually(func() int { return authz(s, fresh) }, 20*time.Second).Should(Equal(200))
+		Expect(authz(s, plain)).To(Equal(200))
 	})
 })
 

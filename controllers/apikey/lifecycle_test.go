@@ -2,7 +2,9 @@ package apikey
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -506,6 +508,56 @@ var _ = Describe("secrecy", func() {
 					Expect(st).NotTo(ContainSubstring(needle), "key material in an APIKey's status or conditions")
 				}
 			}
+		}
+	})
+})
+
+var _ = Describe("a conflict storm", func() {
+	It("leaves exactly one hash Secret per key, reflecting the last write, with one current version", func() {
+		h := newHarness()
+		const keys, writers, rounds = 4, 6, 15
+		var objs []*kw.APIKey
+		for i := range keys {
+			k := newKey(h.ns, fmt.Sprintf("storm-%d", i), withRotation(time.Hour, time.Minute))
+			Expect(k8s.Create(ctx, k)).To(Succeed())
+			objs = append(objs, k)
+		}
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				for r := range rounds {
+					for _, k := range objs {
+						// Merge patches without a resourceVersion: every writer wins
+						// in turn, while the controller reconciles underneath.
+						patch := fmt.Sprintf(`{"metadata":{"annotations":{"storm/%d":"%d","%s":"w%d-r%d"}},"spec":{"scopes":["s:%d-%d"]}}`,
+							w, r, kw.AnnotationRotate, w, r%3, w, r)
+						Expect(k8s.Patch(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}},
+							client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, k := range objs {
+			Eventually(func(g Gomega) {
+				cur := &kw.APIKey{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(k), cur)).To(Succeed())
+				g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
+				rec := record(g, k)
+				g.Expect(rec.Scopes).To(Equal(cur.Spec.Scopes), "a spec update was lost")
+				g.Expect(rec.RotateRequest).To(Equal(cur.Annotations[kw.AnnotationRotate]))
+				g.Expect(rec.Current.ID).To(Equal(cur.Status.KeyID))
+				key := delivered(g, k)
+				g.Expect(key.ID).To(Equal(rec.Current.ID))
+				g.Expect(key.Verify(rec.Current.Hash)).To(BeTrue())
+				for _, v := range rec.Previous {
+					g.Expect(v.NotAfter).NotTo(BeNil())
+				}
+			}).Should(Succeed())
+			Expect(managedSecrets(k)).To(ConsistOf(k.Spec.SecretName, hashsecret.Name(hashsecret.KindAPIKey, k.Name)))
 		}
 	})
 })

@@ -96,6 +96,7 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="secretName is immutable"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('kw-apikey-') && !self.startsWith('kw-accesskeypair-')",message="secretName must not start with kw-apikey- or kw-accesskeypair-: Keyward's hash Secrets use those names"
 	SecretName string `json:"secretName,omitempty"`
 
 	// delivery encrypts the plaintext to the holders of age identities and

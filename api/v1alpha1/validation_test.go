@@ -156,6 +156,9 @@ var _ = Describe("APIKey validation", func() {
 		Entry("an age recipient that is not an age public key", func(k *kw.APIKey) {
 			k.Spec.Delivery = &kw.Delivery{AgeRecipients: []string{"ssh-ed25519 AAAA"}}
 		}, "spec.delivery.ageRecipients[0]: Invalid value"),
+		Entry("a secretName in the hash Secrets' namespace of names", func(k *kw.APIKey) {
+			k.Spec.SecretName = "kw-apikey-billing"
+		}, "secretName must not start with kw-apikey- or kw-accesskeypair-"),
 		Entry("more than 64 scopes", func(k *kw.APIKey) {
 			k.Spec.Scopes = make([]string, 65)
 			for i := range k.Spec.Scopes {
@@ -233,6 +236,9 @@ var _ = Describe("AccessKeyPair validation", func() {
 			p.Spec.Tokens = &kw.TokenPolicy{MaxLifetime: dur("8761h")}
 		}, "tokens.maxLifetime must be between 1m and 8760h"),
 		Entry("no secretName", func(p *kw.AccessKeyPair) { p.Spec.SecretName = "" }, "spec.secretName"),
+		Entry("a secretName in the hash Secrets' namespace of names", func(p *kw.AccessKeyPair) {
+			p.Spec.SecretName = "kw-accesskeypair-alice"
+		}, "secretName must not start with kw-apikey- or kw-accesskeypair-"),
 	)
 
 	DescribeTable("refuses on update",

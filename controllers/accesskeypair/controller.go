@@ -195,9 +195,17 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 	st := &pair.Status
 	st.Subject, st.HashSecretName = SubjectOf(pair), s.hashName
 	if s.conflict {
+		// Suspension and expiry still reach an existing record.
+		if s.record != nil {
+			rec := *s.record
+			rec.Suspended, rec.ExpiresAt = pair.Spec.Suspended, expiry
+			if err := r.writeRecord(ctx, pair, s, &rec); err != nil {
+				return 0, err
+			}
+		}
 		r.setConditions(pair, now, expiry, kw.ReasonDeliveryConflict,
 			fmt.Sprintf("Secret %q exists and is not owned by this AccessKeyPair; Keyward will not overwrite it", pair.Spec.SecretName))
-		return 0, nil
+		return time.Minute, nil
 	}
 
 	rec := &hashsecret.Record{}
@@ -259,19 +267,15 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 	rec.Suspended = pair.Spec.Suspended
 	rec.Tokens = tokenPolicy(pair.Spec)
 	rec.ExpiresAt = expiry
-	if rec.Current != nil && expiry != nil {
-		end := *expiry
-		rec.Current.NotAfter = &end
+	if rec.Current != nil {
+		// Exactly the expiry: an extended or removed expiry revives the pair.
+		rec.Current.NotAfter = nil
+		if expiry != nil {
+			end := *expiry
+			rec.Current.NotAfter = &end
+		}
 	}
-	raw, err := hashsecret.Encode(rec)
-	if err != nil {
-		return 0, err
-	}
-	if _, _, err := ownedsecret.Put(ctx, r.Client, pair, s.hashSecret, ownedsecret.Desired{
-		Name: s.hashName, Type: hashsecret.SecretType,
-		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAccessKeyPair},
-		Data:   map[string][]byte{hashsecret.DataRecord: raw},
-	}); err != nil {
+	if err := r.writeRecord(ctx, pair, s, rec); err != nil {
 		return 0, err
 	}
 
@@ -293,6 +297,19 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 		instants = append(instants, expiry, &soon)
 	}
 	return requeueAfter(now, instants...), nil
+}
+
+func (r *Reconciler) writeRecord(ctx context.Context, pair *kw.AccessKeyPair, s *state, rec *hashsecret.Record) error {
+	raw, err := hashsecret.Encode(rec)
+	if err != nil {
+		return err
+	}
+	_, _, err = ownedsecret.Put(ctx, r.Client, pair, s.hashSecret, ownedsecret.Desired{
+		Name: s.hashName, Type: hashsecret.SecretType,
+		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAccessKeyPair},
+		Data:   map[string][]byte{hashsecret.DataRecord: raw},
+	})
+	return err
 }
 
 func requeueAfter(now time.Time, instants ...*time.Time) time.Duration {
@@ -330,11 +347,8 @@ func (r *Reconciler) finalize(ctx context.Context, pair *kw.AccessKeyPair) error
 	if !controllerutil.ContainsFinalizer(pair, kw.FinalizerCleanup) {
 		return nil
 	}
-	s, err := r.observe(ctx, pair)
-	if err != nil {
-		return err
-	}
-	if err := ownedsecret.Delete(ctx, r.Client, s.hashSecret, s.delivery); err != nil {
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, pair,
+		hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Name), pair.Spec.SecretName); err != nil {
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)

@@ -143,11 +143,9 @@ func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
 	if !controllerutil.ContainsFinalizer(key, kw.FinalizerCleanup) {
 		return nil
 	}
-	s, err := r.observe(ctx, key)
-	if err != nil {
-		return err
-	}
-	if err := ownedsecret.Delete(ctx, r.Client, s.hashSecret, s.delivery); err != nil {
+	// Live reads: a cache that lags must not leave a valid hash Secret behind.
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, key,
+		hashsecret.Name(hashsecret.KindAPIKey, key.Name), key.Spec.SecretName); err != nil {
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAPIKey, key.Namespace, key.Name)

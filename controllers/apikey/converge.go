@@ -28,12 +28,10 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 
 	switch {
 	case s.conflict:
-		r.setBlocked(key, now, expiry, kw.ReasonDeliveryConflict,
+		return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryConflict,
 			fmt.Sprintf("Secret %q exists and is not owned by this APIKey; Keyward will not overwrite it", key.Spec.SecretName))
-		return 0, nil
 	case key.Spec.ImportFrom != nil && s.imported == nil:
-		r.setBlocked(key, now, expiry, s.importReason, s.importMessage)
-		return r.ImportResync, nil
+		return r.blocked(ctx, key, s, now, expiry, s.importReason, s.importMessage)
 	}
 
 	rec := r.recordFrom(key, s, now)
@@ -87,8 +85,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		plaintext = &k
 		if wantsAge {
 			if age, err = agecrypt.Encrypt(k.String(), recipients(key)); err != nil {
-				r.setBlocked(key, now, expiry, kw.ReasonDeliveryFailed, err.Error())
-				return 0, nil
+				return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
 			}
 		}
 		if in.wantsSecret {
@@ -99,7 +96,11 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 				return 0, err
 			}
 		}
-		retire(rec, now, gracePeriod(key))
+		grace := gracePeriod(key)
+		if in.forced {
+			grace = max(grace, MinSelfRotationGrace)
+		}
+		retire(rec, now, grace)
 		rec.Current = newVersion(k, now)
 	case adoptDelivered:
 		plaintext = s.delivered
@@ -124,8 +125,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 
 	var err error
 	if age, err = r.ageDelivery(key, rec, age, plaintext); err != nil {
-		r.setBlocked(key, now, expiry, kw.ReasonDeliveryFailed, err.Error())
-		return 0, nil
+		return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
 	}
 	r.applySpec(key, rec, now, expiry)
 	if wrote, err := r.writeRecord(ctx, key, s, rec, age); err != nil {
@@ -150,6 +150,38 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	wait := requeueAfter(now, instants...)
 	if s.imported != nil && (wait == 0 || wait > r.ImportResync) {
 		wait = r.ImportResync
+	}
+	return wait, nil
+}
+
+// BlockedResync is how often a blocked key is looked at again: what blocks it
+// (a Secret of someone else's, a missing import) is outside the watched cache.
+const BlockedResync = time.Minute
+
+// blocked reports a problem that stops a new version from being issued. The
+// existing record still gets the spec's policy — suspension, expiry, scopes —
+// so revoking a key never waits for the problem to be fixed.
+func (r *Reconciler) blocked(ctx context.Context, key *kw.APIKey, s *state, now time.Time, expiry *time.Time, reason, message string) (time.Duration, error) {
+	if s.record != nil {
+		rec := *s.record
+		rec.Previous = slices.Clone(rec.Previous)
+		if rec.Current != nil {
+			cur := *rec.Current
+			rec.Current = &cur
+		}
+		r.applySpec(key, &rec, now, expiry)
+		age := ""
+		if s.hashSecret != nil {
+			age = string(s.hashSecret.Data[hashsecret.DataAge])
+		}
+		if _, err := r.writeRecord(ctx, key, s, &rec, age); err != nil {
+			return 0, err
+		}
+	}
+	r.setBlocked(key, now, expiry, reason, message)
+	wait := BlockedResync
+	if d := requeueAfter(now, expiry); d > 0 && d < wait {
+		wait = d
 	}
 	return wait, nil
 }

@@ -156,6 +156,14 @@ func TestCapAtExpiry(t *testing.T) {
 			expiry: at(2 * time.Hour), previousEnd: at(time.Hour),
 			wantCurrent: at(2 * time.Hour), wantPrevious: at(time.Hour),
 		},
+		"an extended expiry moves the current version's end out again": {
+			expiry: at(3 * time.Hour), currentEnd: at(time.Hour), previousEnd: at(time.Hour),
+			wantCurrent: at(3 * time.Hour), wantPrevious: at(time.Hour),
+		},
+		"a removed expiry makes the current version open-ended again": {
+			expiry: nil, currentEnd: at(time.Hour),
+			wantCurrent: nil,
+		},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

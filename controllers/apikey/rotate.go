@@ -3,11 +3,13 @@ package apikey
 import (
 	"context"
 	"errors"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
@@ -16,26 +18,31 @@ import (
 
 // ErrNotRotatable: imported keys belong to someone else; suspended and
 // expired keys must not get a successor.
-var ErrNotRotatable = errors.New("this key cannot be rotated: it is imported, suspended, expired or being deleted")
+var ErrNotRotatable = errors.New("this key cannot be rotated: it is imported, suspended, expired or being deleted, or the presented version is not the current one")
+
+// MinSelfRotationGrace keeps the caller's key working briefly after a
+// self-rotation even without spec.rotation.gracePeriod, so a response lost
+// on the way back cannot lock the caller out before it retries.
+const MinSelfRotationGrace = 5 * time.Minute
 
 // Rotate issues a new version of an APIKey now and returns its plaintext,
 // for the key server's self-rotate endpoint. It runs the controller's own
 // converge with the same write order, so a crash or a racing reconcile ends
 // in the same states a scheduled rotation can. The Reconciler's Client
 // should read live (the key server has no cache of APIKeys).
-func (r *Reconciler) Rotate(ctx context.Context, namespace, name string) (key, keyID string, err error) {
+func (r *Reconciler) Rotate(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error) {
 	// A reconcile racing us makes a write conflict; the retry observes what
 	// the race left (a version we delivered is adopted, not replaced).
 	err = retry.OnError(retry.DefaultBackoff, func(err error) bool {
 		return apierrors.IsConflict(err) || errors.Is(err, ownedsecret.ErrStale)
 	}, func() error {
-		key, keyID, err = r.rotateOnce(ctx, namespace, name)
+		key, keyID, err = r.rotateOnce(ctx, namespace, name, presentedKeyID)
 		return err
 	})
 	return key, keyID, err
 }
 
-func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name string) (key, keyID string, err error) {
+func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error) {
 	obj := &kw.APIKey{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
 		return "", "", err
@@ -50,6 +57,9 @@ func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name string) (ke
 	if err != nil {
 		return "", "", err
 	}
+	if s.record == nil || s.record.Current == nil || s.record.Current.ID != presentedKeyID {
+		return "", "", ErrNotRotatable
+	}
 	s.forceRotate = true
 	if _, err := r.converge(ctx, obj, s); err != nil {
 		return "", "", err
@@ -57,9 +67,11 @@ func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name string) (ke
 	if s.issued == nil {
 		return "", "", errors.New("no new version was issued")
 	}
+	// The new version is recorded and valid: hand it out even if the status
+	// patch fails (the next reconcile rewrites status from the record).
 	obj.Status.ObservedGeneration = obj.Generation
 	if err := r.Client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
-		return "", "", err
+		logf.FromContext(ctx).Error(err, "status after self-rotation not written; the next reconcile will", "keyID", s.issued.ID)
 	}
 	return s.issued.String(), s.issued.ID, nil
 }

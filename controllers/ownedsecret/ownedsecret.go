@@ -116,6 +116,33 @@ func OwnerLabel(name string) string {
 	return name[:54] + "-" + hex.EncodeToString(sum[:4])
 }
 
+// DeleteOwned deletes, by name and read live, each named Secret that owner
+// controls; Secrets of the same name that it does not control are left alone.
+// Live reads, because a cache that lags behind a fast create-and-delete must
+// not leave a valid hash Secret behind.
+func DeleteOwned(ctx context.Context, live client.Reader, c client.Client, owner client.Object, names ...string) error {
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		sec := &corev1.Secret{}
+		err := live.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, sec)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(sec, owner) {
+			continue
+		}
+		if err := Delete(ctx, c, sec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delete removes the given Secrets (nil entries are skipped), each only if
 // it is still the object that was read.
 func Delete(ctx context.Context, c client.Client, secrets ...*corev1.Secret) error {

@@ -272,6 +272,49 @@ func (x *Index) lookup(id string, k kind) *record {
 	return r
 }
 
+// contenders returns the other records claiming id (none, almost always).
+// Ids are public, so a record in one namespace can claim another's id; the
+// presented secret, checked against every claimant, decides whose key it is,
+// and a squatter can never shadow the rightful record.
+func (x *Index) contenders(id string, winner *record) []*record {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	list, ok := x.claims[id]
+	if !ok {
+		return nil
+	}
+	out := make([]*record, 0, len(list))
+	for _, r := range list {
+		if r != winner {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// matchAny finds the record of kind k and its version with id whose hash p
+// verifies, trying every claimant of id.
+func (x *Index) matchAny(id string, k kind, p presented) (*record, *version) {
+	winner := x.lookup(id, k)
+	if winner != nil {
+		if v := winner.match(id, p); v != nil {
+			return winner, v
+		}
+	}
+	for _, r := range x.contenders(id, winner) {
+		if r.kind != k {
+			continue
+		}
+		if v := r.match(id, p); v != nil {
+			return r, v
+		}
+	}
+	if winner == nil {
+		_ = p.verify(dummyHash) // an unknown id costs what a wrong secret costs
+	}
+	return nil, nil
+}
+
 // presented is a secret to check against stored hashes: either a parsed
 // Keyward key (whose secret part is hashed) or a whole string.
 type presented struct {
@@ -310,13 +353,8 @@ func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
 		return Result{Code: InvalidFormat}
 	}
 	if k, err := keymaterial.Parse(presentedKey); err == nil {
-		p := presented{key: &k}
-		if r := x.lookup(k.ID, kindAPIKey); r != nil {
-			if v := r.match(k.ID, p); v != nil {
-				return r.judge(v, now)
-			}
-		} else {
-			_ = p.verify(dummyHash)
+		if r, v := x.matchAny(k.ID, kindAPIKey, presented{key: &k}); v != nil {
+			return r.judge(v, now)
 		}
 		return Result{Code: NotFound}
 	}
@@ -324,10 +362,8 @@ func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
 		return Result{Code: InvalidFormat}
 	}
 	id := keymaterial.ImportedKeyID(presentedKey)
-	if r := x.lookup(id, kindAPIKey); r != nil {
-		if v := r.match(id, presented{whole: presentedKey}); v != nil {
-			return r.judge(v, now)
-		}
+	if r, v := x.matchAny(id, kindAPIKey, presented{whole: presentedKey}); v != nil {
+		return r.judge(v, now)
 	}
 	// The id derives from the whole input, so a miss reveals nothing about
 	// stored keys and needs no dummy verification.
@@ -359,13 +395,7 @@ func (x *Index) ValidateAccessKey(accessKeyID, secretKey string, now time.Time) 
 		len(secretKey) == 0 || len(secretKey) > maxPresentedLen {
 		return Result{Code: InvalidFormat}, nil
 	}
-	p := presented{whole: secretKey}
-	r := x.lookup(accessKeyID, kindAccessKeyPair)
-	if r == nil {
-		_ = p.verify(dummyHash)
-		return Result{Code: NotFound}, nil
-	}
-	v := r.match(accessKeyID, p)
+	r, v := x.matchAny(accessKeyID, kindAccessKeyPair, presented{whole: secretKey})
 	if v == nil {
 		return Result{Code: NotFound}, nil
 	}
@@ -383,20 +413,28 @@ func (x *Index) ValidateAccessKey(accessKeyID, secretKey string, now time.Time) 
 // turns false, e.g. as soon as the pair's deletion is seen. NotBefore is
 // not checked: a token can only have been issued once the key was valid.
 func (x *Index) PairActive(namespace, name, accessKeyID string, now time.Time) bool {
-	r := x.lookup(accessKeyID, kindAccessKeyPair)
-	if r == nil || r.namespace != namespace || r.name != name || r.suspended {
-		return false
-	}
+	_, ok := x.PairIdentity(namespace, name, accessKeyID, now)
+	return ok
+}
+
+// PairIdentity is PairActive that also returns the pair's identity as it is
+// now (subject, groups, scopes), so a token carries no more than its pair
+// still grants.
+func (x *Index) PairIdentity(namespace, name, accessKeyID string, now time.Time) (Result, bool) {
+	winner := x.lookup(accessKeyID, kindAccessKeyPair)
+	candidates := append([]*record{winner}, x.contenders(accessKeyID, winner)...)
 	t := nanos(now)
-	if t >= r.expiresAt {
-		return false
-	}
-	for i := range r.versions {
-		if v := &r.versions[i]; v.id == accessKeyID && t < v.notAfter {
-			return true
+	for _, r := range candidates {
+		if r == nil || r.kind != kindAccessKeyPair || r.namespace != namespace || r.name != name || r.suspended || t >= r.expiresAt {
+			continue
+		}
+		for i := range r.versions {
+			if v := &r.versions[i]; v.id == accessKeyID && t < v.notAfter {
+				return r.judge(v, now), true
+			}
 		}
 	}
-	return false
+	return Result{}, false
 }
 
 // judge turns a verified version into a Result at now. Its caller has

@@ -202,10 +202,10 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 }
 
 // rotatorFunc adapts the APIKey controller's Rotate to the key server.
-type rotatorFunc func(ctx context.Context, namespace, name string) (string, string, error)
+type rotatorFunc func(ctx context.Context, namespace, name, presentedKeyID string) (string, string, error)
 
-func (f rotatorFunc) Rotate(ctx context.Context, namespace, name string) (string, string, error) {
-	key, id, err := f(ctx, namespace, name)
+func (f rotatorFunc) Rotate(ctx context.Context, namespace, name, presentedKeyID string) (string, string, error) {
+	key, id, err := f(ctx, namespace, name, presentedKeyID)
 	if errors.Is(err, apikey.ErrNotRotatable) {
 		return "", "", fmt.Errorf("%w: %w", keyserver.ErrNotRotatable, err)
 	}

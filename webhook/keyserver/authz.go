@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ const (
 	HeaderGroups  = "X-Keyward-Groups"
 	HeaderScopes  = "X-Keyward-Scopes"
 	HeaderKeyID   = "X-Keyward-Key-Id"
+	// HeaderNamespace is the namespace of the key's object: subjects are
+	// chosen per namespace, so a subject alone does not say whose key it is.
+	HeaderNamespace = "X-Keyward-Namespace"
 )
 
 // maxScopesAsked bounds ?scope= and the verify API's scopes.
@@ -43,7 +47,12 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		http.Error(w, "forbidden: the key lacks a required scope", http.StatusForbidden)
 		return outcome{result: string(res.Code)}
 	}
-	if res.Access == string(kw.AccessReadOnly) && !safeMethod(originalMethod(r)) {
+	if ns := q["namespace"]; len(ns) > 0 && !slices.Contains(ns, res.Namespace) {
+		// The gateway accepts keys of these namespaces only.
+		http.Error(w, "forbidden: the key belongs to another namespace", http.StatusForbidden)
+		return outcome{result: "WRONG_NAMESPACE"}
+	}
+	if res.Access == string(kw.AccessReadOnly) && !allSafe(r) {
 		http.Error(w, "forbidden: the key is read-only", http.StatusForbidden)
 		return outcome{result: "READ_ONLY"}
 	}
@@ -52,20 +61,28 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 	h.Set(HeaderGroups, strings.Join(res.Groups, ","))
 	h.Set(HeaderScopes, strings.Join(res.Scopes, " "))
 	h.Set(HeaderKeyID, res.KeyID)
+	h.Set(HeaderNamespace, res.Namespace)
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: string(res.Code)}
 }
 
-// originalMethod is the method of the request the gateway is authorizing:
-// Traefik sends X-Forwarded-Method, nginx setups X-Original-Method; Envoy
-// forwards the request itself.
-func originalMethod(r *http.Request) string {
+// allSafe reports whether every indication of the original request's method
+// is safe: the request's own method (Envoy forwards it; nginx's subrequest
+// inherits it) and X-Forwarded-Method (Traefik) / X-Original-Method (nginx
+// setups). A client may smuggle one of these headers past a gateway that
+// sets only the other, so one unsafe indication is enough to refuse.
+func allSafe(r *http.Request) bool {
+	if !safeMethod(r.Method) {
+		return false
+	}
 	for _, h := range []string{"X-Forwarded-Method", "X-Original-Method"} {
-		if m := r.Header.Get(h); m != "" {
-			return strings.ToUpper(m)
+		for _, m := range r.Header.Values(h) {
+			if !safeMethod(strings.ToUpper(strings.TrimSpace(m))) {
+				return false
+			}
 		}
 	}
-	return r.Method
+	return true
 }
 
 func safeMethod(m string) bool {

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,15 +82,29 @@ func (s *Server) identifyToken(tok string, audiences []string, now time.Time) ke
 	case err != nil:
 		return keyindex.Result{Code: keyindex.InvalidFormat}
 	}
-	// A token lives only as long as its pair: deleted, suspended or
-	// expired pairs take their tokens with them, as the watch event lands.
-	if !s.index.PairActive(c.Namespace, c.Pair, c.AccessKeyID, now) {
+	// A token lives only as long as its pair, and carries no more than the
+	// pair grants now: deleted, suspended or expired pairs take their tokens
+	// with them as the watch event lands, and a scope or group removed from
+	// the pair is removed from its tokens.
+	pair, ok := s.index.PairIdentity(c.Namespace, c.Pair, c.AccessKeyID, now)
+	if !ok || pair.Subject != c.Subject {
 		return keyindex.Result{Code: keyindex.NotFound}
 	}
 	exp := c.Expiry.Time()
 	return keyindex.Result{
-		Code: keyindex.Valid, Kind: hashsecret.KindAccessKeyPair, Namespace: c.Namespace, Name: c.Pair,
-		Subject: c.Subject, KeyID: c.AccessKeyID, Access: string(kw.AccessReadWrite),
-		Groups: c.Groups, Scopes: c.Scopes, ExpiresAt: &exp,
+		Code: keyindex.Valid, Kind: hashsecret.KindAccessKeyPair, Namespace: pair.Namespace, Name: pair.Name,
+		Subject: pair.Subject, KeyID: c.AccessKeyID, Access: string(kw.AccessReadWrite),
+		Groups: intersect(c.Groups, pair.Groups), Scopes: intersect(c.Scopes, pair.Scopes), ExpiresAt: &exp,
 	}
+}
+
+// intersect keeps the elements of a that b also has.
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

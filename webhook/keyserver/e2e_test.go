@@ -299,6 +299,8 @@ var _ = Describe("the key server", Ordered, func() {
 		Expect(out.Warning).To(ContainSubstring("not shown again"))
 		Eventually(func() int { return authz(s, out.Key) }, 5*time.Second).Should(Equal(200))
 		Expect(authz(s, old)).To(Equal(200), "the old key must work through its grace period")
+		r = do(s, http.MethodPost, "/v1/keys/current/rotate", nil, map[string]string{"Authorization": "Token " + old})
+		Expect(r.status).To(Equal(http.StatusConflict), "a key in its grace period must not rotate its successor away: %s", r.body)
 		Expect(secretData(s, ns, "self-rotating", apikey.DataKey)).To(Equal(out.Key))
 		Eventually(func(g Gomega) {
 			cur := &kw.APIKey{}
@@ -350,7 +352,7 @@ current-context: webhook
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}}})).To(Succeed())
 		Expect(s.k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pod-reader"},
-			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "ci-bot"}}})).To(Succeed())
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "keyward:" + ns + ":ci-bot"}}})).To(Succeed())
 
 		asKey := rest.AnonymousClientConfig(s.cfg)
 		asKey.BearerToken = plain
@@ -362,7 +364,7 @@ current-context: webhook
 		}, 20*time.Second).Should(Succeed())
 		_, err = cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "RBAC bound only %s; got %v", ns, err)
-		Expect(err.Error()).To(ContainSubstring(`User "ci-bot"`))
+		Expect(err.Error()).To(ContainSubstring(`User "keyward:` + ns + `:ci-bot"`))
 
 		Expect(s.k8s.Delete(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"}})).To(Succeed())
 		Eventually(func() bool {

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	dto "github.com/prometheus/client_model/go"
 	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -430,8 +433,9 @@ func TestTheSameKeyGivesTheSameIdentityThroughEveryFrontEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := tr.Status.User
-	if !tr.Status.Authenticated || u.Username != v.Subject || rec.Header().Get(HeaderSubject) != v.Subject ||
-		strings.Join(u.Groups, ",") != rec.Header().Get(HeaderGroups) || strings.Join(v.Groups, ",") != rec.Header().Get(HeaderGroups) ||
+	if !tr.Status.Authenticated || u.Username != "keyward:team-a:"+v.Subject || rec.Header().Get(HeaderSubject) != v.Subject ||
+		strings.Join(u.Groups, ",") != "keyward:reporting,keyward:authenticated" || strings.Join(v.Groups, ",") != rec.Header().Get(HeaderGroups) ||
+		rec.Header().Get(HeaderNamespace) != "team-a" || v.Namespace != "team-a" || len(tr.Status.Audiences) != 0 ||
 		u.Extra[ExtraKeyID][0] != v.KeyID || rec.Header().Get(HeaderKeyID) != v.KeyID || u.Extra[ExtraNamespace][0] != "team-a" {
 		t.Fatalf("identities differ: authz %v, verify %+v, tokenreview %+v", rec.Header(), v, tr.Status)
 	}
@@ -541,5 +545,84 @@ func TestHeadersAreBounded(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+}
+
+func TestAReadOnlyKeyIsRefusedWhenTheForwardedRequestIsUnsafe(t *testing.T) {
+	f := newFixture(t)
+	ro := f.apiKey("reader", readOnly)
+	r := httptest.NewRequest(http.MethodPost, "/v1/authz", nil) // Envoy forwards the original method
+	r.Header.Set("X-API-Key", ro)
+	r.Header.Set("X-Forwarded-Method", "GET") // smuggled by the client
+	if rec := f.do(r); rec.Code != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", rec.Code)
+	}
+}
+
+func TestTokenReviewFailuresAreNotRateLimited(t *testing.T) {
+	f := newFixture(t)
+	key := f.apiKey("billing")
+	review := func(tok string) bool {
+		body, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok}})
+		rec := f.do(httptest.NewRequest(http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body)))
+		if rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		var tr authnv1.TokenReview
+		_ = json.Unmarshal(rec.Body.Bytes(), &tr)
+		return tr.Status.Authenticated
+	}
+	for range 30 { // kube-apiserver forwards every unknown bearer token
+		review("some-oidc-token-that-is-not-ours")
+	}
+	if !review(key) {
+		t.Fatal("junk tokens locked a valid key out of the API server")
+	}
+}
+
+func TestATokenCarriesNoMoreThanItsPairGrantsNow(t *testing.T) {
+	f := newFixture(t)
+	ak, sk := f.pair("alice-1")
+	tok := f.token(jsonToken(ak, sk, "")).resp.Token
+	// The pair loses its scope: re-index it with the same key and none.
+	f.s.index.Upsert("team-a", hashsecret.Name(hashsecret.KindAccessKeyPair, "alice-1"), &hashsecret.Record{
+		Kind: hashsecret.KindAccessKeyPair, Namespace: "team-a", Name: "alice-1", Subject: "alice",
+		Current: &hashsecret.Version{ID: ak, Hash: keymaterial.Hash(sk), NotBefore: t0.Add(-time.Hour)},
+		Tokens:  &hashsecret.TokenPolicy{DefaultLifetime: time.Hour},
+	})
+	rec := f.do(authzReq("/v1/authz?scope=reports:read", func(h http.Header) { h.Set("Authorization", "Bearer "+tok) }))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("a scope removed from the pair still passed through its token: %d", rec.Code)
+	}
+}
+
+func TestTheDefaultLifetimeIsClampedToTheServerCap(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxTokenLifetime = 24 * time.Hour })
+	ak, sk := f.pair("alice-1") // default 72h
+	got := f.token(jsonToken(ak, sk, ""))
+	if got.status != 200 || !got.resp.ExpiresAt.Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("%d %s", got.status, got.body)
+	}
+	if got := f.token(jsonToken(ak, sk, "48h")); got.status != 400 {
+		t.Fatalf("an explicit lifetime over the cap: %d", got.status)
+	}
+}
+
+func TestOnlySecretsOfTheHashTypeAreIndexed(t *testing.T) {
+	f := newFixture(t)
+	k, _ := keymaterial.Generate("kw")
+	raw, _ := json.Marshal(&hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: "dev", Name: "forged", Subject: "admin",
+		Current: &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: t0.Add(-time.Hour)}})
+	src := &sources{server: f.s}
+	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dev", Name: "forged", Labels: map[string]string{hashsecret.LabelKind: "apikey"}},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{hashsecret.DataRecord: raw}}
+	src.upsert(forged, logr.Discard())
+	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code == "VALID" {
+		t.Fatal("an Opaque Secret with the hash label was indexed")
+	}
+	forged.Type = hashsecret.SecretType
+	src.upsert(forged, logr.Discard())
+	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code != "VALID" {
+		t.Fatalf("a hash Secret was not indexed: %s", code)
 	}
 }

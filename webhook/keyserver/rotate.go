@@ -13,13 +13,15 @@ import (
 )
 
 // Rotator issues a new version of an APIKey now, keeping the previous one for
-// its grace period, and returns the new plaintext.
+// its grace period, and returns the new plaintext. presentedKeyID is the
+// version the caller authenticated with: only the current version may rotate,
+// or a leaked key still in its grace period could take over its successor.
 type Rotator interface {
-	Rotate(ctx context.Context, namespace, name string) (key, keyID string, err error)
+	Rotate(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error)
 }
 
 // ErrNotRotatable is returned by a Rotator for keys it must not rotate
-// (imported keys: Keyward does not own their plaintext).
+// (imported, suspended or expired keys, or a version that is not current).
 var ErrNotRotatable = errors.New("this key cannot be rotated by Keyward")
 
 type rotateResponse struct {
@@ -51,7 +53,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
 	defer cancel()
-	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name)
+	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name, res.KeyID)
 	switch {
 	case errors.Is(err, ErrNotRotatable):
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})

@@ -114,6 +114,12 @@ func (src *sources) upsert(obj any, log logr.Logger) {
 	if sec == nil {
 		return
 	}
+	if sec.Type != hashsecret.SecretType {
+		// Only the controllers write this type; a labelled Secret of
+		// another type is not a hash Secret, whatever it claims.
+		src.server.index.Delete(sec.Namespace, sec.Name)
+		return
+	}
 	rec, err := hashsecret.Decode(sec)
 	if err != nil {
 		// An unreadable record validates nothing; the controller repairs it.

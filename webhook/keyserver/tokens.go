@@ -76,12 +76,16 @@ func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Durat
 		writeJSON(w, http.StatusUnauthorized, errBadCredentials)
 		return outcome{result: string(res.Code), failed: true}
 	}
-	if lifetime == 0 {
-		lifetime = policy.DefaultLifetime
-	}
 	maxLifetime := s.opts.MaxTokenLifetime
 	if policy.MaxLifetime > 0 && (maxLifetime == 0 || policy.MaxLifetime < maxLifetime) {
 		maxLifetime = policy.MaxLifetime
+	}
+	if lifetime == 0 {
+		// The default is clamped; only an explicit request over the cap is an error.
+		lifetime = policy.DefaultLifetime
+		if maxLifetime > 0 && lifetime > maxLifetime {
+			lifetime = maxLifetime
+		}
 	}
 	if maxLifetime > 0 && lifetime > maxLifetime {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request",

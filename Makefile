@@ -56,6 +56,10 @@ envtest: ## Build (once) and cache kube-apiserver, etcd and kubectl from the Go 
 test: vet envtest ## Vet, unit tests and envtest suites against a real API server.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: envtest ## Measure the key server, index, reconciles, revocation and tokens; writes docs/benchmarks.md.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md
+
 ##@ Build
 
 .PHONY: build

@@ -142,7 +142,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if o.EnableAdmissionWebhooks {
-		setup := func() error { return admission.SetupPairLimit(mgr, o.MaxPairsPerSubject) }
+		setup := func() error {
+			if err := admission.SetupPairLimit(mgr, o.MaxPairsPerSubject); err != nil {
+				return err
+			}
+			return admission.SetupAPIKeyReferences(mgr)
+		}
 		if webhookReady == nil {
 			err = setup()
 		} else {

@@ -51,6 +51,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(SetupPairLimit(mgr, 2)).To(Succeed())
+	Expect(SetupAPIKeyReferences(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stop = cancel
 	go func() { defer GinkgoRecover(); Expect(mgr.Start(ctx)).To(Succeed()) }()
@@ -111,3 +112,39 @@ var _ = Describe("the access key pair limit", func() {
 })
 
 func metricsOff() metricsserver.Options { return metricsserver.Options{BindAddress: "0"} }
+
+var _ = Describe("an APIKey's references", func() {
+	var ns string
+	BeforeEach(func() {
+		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "refs-"}}
+		Expect(k8s.Create(context.Background(), n)).To(Succeed())
+		ns = n.Name
+	})
+
+	It("refuses a delivery Secret that belongs to someone else", func() {
+		ctx := context.Background()
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "theirs"}})).To(Succeed())
+		err := k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "k"}, Spec: kw.APIKeySpec{SecretName: "theirs"}})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.secretName "theirs" names an existing Secret that Keyward does not manage`))
+		Expect(k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "k"}, Spec: kw.APIKeySpec{SecretName: "free"}})).To(Succeed())
+	})
+
+	It("warns, and still accepts, when the import Secret does not exist yet", func() {
+		ctx := context.Background()
+		warned := &warningCollector{}
+		wcfg := rest.CopyConfig(cfg)
+		wcfg.WarningHandler = warned
+		wc, err := client.New(wcfg, client.Options{Scheme: kube.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(wc.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "imp"},
+			Spec: kw.APIKeySpec{ImportFrom: &kw.SecretKeyRef{Name: "later"}}})).To(Succeed())
+		Expect(warned.messages).To(ContainElement(ContainSubstring(`spec.importFrom: Secret "later" does not exist (yet)`)))
+	})
+})
+
+type warningCollector struct{ messages []string }
+
+func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
+	w.messages = append(w.messages, text)
+}

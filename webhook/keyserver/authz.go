@@ -31,16 +31,23 @@ const maxScopesAsked = 32
 // Envoy ext_authz (HTTP): any method, any path below /v1/authz.
 func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 	q := r.URL.Query()
-	required := q["scope"]
+	required := slices.DeleteFunc(q["scope"], func(s string) bool { return s == "" })
 	if len(required) > maxScopesAsked {
 		http.Error(w, "too many scopes", http.StatusBadRequest)
 		return outcome{result: "BAD_REQUEST"}
 	}
-	res := s.identify(credentialFrom(r), q["audience"])
+	// Tokens must name the default audience here: the query string may come
+	// from the client (Envoy appends the original path), so it cannot widen
+	// what is accepted.
+	cred := credentialFrom(r)
+	res := s.identify(cred, nil)
 	if res.Code != keyindex.Valid {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return outcome{result: string(res.Code), failed: true}
+		// A request with no key is not guessing one: behind a gateway every
+		// visitor shares one address, and keyless visitors must not lock
+		// out those who have keys.
+		return outcome{result: string(res.Code), failed: cred != ""}
 	}
 	if res = keyindex.RequireScopes(res, required); res.Code != keyindex.Valid {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="`+strings.Join(required, " ")+`"`)

@@ -411,6 +411,19 @@ func TestFailedAttemptsAreLimitedPerAddress(t *testing.T) {
 	}
 }
 
+func TestKeylessRequestsDoNotLockOutAGateway(t *testing.T) {
+	f := newFixture(t)
+	good := f.apiKey("good")
+	for range 50 { // anonymous visitors behind one gateway address
+		if code := f.do(authzReq("/v1/authz", nil)).Code; code != 401 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if code := f.do(authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", good) })).Code; code != 200 {
+		t.Fatalf("a key holder behind the same gateway got %d", code)
+	}
+}
+
 func TestSuccessesAreNeverLimited(t *testing.T) {
 	f := newFixture(t)
 	good := f.apiKey("good")

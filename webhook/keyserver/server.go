@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -99,8 +100,6 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("/v1/authz", s.limited(frontendAuthz, s.authz))
-	mux.Handle("/v1/authz/", s.limited(frontendAuthz, s.authz))
 	mux.Handle("POST /v1/verify", s.limited(frontendVerify, s.verify))
 	mux.Handle("POST /v1/tokens", s.limited(frontendTokens, s.tokens))
 	if opts.EnableDCETokenGET {
@@ -110,7 +109,17 @@ func New(opts Options) *Server {
 	mux.Handle("POST /apis/authentication.k8s.io/v1/tokenreviews", s.limited(frontendTokenReview, s.tokenReview))
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
-	s.handler = mux
+	authz := s.limited(frontendAuthz, s.authz)
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Forward-auth answers for any path below /v1/authz as it comes:
+		// ServeMux would redirect "//" or ".." paths (Envoy appends the
+		// client's path), and a gateway needs a decision, not a redirect.
+		if p := r.URL.Path; p == "/v1/authz" || strings.HasPrefix(p, "/v1/authz/") {
+			authz.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	return s
 }
 

@@ -1,0 +1,597 @@
+// Package nginx_test runs the nginx auth_request configuration of
+// docs/gateways.md, as written there, in a real nginx in front of a real key
+// server, and checks what a client gets through it.
+//
+// It needs an nginx binary with the auth_request module, on PATH or in
+// /usr/sbin (.ci/install-nginx.sh installs one). Without one it skips,
+// except in CI (CI=true), where it fails. nginx runs as the test's user,
+// with every file it writes in the test's temporary directory.
+package nginx_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/webhook/keyserver"
+)
+
+const (
+	// docPath is the document whose nginx block this test runs.
+	docPath = "../../docs/gateways.md"
+	// docMarker is the first line of that block.
+	docMarker = "# Keyward forward-auth for nginx."
+
+	// The addresses the documented block uses, replaced by the test's own.
+	docKeyServer = "server keyward-key-server.keyward-system.svc:8443;"
+	docApp       = "server app.default.svc:8080;"
+	docListen    = "listen 80;"
+	docCA        = "/etc/nginx/keyward-ca.crt"
+	// keyServerName is the key server's in-cluster DNS name, which the
+	// block verifies the certificate against.
+	keyServerName = "keyward-key-server.keyward-system.svc"
+
+	// failureBurst is the key server's failure limit in this test; failed
+	// attempts never refill during it, so the count is exact.
+	failureBurst = 8
+
+	requestTimeout = 5 * time.Second
+	startTimeout   = 15 * time.Second
+)
+
+func TestNginxAuthRequest(t *testing.T) {
+	nginxBin, err := lookNginx()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nginx is not on PATH (nor /usr/sbin/nginx); CI must run .ci/install-nginx.sh before the tests")
+		}
+		t.Skip("nginx is not on PATH (nor /usr/sbin/nginx): run .ci/install-nginx.sh (as root) to install it")
+	}
+
+	dir := t.TempDir()
+	ks := startKeyServer(t, dir)
+	rw := ks.apiKey(t, "billing-reporter", kw.AccessReadWrite, "invoices:read")
+	ro := ks.apiKey(t, "dashboard", kw.AccessReadOnly, "invoices:read")
+	unknown := mustGenerate(t) // well-formed, never indexed
+
+	app := startApp(t)
+	block := documentedBlock(t)
+	base := startNginx(t, nginxBin, dir, block, ks.addr, app.addr, ks.caFile)
+	c := &http.Client{Timeout: requestTimeout}
+
+	// failures counts the failed attempts the key server has seen from
+	// nginx's address, for the rate-limit check at the end.
+	failures := 0
+
+	t.Run("no key: 401 with WWW-Authenticate, upstream not called", func(t *testing.T) {
+		before := app.hits.Load()
+		r := do(t, c, http.MethodGet, base+"/orders", nil)
+		failures++
+		r.want(t, http.StatusUnauthorized)
+		if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("WWW-Authenticate = %q, want the key server's Bearer challenge", r.header.Get("WWW-Authenticate"))
+		}
+		if !strings.Contains(r.body, `"unauthorized"`) {
+			t.Errorf("body = %q, want the error page's JSON", r.body)
+		}
+		if app.hits.Load() != before {
+			t.Error("the upstream was called without a key")
+		}
+	})
+
+	t.Run("Authorization: apk: 200, upstream sees the identity", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/orders?page=2", map[string]string{"Authorization": "apk " + rw})
+		r.want(t, http.StatusOK)
+		got := r.echo(t)
+		want := echo{Subject: "billing-reporter-subject", Groups: "reporting,finance", Scopes: "invoices:read", Method: "GET", URI: "/orders?page=2"}
+		want.KeyID = got.KeyID
+		if got != want || got.KeyID == "" {
+			t.Errorf("upstream saw %+v, want %+v with a key id", got, want)
+		}
+	})
+
+	t.Run("X-API-Key: 200", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": rw})
+		r.want(t, http.StatusOK)
+		if s := r.echo(t).Subject; s != "billing-reporter-subject" {
+			t.Errorf("upstream saw subject %q", s)
+		}
+	})
+
+	t.Run("Authorization: Bearer, Token, ApiKey and the raw key: 200", func(t *testing.T) {
+		for _, v := range []string{"Bearer " + rw, "Token " + rw, "ApiKey " + rw, rw} {
+			r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"Authorization": v})
+			r.want(t, http.StatusOK)
+		}
+	})
+
+	t.Run("a client cannot forge the identity headers", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{
+			"X-API-Key": ro, "X-Keyward-Subject": "admin", "X-Keyward-Scopes": "invoices:write",
+		})
+		r.want(t, http.StatusOK)
+		if got := r.echo(t); got.Subject != "dashboard-subject" || got.Scopes != "invoices:read" {
+			t.Errorf("upstream saw %+v, want the key server's identity", got)
+		}
+	})
+
+	t.Run("a wrong key: 401", func(t *testing.T) {
+		before := app.hits.Load()
+		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"Authorization": "apk " + unknown})
+		failures++
+		r.want(t, http.StatusUnauthorized)
+		if app.hits.Load() != before {
+			t.Error("the upstream was called with a wrong key")
+		}
+	})
+
+	t.Run("a ReadOnly key with POST: 403, upstream not called", func(t *testing.T) {
+		before := app.hits.Load()
+		r := do(t, c, http.MethodPost, base+"/orders", map[string]string{"X-API-Key": ro})
+		r.want(t, http.StatusForbidden)
+		if app.hits.Load() != before {
+			t.Error("the upstream was called for a ReadOnly key's POST")
+		}
+	})
+
+	t.Run("a ReadOnly key with POST claiming X-Forwarded-Method GET: 403", func(t *testing.T) {
+		r := do(t, c, http.MethodPost, base+"/orders", map[string]string{
+			"X-API-Key": ro, "X-Forwarded-Method": "GET", "X-Original-Method": "GET",
+		})
+		r.want(t, http.StatusForbidden)
+	})
+
+	t.Run("a ReadOnly key with GET: 200", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": ro})
+		r.want(t, http.StatusOK)
+	})
+
+	t.Run("a ReadWrite key with POST: 200, the body reaches the upstream", func(t *testing.T) {
+		r := do(t, c, http.MethodPost, base+"/orders", map[string]string{"X-API-Key": rw}, `{"n":1}`)
+		r.want(t, http.StatusOK)
+		if got := r.echo(t); got.Method != "POST" || got.Body != `{"n":1}` {
+			t.Errorf("upstream saw %+v", got)
+		}
+	})
+
+	t.Run("a location requiring invoices:write: 403 for a key without it", func(t *testing.T) {
+		before := app.hits.Load()
+		r := do(t, c, http.MethodGet, base+"/invoices/42", map[string]string{"Authorization": "apk " + rw})
+		r.want(t, http.StatusForbidden)
+		if app.hits.Load() != before {
+			t.Error("the upstream was called without the required scope")
+		}
+	})
+
+	t.Run("a location requiring invoices:write: 200 for a key with it", func(t *testing.T) {
+		writer := ks.apiKey(t, "invoicer", kw.AccessReadWrite, "invoices:read", "invoices:write")
+		r := do(t, c, http.MethodGet, base+"/invoices/42", map[string]string{"Authorization": "apk " + writer})
+		r.want(t, http.StatusOK)
+		if got := r.echo(t); got.Subject != "invoicer-subject" || got.Scopes != "invoices:read invoices:write" {
+			t.Errorf("upstream saw %+v", got)
+		}
+	})
+
+	t.Run("a public location: 200 without a key", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/healthz", nil)
+		r.want(t, http.StatusOK)
+		if got := r.echo(t); got.Subject != "" {
+			t.Errorf("upstream saw subject %q on a public location", got.Subject)
+		}
+	})
+
+	t.Run("the internal auth location is not reachable from outside", func(t *testing.T) {
+		r := do(t, c, http.MethodGet, base+"/_keyward/authz/", map[string]string{"X-API-Key": rw})
+		r.want(t, http.StatusNotFound)
+	})
+
+	// Last: it uses up the failure limit of nginx's address, which every
+	// client behind nginx shares.
+	t.Run("too many failures behind nginx: 429 with Retry-After, for every client", func(t *testing.T) {
+		// Only presented keys count (keyless visitors do not), so the
+		// burst is spent here whatever ran before.
+		var r response
+		for i := 0; i <= failureBurst; i++ {
+			r = do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": unknown})
+		}
+		r.want(t, http.StatusTooManyRequests)
+		if r.header.Get("Retry-After") == "" {
+			t.Error("a 429 must carry Retry-After")
+		}
+		// A valid key from another client: the key server sees nginx's address.
+		r = do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": rw})
+		r.want(t, http.StatusTooManyRequests)
+	})
+}
+
+// lookNginx finds nginx on PATH, or where Debian installs it (/usr/sbin is
+// not on every user's PATH).
+func lookNginx() (string, error) {
+	p, err := exec.LookPath("nginx")
+	if err == nil {
+		return p, nil
+	}
+	if _, serr := os.Stat("/usr/sbin/nginx"); serr == nil {
+		return "/usr/sbin/nginx", nil
+	}
+	return "", err
+}
+
+// keyServer is a key server on loopback, over TLS, loaded with keys directly.
+type keyServer struct {
+	srv    *keyserver.Server
+	addr   string
+	caFile string
+}
+
+func startKeyServer(t *testing.T, dir string) *keyServer {
+	t.Helper()
+	certDir := filepath.Join(dir, "key-server-tls")
+	caFile := writeServingCert(t, certDir)
+	srv := keyserver.New(keyserver.Options{
+		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + keyServerName,
+		FailureLimit: failureBurst, FailureRefill: 24 * time.Hour,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("key server: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("the key server did not stop")
+		}
+	})
+	actx, acancel := context.WithTimeout(ctx, startTimeout)
+	defer acancel()
+	addr, err := srv.Addr(actx)
+	if err != nil {
+		select {
+		case err := <-done:
+			t.Fatalf("key server did not start: %v", err)
+		default:
+		}
+		t.Fatalf("key server did not bind: %v", err)
+	}
+	return &keyServer{srv: srv, addr: addr.String(), caFile: caFile}
+}
+
+// apiKey indexes a new API key in namespace team-a and returns its plaintext.
+func (k *keyServer) apiKey(t *testing.T, name string, access kw.AccessMode, scopes ...string) string {
+	t.Helper()
+	key, err := keymaterial.Generate("kw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &hashsecret.Record{
+		Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: name, Subject: name + "-subject",
+		Groups: []string{"reporting", "finance"}, Scopes: scopes, Access: string(access),
+		Current: &hashsecret.Version{ID: key.ID, Hash: key.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
+	}
+	if err := k.srv.Index().Upsert("team-a", hashsecret.Name(hashsecret.KindAPIKey, name), rec); err != nil {
+		t.Fatal(err)
+	}
+	return key.String()
+}
+
+func mustGenerate(t *testing.T) string {
+	t.Helper()
+	k, err := keymaterial.Generate("kw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.String()
+}
+
+// writeServingCert writes a self-signed tls.crt/tls.key for the key
+// server's in-cluster name into dir, and returns the certificate's path for
+// nginx to trust.
+func writeServingCert(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: keyServerName},
+		DNSNames:              []string{keyServerName},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := filepath.Join(dir, "tls.crt")
+	write(t, crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	write(t, filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	return crt
+}
+
+func write(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echo is what the upstream saw, as it reports it.
+type echo struct {
+	Subject string `json:"subject"`
+	Groups  string `json:"groups"`
+	Scopes  string `json:"scopes"`
+	KeyID   string `json:"keyID"`
+	Method  string `json:"method"`
+	URI     string `json:"uri"`
+	Body    string `json:"body"`
+}
+
+type upstream struct {
+	addr string
+	hits atomic.Int64
+}
+
+// startApp starts the upstream service: it echoes the identity headers and
+// the request it received.
+func startApp(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(echo{
+			Subject: r.Header.Get("X-Keyward-Subject"), Groups: r.Header.Get("X-Keyward-Groups"),
+			Scopes: r.Header.Get("X-Keyward-Scopes"), KeyID: r.Header.Get("X-Keyward-Key-Id"),
+			Method: r.Method, URI: r.RequestURI, Body: string(body),
+		})
+	}))
+	t.Cleanup(srv.Close)
+	u.addr = srv.Listener.Addr().String()
+	return u
+}
+
+// documentedBlock is the nginx block of docs/gateways.md that starts with
+// docMarker.
+func documentedBlock(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fence = "```nginx\n"
+	for rest := string(doc); ; {
+		i := strings.Index(rest, fence)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(fence):]
+		end := strings.Index(rest, "\n```")
+		if end < 0 {
+			t.Fatalf("%s: an unterminated nginx block", docPath)
+		}
+		if block := rest[:end+1]; strings.HasPrefix(block, docMarker) {
+			return block
+		}
+		rest = rest[end:]
+	}
+	t.Fatalf("%s has no nginx block starting with %q", docPath, docMarker)
+	return ""
+}
+
+// replaceOnce replaces old, which must occur exactly once in s: a change to
+// the document that this test does not follow fails loudly.
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if n := strings.Count(s, old); n != 1 {
+		t.Fatalf("the documented nginx block has %q %d times, want once: update test/nginx with docs/gateways.md", old, n)
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
+// startNginx runs the documented block, pointed at the test's key server,
+// upstream and CA, in an nginx of its own, and returns its base URL.
+func startNginx(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile string) string {
+	t.Helper()
+	block = replaceOnce(t, block, docKeyServer, "server "+keyServerAddr+";")
+	block = replaceOnce(t, block, docApp, "server "+appAddr+";")
+	block = replaceOnce(t, block, docCA, caFile)
+
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before nginx binds it
+		port := freePort(t)
+		conf := replaceOnce(t, block, docListen, fmt.Sprintf("listen 127.0.0.1:%d;", port))
+		base, err := runNginx(t, bin, dir, conf, port)
+		if err == nil {
+			return base
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "Address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return ""
+}
+
+func runNginx(t *testing.T, bin, dir, block string, port int) (string, error) {
+	t.Helper()
+	prefix := filepath.Join(dir, fmt.Sprintf("nginx-%d", port))
+	for _, d := range []string{"logs", "temp"} {
+		if err := os.MkdirAll(filepath.Join(prefix, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errorLog := filepath.Join(prefix, "logs", "error.log")
+	temp := filepath.Join(prefix, "temp")
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/logs/nginx.pid;
+error_log %[2]s info;
+events { worker_connections 128; }
+http {
+    access_log %[1]s/logs/access.log;
+    client_body_temp_path %[3]s/client_body;
+    proxy_temp_path %[3]s/proxy;
+    fastcgi_temp_path %[3]s/fastcgi;
+    uwsgi_temp_path %[3]s/uwsgi;
+    scgi_temp_path %[3]s/scgi;
+    default_type text/plain;
+
+%[4]s
+}
+`, prefix, errorLog, temp, block)
+	confFile := filepath.Join(prefix, "nginx.conf")
+	write(t, confFile, []byte(conf))
+
+	// -e: the error log from the start, before the configuration is read
+	// (the compiled-in one may not be writable).
+	cmd := exec.Command(bin, "-p", prefix, "-c", confFile, "-e", errorLog)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("nginx (pid %d) did not exit", cmd.Process.Pid)
+		}
+	}
+
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(errorLog)
+			return "", fmt.Errorf("nginx exited (%v) before accepting connections:\n%s\n%s", err, out.String(), log)
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			log, _ := os.ReadFile(errorLog)
+			return "", fmt.Errorf("nginx did not accept connections on %s within %v:\n%s", addr, startTimeout, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			log, _ := os.ReadFile(errorLog)
+			t.Logf("nginx configuration:\n%s\nnginx error log:\n%s", conf, log)
+		}
+	})
+	return "http://" + addr, nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (r response) want(t *testing.T, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %q", r.status, status, r.body)
+	}
+}
+
+func (r response) echo(t *testing.T) echo {
+	t.Helper()
+	var e echo
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
+		t.Fatalf("not the upstream's answer: %q", r.body)
+	}
+	return e
+}
+
+// do sends one request through nginx, bounded by the client's timeout.
+func do(t *testing.T, c *http.Client, method, url string, header map[string]string, body ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if len(body) > 0 {
+		rd = strings.NewReader(body[0])
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s %s: no answer within %v", method, url, requestTimeout)
+		}
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}

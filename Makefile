@@ -63,8 +63,9 @@ bench: envtest ## Measure the key server, index, reconciles, revocation and toke
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and the kubectl plugin into bin/.
 	$(GO) build -trimpath -o bin/keyward .
+	$(GO) build -trimpath -o bin/kubectl-keyward ./cmd/kubectl-keyward
 
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.

@@ -95,6 +95,10 @@ deploy: manifests ## Deploy Keyward to the current cluster.
 undeploy: ## Remove Keyward from the current cluster.
 	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
 
+.PHONY: chart
+chart: manifests ## Regenerate the Helm chart (charts/keyward) from config/default.
+	hack/gen-chart.sh
+
 .PHONY: build-installer
 build-installer: manifests ## Write dist/install.yaml, one file to install Keyward.
 	mkdir -p dist

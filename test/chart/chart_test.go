@@ -1,0 +1,105 @@
+// Package chart checks that the Helm chart renders the objects the kustomize
+// install does.
+package chart
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+func helm(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "hack", "helm.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("building helm with hack/helm.sh: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// objects parses a multi-document YAML stream, keyed by kind/name.
+func objects(t *testing.T, stream []byte) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for _, doc := range strings.Split(string(stream), "\n---") {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m == nil {
+			continue
+		}
+		md, _ := m["metadata"].(map[string]any)
+		out[m["kind"].(string)+"/"+md["name"].(string)] = m
+	}
+	return out
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = testenv.RepoRoot()
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr)
+	}
+	return out
+}
+
+func TestTheChartRendersWhatKustomizeInstalls(t *testing.T) {
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomized := objects(t, run(t, filepath.Join(assets, "kubectl"), "kustomize", "config/default"))
+	delete(kustomized, "Namespace/keyward-system") // helm install --create-namespace
+	charted := objects(t, run(t, helm(t), "template", "keyward", "charts/keyward", "--namespace", "keyward-system", "--include-crds"))
+
+	for key, want := range kustomized {
+		got, ok := charted[key]
+		if !ok {
+			t.Errorf("the chart does not render %s", key)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			a, _ := yaml.Marshal(got)
+			b, _ := yaml.Marshal(want)
+			t.Errorf("%s differs:\nchart:\n%s\nkustomize:\n%s", key, a, b)
+		}
+	}
+	for key := range charted {
+		if _, ok := kustomized[key]; !ok {
+			t.Errorf("the chart renders %s, which the kustomize install does not", key)
+		}
+	}
+}
+
+func TestChartValuesApply(t *testing.T) {
+	charted := objects(t, run(t, helm(t), "template", "kw", "charts/keyward", "--namespace", "keys",
+		"--set", "keyServer.replicas=5", "--set", "image.tag=v9"))
+	ks := charted["Deployment/keyward-key-server"]
+	if ks["metadata"].(map[string]any)["namespace"] != "keys" {
+		t.Error("the release namespace is not used")
+	}
+	spec := ks["spec"].(map[string]any)
+	if spec["replicas"].(float64) != 5 {
+		t.Errorf("keyServer.replicas not applied: %v", spec["replicas"])
+	}
+	img := spec["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"]
+	if img != "ghcr.io/keyward/keyward:v9" {
+		t.Errorf("image.tag not applied: %v", img)
+	}
+}

@@ -60,6 +60,10 @@ test: vet envtest ## Vet, unit tests and envtest suites against a real API serve
 bench: envtest ## Measure the key server, index, reconciles, revocation and tokens; writes docs/benchmarks.md.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md
 
+.PHONY: soak
+soak: envtest ## 30 minutes rotating 10% of keys per minute under validation load; counts false rejections (not in CI).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/soak $(SOAK_FLAGS)
+
 ##@ Build
 
 .PHONY: build

@@ -16,10 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/apikey"
@@ -33,6 +35,7 @@ func main() {
 	keys := flag.Int("keys", 100, "How many APIKeys.")
 	clients := flag.Int("clients", 8, "Concurrent validating clients.")
 	flag.Parse()
+	logf.SetLogger(logr.Discard()) // the count is the output
 	if err := run(*duration, *keys, *clients); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)

@@ -81,8 +81,8 @@ func TestSelfProvisionedCertificates(t *testing.T) {
 
 	for _, c := range []struct {
 		secret, dir, service string
-		port               int
-		path               string
+		port                 int
+		path                 string
 	}{
 		{operator.KeyServerCertSecret, keyServerDir, operator.KeyServerService, ksPort, "/healthz"},
 		{operator.WebhookCertSecret, webhookDir, operator.WebhookService, whPort, "/readyz"},

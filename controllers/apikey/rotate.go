@@ -7,6 +7,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -14,6 +15,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/controllers/ownedsecret"
+	"github.com/keyward/keyward/internal/keymaterial"
 )
 
 // ErrNotRotatable: imported keys belong to someone else; suspended and
@@ -32,40 +34,62 @@ const MinSelfRotationGrace = 5 * time.Minute
 // should read live (the key server has no cache of APIKeys).
 func (r *Reconciler) Rotate(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error) {
 	// A reconcile racing us makes a write conflict; the retry observes what
-	// the race left (a version we delivered is adopted, not replaced).
-	err = retry.OnError(retry.DefaultBackoff, func(err error) bool {
+	// the race left. A version this call delivered may meanwhile have been
+	// adopted by the controller: it is then this call's result, not a reason
+	// to refuse (the presented version is no longer current because of us).
+	var ours *keymaterial.Key
+	err = retry.OnError(rotateBackoff, func(err error) bool {
 		return apierrors.IsConflict(err) || errors.Is(err, ownedsecret.ErrStale)
 	}, func() error {
-		key, keyID, err = r.rotateOnce(ctx, namespace, name, presentedKeyID)
+		var issued *keymaterial.Key
+		issued, err = r.rotateOnce(ctx, namespace, name, presentedKeyID, ours)
+		if issued != nil {
+			ours = issued
+		}
+		if err == nil && issued != nil {
+			key, keyID = issued.String(), issued.ID
+		}
 		return err
 	})
 	return key, keyID, err
 }
 
-func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error) {
+// rotateBackoff outlasts a burst of reconciles of the same key (~5 s).
+var rotateBackoff = wait.Backoff{Steps: 8, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.2}
+
+// rotateOnce makes one attempt. ours is a version an earlier attempt of the
+// same call delivered; the version it returns (nil if none) is ours.
+func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name, presentedKeyID string, ours *keymaterial.Key) (*keymaterial.Key, error) {
 	obj := &kw.APIKey{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	now := r.Clock.Now()
 	if obj.Spec.ImportFrom != nil || obj.Spec.Suspended || !obj.DeletionTimestamp.IsZero() ||
 		keystatus.ExpiredAt(effectiveExpiry(obj.Spec, obj.CreationTimestamp), now) {
-		return "", "", ErrNotRotatable
+		return nil, ErrNotRotatable
 	}
 	orig := obj.DeepCopy()
 	s, err := r.observe(ctx, obj)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	if s.record == nil || s.record.Current == nil || s.record.Current.ID != presentedKeyID {
-		return "", "", ErrNotRotatable
+	cur := ""
+	if s.record != nil && s.record.Current != nil {
+		cur = s.record.Current.ID
+	}
+	if ours != nil && cur == ours.ID {
+		return ours, nil // an earlier attempt's version, adopted meanwhile
+	}
+	if cur != presentedKeyID {
+		return nil, ErrNotRotatable
 	}
 	s.forceRotate = true
 	if _, err := r.converge(ctx, obj, s); err != nil {
-		return "", "", err
+		return s.issued, err
 	}
 	if s.issued == nil {
-		return "", "", errors.New("no new version was issued")
+		return nil, errors.New("no new version was issued")
 	}
 	// The new version is recorded and valid: hand it out even if the status
 	// patch fails (the next reconcile rewrites status from the record).
@@ -73,5 +97,5 @@ func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name, presentedK
 	if err := r.Client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
 		logf.FromContext(ctx).Error(err, "status after self-rotation not written; the next reconcile will", "keyID", s.issued.ID)
 	}
-	return s.issued.String(), s.issued.ID, nil
+	return s.issued, nil
 }

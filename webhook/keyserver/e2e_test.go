@@ -367,10 +367,13 @@ current-context: webhook
 		Expect(err.Error()).To(ContainSubstring(`User "keyward:` + ns + `:ci-bot"`))
 
 		Expect(s.k8s.Delete(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"}})).To(Succeed())
-		Eventually(func() bool {
+		Eventually(func() error {
 			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
-			return apierrors.IsUnauthorized(err)
-		}, 10*time.Second).Should(BeTrue())
+			if apierrors.IsUnauthorized(err) {
+				return nil
+			}
+			return fmt.Errorf("still answered %v after the key's deletion", err)
+		}, 30*time.Second).Should(Succeed())
 	})
 
 	It("keeps answering from its cache while the API server is down, and converges when it is back", func() {

@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -50,6 +51,9 @@ type Step string
 // StepDelivered: a new pair is in the delivery Secret, not yet recorded.
 const StepDelivered Step = "delivered"
 
+// MaxConcurrentReconciles is how many keys are reconciled at once.
+const MaxConcurrentReconciles = 8
+
 // Reconciler reconciles AccessKeyPairs.
 type Reconciler struct {
 	Client             client.Client
@@ -70,6 +74,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("accesskeypair").
+		// Keys are independent and each is handled by one worker at a
+		// time; one worker made 1,000 keys take 30x the API server's
+		// write floor (docs/benchmarks.md).
+		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		For(&kw.AccessKeyPair{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.Secret{}).
 		// A pair leaving frees a place under its subject's limit.

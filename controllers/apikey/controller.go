@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -46,6 +47,9 @@ const (
 	DefaultImportResync = 5 * time.Minute
 )
 
+// MaxConcurrentReconciles is how many keys are reconciled at once.
+const MaxConcurrentReconciles = 8
+
 // Reconciler reconciles APIKeys.
 type Reconciler struct {
 	Client client.Client
@@ -73,6 +77,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apikey").
+		// Keys are independent and each is handled by one worker at a
+		// time; one worker made 1,000 keys take 30x the API server's
+		// write floor (docs/benchmarks.md).
+		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		// Spec changes, the rotate annotation and deletion; not our own
 		// status writes.
 		For(&kw.APIKey{}, builder.WithPredicates(predicate.Or(

@@ -53,12 +53,17 @@ func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
 	return mgr.Add(&sources{server: s, hashes: hashes, keys: keys})
 }
 
-// stripHashSecret keeps only what validation reads: the age ciphertext and
-// managed fields would only cost memory.
+// stripHashSecret keeps only what validation reads (the record, the type,
+// the name): the age ciphertext, annotations, owner references and managed
+// fields would only cost memory, per key, in every replica.
 func stripHashSecret(obj any) (any, error) {
 	if sec, ok := obj.(*corev1.Secret); ok {
-		sec.ManagedFields = nil
-		delete(sec.Data, hashsecret.DataAge)
+		sec.ManagedFields, sec.Annotations, sec.OwnerReferences, sec.Finalizers = nil, nil, nil, nil
+		for k := range sec.Data {
+			if k != hashsecret.DataRecord {
+				delete(sec.Data, k)
+			}
+		}
 	}
 	return obj, nil
 }

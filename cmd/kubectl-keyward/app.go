@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
@@ -194,6 +195,25 @@ func (a *app) flagError(cmd string, err error) error {
 }
 
 // oneName checks the positional arguments are exactly one object name.
+// namedKey parses a command's flags, takes the one APIKey name it was given
+// and reads that key.
+func (a *app) namedKey(cmd string, fs *pflag.FlagSet, args []string) (*kubeClient, string, *kw.APIKey, error) {
+	args, err := a.parse(cmd, fs, args)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	name, err := oneName(cmd, args)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, err := a.client()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	key, err := c.getKey(a.ctx, name)
+	return c, name, key, err
+}
+
 func oneName(cmd string, args []string) (string, error) {
 	switch len(args) {
 	case 0:

@@ -21,19 +21,7 @@ const maxEvents = 10
 // describe prints one APIKey for a person: never a key or a ciphertext.
 func (a *app) describe(args []string) error {
 	fs := a.flagSet("describe")
-	args, err := a.parse("describe", fs, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName("describe", args)
-	if err != nil {
-		return err
-	}
-	c, err := a.client()
-	if err != nil {
-		return err
-	}
-	key, err := c.getKey(a.ctx, name)
+	c, _, key, err := a.namedKey("describe", fs, args)
 	if err != nil {
 		return err
 	}

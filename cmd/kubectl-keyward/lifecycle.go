@@ -24,19 +24,7 @@ func (a *app) rotate(args []string) error {
 	fs := a.flagSet("rotate")
 	fs.BoolVar(&waitFor, "wait", false, "Wait until the new version is issued")
 	fs.DurationVar(&timeout, "timeout", 60*time.Second, "How long --wait waits")
-	args, err := a.parse("rotate", fs, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName("rotate", args)
-	if err != nil {
-		return err
-	}
-	c, err := a.client()
-	if err != nil {
-		return err
-	}
-	key, err := c.getKey(a.ctx, name)
+	c, name, key, err := a.namedKey("rotate", fs, args)
 	if err != nil {
 		return err
 	}
@@ -121,19 +109,7 @@ func (a *app) revoke(args []string) error {
 	fs := a.flagSet("revoke")
 	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the deletion to complete")
-	args, err := a.parse("revoke", fs, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName("revoke", args)
-	if err != nil {
-		return err
-	}
-	c, err := a.client()
-	if err != nil {
-		return err
-	}
-	key, err := c.getKey(a.ctx, name)
+	c, name, key, err := a.namedKey("revoke", fs, args)
 	if err != nil {
 		return err
 	}

@@ -107,3 +107,8 @@ chart: manifests ## Regenerate the Helm chart (charts/keyward) from config/defau
 build-installer: manifests ## Write dist/install.yaml, one file to install Keyward.
 	mkdir -p dist
 	$(KUBECTL) kustomize config/default | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install.yaml
+
+.PHONY: build-installer-cert-manager
+build-installer-cert-manager: manifests ## Write dist/install-cert-manager.yaml: certificates from an installed cert-manager.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/overlays/cert-manager | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-cert-manager.yaml

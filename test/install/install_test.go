@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyward/keyward/internal/operator"
@@ -24,26 +25,31 @@ func TestConfigDefaultIsAcceptedByTheAPIServer(t *testing.T) {
 	t.Cleanup(func() { _ = env.Stop() })
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 
-	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize config/default: %v", err)
-	}
+	rendered := render(t, kubectl, "config/default")
 	for _, kind := range []string{"CustomResourceDefinition", "Deployment", "ClusterRole", "ServiceAccount", "Service"} {
 		if !bytes.Contains(rendered, []byte("kind: "+kind)) {
 			t.Errorf("config/default renders no %s", kind)
 		}
 	}
+	dryRunApply(t, env, rendered, "config/default")
+}
+
+// dryRunApply creates keyward-system and applies rendered with a
+// server-side dry run (strict field validation, kubectl's default), failing
+// the test with the API server's answer when it refuses any object.
+func dryRunApply(t *testing.T, env *envtest.Environment, rendered []byte, what string) {
+	t.Helper()
+	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	// Namespace first, so the namespaced objects' dry run can resolve it.
 	apply := env.ControlPlane.KubeCtl()
-	out, errOut, err := apply.Run("create", "namespace", "keyward-system")
+	_, errOut, err := apply.Run("create", "namespace", "keyward-system")
 	if err != nil {
 		t.Fatalf("creating the namespace: %v %s", err, readAll(errOut))
 	}
-	_ = out
 	cmd := exec.Command(kubectl, append(apply.Opts, "apply", "--server-side", "--dry-run=server", "-f", "-")...)
 	cmd.Stdin = bytes.NewReader(rendered)
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("server-side dry run refused config/default: %v\n%s", err, msg)
+		t.Fatalf("server-side dry run refused %s: %v\n%s", what, err, msg)
 	}
 }
 
@@ -56,10 +62,26 @@ func readAll(r interface{ Read([]byte) (int, error) }) string {
 // objects renders config/default into unstructured objects.
 func objects(t *testing.T, kubectl string) []map[string]any {
 	t.Helper()
-	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
+	return parse(t, render(t, kubectl, "config/default"))
+}
+
+// render runs kubectl kustomize on dir, a path relative to the repo root.
+func render(t *testing.T, kubectl, dir string) []byte {
+	t.Helper()
+	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), filepath.FromSlash(dir))).Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize config/default: %v", err)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr)
 	}
+	return rendered
+}
+
+// parse splits a rendered multi-document YAML into unstructured objects.
+func parse(t *testing.T, rendered []byte) []map[string]any {
+	t.Helper()
 	var out []map[string]any
 	for _, doc := range strings.Split(string(rendered), "\n---\n") {
 		var m map[string]any

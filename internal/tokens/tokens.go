@@ -10,6 +10,7 @@ package tokens
 import (
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -188,11 +189,19 @@ type Validator struct {
 	// Key resolves a kid to a P-256 verification key. It is the only
 	// source of keys: keys or key URLs inside the token are refused.
 	Key func(kid string) (*ecdsa.PublicKey, bool)
+	// Cache, when set, spares a token presented again its parsing and
+	// signature verification (see VerifiedCache); the key lookup and the
+	// claims checks still run on every call. It may be shared by
+	// Validators with different Issuer, Audiences, Leeway or Key.
+	Cache *VerifiedCache
 }
 
 // Validate verifies token at time now and returns its claims. Every error
 // wraps exactly one of the sentinel errors (unless v itself lacks Issuer,
 // Audiences or Key), and none quotes the token.
+//
+// With a Cache, the returned Claims may share its slices (aud, groups,
+// scopes) with the cache: callers must not modify their elements.
 func (v Validator) Validate(token string, now time.Time) (*Claims, error) {
 	// Cheap shape checks first, so junk of any size costs no allocation.
 	if len(token) > MaxTokenBytes {
@@ -208,48 +217,84 @@ func (v Validator) Validate(token string, now time.Time) (*Claims, error) {
 		return nil, errors.New("tokens: validator is not configured")
 	}
 
+	if v.Cache == nil {
+		c, _, _, err := v.verify(token)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.checkClaims(c, now); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+
+	// Hashed from a stack buffer: a conversion would allocate a copy of
+	// every token (of those up to 1 KiB, which ours are unless they carry
+	// many groups or scopes).
+	var buf [1024]byte
+	sum := sha256.Sum256(append(buf[:0], token...))
+	if cached, ok := v.Cache.get(&sum, v.Key); ok {
+		if err := v.checkClaims(cached, now); err != nil {
+			return nil, err
+		}
+		c := *cached
+		return &c, nil
+	}
+	c, kid, pub, err := v.verify(token)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(c, now); err != nil {
+		return nil, err
+	}
+	v.Cache.put(&sum, c, kid, pub, now)
+	out := *c
+	return &out, nil
+}
+
+// verify is the part of Validate that depends on the token alone and the
+// key its kid names: parsing, the header checks and the signature. It
+// returns the claims unchecked, with the kid and the key that verified them.
+func (v Validator) verify(token string) (*Claims, string, *ecdsa.PublicKey, error) {
 	tok, err := jwt.ParseSigned(token, es256Only)
 	if err != nil {
 		// go-jose's messages may quote header values, so only the kind of
 		// failure is kept.
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &algErr) {
-			return nil, ErrAlgorithm
+			return nil, "", nil, ErrAlgorithm
 		}
-		return nil, fmt.Errorf("%w: cannot parse", ErrMalformed)
+		return nil, "", nil, fmt.Errorf("%w: cannot parse", ErrMalformed)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, fmt.Errorf("%w: want exactly one signature", ErrMalformed)
+		return nil, "", nil, fmt.Errorf("%w: want exactly one signature", ErrMalformed)
 	}
 	header := tok.Headers[0]
 	if hasForbiddenHeader(header) {
-		return nil, ErrForbiddenHeader
+		return nil, "", nil, ErrForbiddenHeader
 	}
 	if header.KeyID == "" {
-		return nil, fmt.Errorf("%w: no kid", ErrUnknownKey)
+		return nil, "", nil, fmt.Errorf("%w: no kid", ErrUnknownKey)
 	}
 	pub, ok := v.Key(header.KeyID)
 	if !ok || !isP256(pub) {
-		return nil, ErrUnknownKey
+		return nil, "", nil, ErrUnknownKey
 	}
 
 	var c Claims
 	if err := tok.Claims(pub, &c); err != nil {
 		switch {
 		case errors.Is(err, jose.ErrCryptoFailure):
-			return nil, ErrSignature
+			return nil, "", nil, ErrSignature
 		case errors.Is(err, jose.ErrUnsupportedCriticalHeader):
-			return nil, ErrForbiddenHeader
+			return nil, "", nil, ErrForbiddenHeader
 		default:
 			// The signature held; the payload is not our claims JSON
 			// (for example aud of the wrong type).
-			return nil, fmt.Errorf("%w: bad claims", ErrMalformed)
+			return nil, "", nil, fmt.Errorf("%w: bad claims", ErrMalformed)
 		}
 	}
-	if err := v.checkClaims(&c, now); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return &c, header.KeyID, pub, nil
 }
 
 func (v Validator) checkClaims(c *Claims, now time.Time) error {

@@ -59,6 +59,17 @@ func (s *Server) identify(cred string, audiences []string) keyindex.Result {
 	return res
 }
 
+// verifiedTokens spares a token presented again its ES256 verification,
+// which was most of a token request's CPU. What depends on the request, the
+// clock or the key set is still checked on every request (tokens.VerifiedCache
+// says what): the kid must still name the same key in s.keys, the claims are
+// checked against this request's audiences and the clock, and the pair is
+// looked up below. Bounded to 64Ki tokens and about 32 MiB of heap. It is
+// shared by the process's Servers, which is sound because nothing in it
+// depends on a Server: an entry only records that a signature was verified
+// with a given key.
+var verifiedTokens = tokens.NewVerifiedCache(1<<16, 32<<20)
+
 func (s *Server) identifyToken(tok string, audiences []string, now time.Time) keyindex.Result {
 	keys := s.keys.Load()
 	if keys == nil {
@@ -67,7 +78,7 @@ func (s *Server) identifyToken(tok string, audiences []string, now time.Time) ke
 	if len(audiences) == 0 {
 		audiences = []string{DefaultAudience}
 	}
-	v := tokens.Validator{Issuer: s.opts.Issuer, Audiences: audiences, Key: func(kid string) (*ecdsa.PublicKey, bool) {
+	v := tokens.Validator{Issuer: s.opts.Issuer, Audiences: audiences, Cache: verifiedTokens, Key: func(kid string) (*ecdsa.PublicKey, bool) {
 		pk, ok := keys.Public(kid)
 		return pk.Key, ok
 	}}

@@ -18,8 +18,11 @@ type Options struct {
 	ExpiringSoonWindow time.Duration
 	// MaxPairsPerSubject bounds AccessKeyPairs per subject and namespace.
 	MaxPairsPerSubject int
-	// OperatorNamespace holds the signing key set.
+	// OperatorNamespace holds the signing key set and every hash Secret.
 	OperatorNamespace string
+	// Resync: how often keys with a delivery or importFrom Secret (in the
+	// users' namespaces, not watched) re-read it; 0 means the default.
+	Resync time.Duration
 	// SigningKeyPeriod: a new signing key this often.
 	SigningKeyPeriod time.Duration
 	// MaxTokenLifetime: the longest token the key server issues; a retired
@@ -50,6 +53,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:           mgr.GetEventRecorder("keyward-accesskeypair"),
 		MaxPerSubject:      o.MaxPairsPerSubject,
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
+		HashNamespace:      o.OperatorNamespace,
+		Resync:             o.Resync,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -59,5 +64,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Clock:              o.Clock,
 		Recorder:           mgr.GetEventRecorder("keyward-apikey"),
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
+		HashNamespace:      o.OperatorNamespace,
+		Resync:             o.Resync,
 	}).SetupWithManager(mgr)
 }

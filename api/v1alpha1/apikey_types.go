@@ -175,7 +175,8 @@ type APIKeyStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	KeyHint string `json:"keyHint,omitempty"`
 
-	// hashSecretName is the Secret holding the key's hashes.
+	// hashSecretName is the Secret holding the key's hashes, in the
+	// operator's namespace.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	HashSecretName string `json:"hashSecretName,omitempty"`
@@ -212,6 +213,73 @@ type APIKeyStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	RotateRequest string `json:"rotateRequest,omitempty"`
+
+	// selfRotationRequest is written by the key server when a caller holding
+	// the current key asks for its successor (POST /v1/keys/current/rotate);
+	// the controller rotates and answers in selfRotationResponse. The key
+	// server writes no Secret.
+	// +optional
+	SelfRotationRequest *SelfRotationRequest `json:"selfRotationRequest,omitempty"`
+
+	// selfRotationResponse answers selfRotationRequest.
+	// +optional
+	SelfRotationResponse *SelfRotationResponse `json:"selfRotationResponse,omitempty"`
+}
+
+// SelfRotationRequest asks the controller for a new version on behalf of a
+// caller that presented the current one.
+type SelfRotationRequest struct {
+	// id names this request; the response carries it back.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// keyID is the version the caller presented; only the current version
+	// may rotate, or a leaked key in its grace period could take over.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	KeyID string `json:"keyID"`
+
+	// recipient is a one-time age X25519 recipient: the new key is
+	// encrypted to it, and only the asking key server holds its identity.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Recipient string `json:"recipient"`
+
+	// proof is HMAC-SHA256, keyed by the presented version's hash, over the
+	// request: only a holder of the key (or of its hash Secret) can ask.
+	// The key id alone is public.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Proof string `json:"proof"`
+
+	// requestedAt: requests older than a minute are ignored.
+	// +required
+	RequestedAt metav1.Time `json:"requestedAt"`
+}
+
+// SelfRotationResponse answers a SelfRotationRequest.
+type SelfRotationResponse struct {
+	// id of the request answered.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// keyID of the new version; empty when refused.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	KeyID string `json:"keyID,omitempty"`
+
+	// encryptedKey is the new key, age-encrypted to the request's recipient.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	EncryptedKey string `json:"encryptedKey,omitempty"`
+
+	// refused says why no version was issued (a documented reason).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Refused string `json:"refused,omitempty"`
 }
 
 // AgeDelivery is one key version encrypted with age.

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "time"
+
 // Condition types set on APIKey and AccessKeyPair.
 const (
 	// ConditionReady is True when the key validates now: issued, delivered,
@@ -64,3 +66,17 @@ const (
 // FinalizerCleanup makes deletion wait until the hash and delivery Secrets
 // are gone, so revocation does not depend on the garbage collector.
 const FinalizerCleanup = "keys.keyward.dev/cleanup"
+
+// Reasons a self-rotation request is refused (selfRotationResponse.refused).
+const (
+	// RefusedNotRotatable: the key is imported, suspended, expired or being
+	// deleted, or the presented version is not the current one.
+	RefusedNotRotatable = "NotRotatable"
+	// RefusedBadRequest: the request's proof does not match the presented
+	// version, or its recipient is not an age X25519 recipient.
+	RefusedBadRequest = "BadRequest"
+)
+
+// SelfRotationRequestTTL: a self-rotation request older than this is
+// ignored; the key server that asked has given up on it.
+const SelfRotationRequestTTL = time.Minute

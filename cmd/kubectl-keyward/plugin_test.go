@@ -26,6 +26,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
@@ -90,9 +91,12 @@ var _ = Describe("create apikey", func() {
 			HaveField("Valid", true), HaveField("KeyID", key.Status.KeyID),
 			HaveField("Subject", "billing-reporter"), HaveField("Scopes", ContainElement("invoices:read"))))
 
+		// Every Secret of the cluster, the hash Secret in the operator
+		// namespace included.
 		secrets := &corev1.SecretList{}
-		Expect(k8s.List(ctx, secrets, client.InNamespace(ns))).To(Succeed())
-		Expect(secrets.Items).NotTo(BeEmpty(), "the hash Secret should exist")
+		Expect(k8s.List(ctx, secrets)).To(Succeed())
+		Expect(secrets.Items).To(ContainElement(HaveField("ObjectMeta.Labels", HaveKeyWithValue(hashsecret.LabelOwnerNamespace, ns))),
+			"the hash Secret should exist")
 		for _, s := range secrets.Items {
 			for _, v := range s.Data {
 				expectNoLeak(string(v), plain)

@@ -51,6 +51,9 @@ type Step string
 // StepDelivered: a new pair is in the delivery Secret, not yet recorded.
 const StepDelivered Step = "delivered"
 
+// DefaultResync: see Reconciler.Resync.
+const DefaultResync = 5 * time.Minute
+
 // MaxConcurrentReconciles is how many keys are reconciled at once.
 const MaxConcurrentReconciles = 8
 
@@ -62,6 +65,11 @@ type Reconciler struct {
 	Recorder           events.EventRecorder
 	MaxPerSubject      int
 	ExpiringSoonWindow time.Duration
+	// HashNamespace is where hash Secrets live: the operator's namespace.
+	HashNamespace string
+	// Resync is how often the delivery Secret is re-read: it lives where
+	// the controllers may not watch Secrets. Defaults to DefaultResync.
+	Resync time.Duration
 	// AfterWrite, when set (tests only), runs after each write; an error
 	// ends the reconcile there, as a crash would.
 	AfterWrite func(context.Context, client.ObjectKey, Step) error
@@ -72,6 +80,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxPerSubject == 0 {
 		r.MaxPerSubject = DefaultMaxPerSubject
 	}
+	if r.Resync == 0 {
+		r.Resync = DefaultResync
+	}
+	if r.HashNamespace == "" {
+		return errors.New("accesskeypair: HashNamespace (the operator namespace) is required")
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("accesskeypair").
 		// Keys are independent and each is handled by one worker at a
@@ -79,7 +93,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// write floor (docs/benchmarks.md).
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		For(&kw.AccessKeyPair{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.Secret{}).
+		// Hash Secrets (the cache holds the operator namespace's only).
+		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAccessKeyPair)).
 		// A pair leaving frees a place under its subject's limit.
 		Watches(&kw.AccessKeyPair{}, handler.EnqueueRequestsFromMapFunc(r.siblings)).
 		Complete(r)
@@ -102,8 +117,11 @@ func (r *Reconciler) siblings(ctx context.Context, obj client.Object) []reconcil
 // Reconcile converges one AccessKeyPair.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pair := &kw.AccessKeyPair{}
-	if err := r.Client.Get(ctx, req.NamespacedName, pair); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := r.Client.Get(ctx, req.NamespacedName, pair); apierrors.IsNotFound(err) {
+		return ctrl.Result{}, ownedsecret.DeleteOrphan(ctx, r.APIReader, r.Client, &kw.AccessKeyPair{}, req.NamespacedName,
+			r.HashNamespace, hashsecret.Name(hashsecret.KindAccessKeyPair, req.Namespace, req.Name))
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	if !pair.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, pair)
@@ -127,7 +145,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err == nil {
 		pair.Status.ObservedGeneration = pair.Generation
 	}
-	if perr := r.Client.Status().Patch(ctx, pair, client.MergeFrom(orig)); perr != nil {
+	if perr := keystatus.PatchStatus(ctx, r.Client, pair, orig, &pair.Status, &orig.Status); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	if err == nil {
@@ -151,14 +169,18 @@ type state struct {
 }
 
 func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*state, error) {
-	s := &state{hashName: hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Name)}
+	s := &state{hashName: hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)}
 	hs := &corev1.Secret{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: pair.Namespace, Name: s.hashName}, hs); {
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.HashNamespace, Name: s.hashName}, hs); {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case !metav1.IsControlledBy(hs, pair):
-		return nil, fmt.Errorf("secret %s exists and is not owned by this AccessKeyPair", s.hashName)
+	case !ownedsecret.Controls(pair, hs):
+		// Left by an earlier pair of the same name whose finalizer was
+		// removed by hand: it must not validate anything, nor be adopted.
+		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
+			return nil, err
+		}
 	default:
 		s.hashSecret = hs
 		if rec, err := hashsecret.Decode(hs); err == nil {
@@ -166,21 +188,15 @@ func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*stat
 		}
 	}
 
+	// Read live: the controllers may not list or watch Secrets outside the
+	// operator namespace (docs/security.md).
 	ds := &corev1.Secret{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: pair.Namespace, Name: pair.Spec.SecretName}, ds); {
+	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: pair.Namespace, Name: pair.Spec.SecretName}, ds); {
 	case apierrors.IsNotFound(err):
-		// Absent from the cache of labelled Secrets: absent, or not ours.
-		live := &corev1.Secret{}
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: pair.Namespace, Name: pair.Spec.SecretName}, live)
-		if err == nil && !metav1.IsControlledBy(live, pair) {
-			s.conflict = true
-		} else if err != nil && !apierrors.IsNotFound(err) {
-			return nil, err
-		}
 	case err != nil:
 		return nil, err
 	case !metav1.IsControlledBy(ds, pair):
-		s.conflict = true
+		s.conflict = true // someone else's Secret: never overwritten
 	default:
 		s.delivery = ds
 		id, sk := string(ds.Data[DataAccessKeyID]), string(ds.Data[DataSecretKey])
@@ -232,7 +248,7 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 	hadPair := rec.Current != nil || st.AccessKeyID != ""
 	switch decidePair(in) {
 	case issuePair:
-		if err := ownedsecret.CheckFresh(ctx, r.APIReader, pair.Namespace, s.hashName, s.hashSecret); err != nil {
+		if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
 			return 0, err
 		}
 		id, err := keymaterial.GenerateAccessKeyID()
@@ -304,7 +320,8 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 		soon := expiry.Add(-r.ExpiringSoonWindow)
 		instants = append(instants, expiry, &soon)
 	}
-	return requeueAfter(now, instants...), nil
+	resync := now.Add(r.Resync)
+	return requeueAfter(now, append(instants, &resync)...), nil
 }
 
 func (r *Reconciler) writeRecord(ctx context.Context, pair *kw.AccessKeyPair, s *state, rec *hashsecret.Record) error {
@@ -313,7 +330,7 @@ func (r *Reconciler) writeRecord(ctx context.Context, pair *kw.AccessKeyPair, s 
 		return err
 	}
 	_, _, err = ownedsecret.Put(ctx, r.Client, pair, s.hashSecret, ownedsecret.Desired{
-		Name: s.hashName, Type: hashsecret.SecretType,
+		Namespace: r.HashNamespace, Name: s.hashName, Type: hashsecret.SecretType,
 		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAccessKeyPair},
 		Data:   map[string][]byte{hashsecret.DataRecord: raw},
 	})
@@ -355,8 +372,11 @@ func (r *Reconciler) finalize(ctx context.Context, pair *kw.AccessKeyPair) error
 	if !controllerutil.ContainsFinalizer(pair, kw.FinalizerCleanup) {
 		return nil
 	}
-	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, pair,
-		hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Name), pair.Spec.SecretName); err != nil {
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, pair, r.HashNamespace,
+		hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)); err != nil {
+		return err
+	}
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, pair, "", pair.Spec.SecretName); err != nil {
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)

@@ -56,18 +56,20 @@ var _ = AfterSuite(func() {
 
 type hook func(context.Context, client.ObjectKey, Step) error
 
+// harness runs the controller for one spec: keys in ns, hash Secrets in
+// opNS (the spec's operator namespace).
 type harness struct {
-	ns    string
-	clock *clocktesting.FakeClock
-	stop  func()
+	ns, opNS string
+	clock    *clocktesting.FakeClock
+	stop     func()
 }
 
 func (h *harness) start(afterWrite hook) {
-	stop, err := testenv.StartManager(cfg, h.ns, func(mgr ctrl.Manager) error {
+	stop, err := testenv.StartManager(cfg, h.ns, h.opNS, func(mgr ctrl.Manager) error {
 		return (&Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: h.clock,
 			Recorder: mgr.GetEventRecorder("keyward-accesskeypair"), ExpiringSoonWindow: 30 * time.Minute,
-			AfterWrite: afterWrite,
+			HashNamespace: h.opNS, Resync: time.Second, AfterWrite: afterWrite,
 		}).SetupWithManager(mgr)
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -77,7 +79,10 @@ func (h *harness) start(afterWrite hook) {
 func newHarness() *harness {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "akp-"}}
 	Expect(k8s.Create(ctx, ns)).To(Succeed())
-	h := &harness{ns: ns.Name, clock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second))}
+	op := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "akp-operator-"}}
+	Expect(k8s.Create(ctx, op)).To(Succeed())
+	h := &harness{ns: ns.Name, opNS: op.Name, clock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second))}
+	operatorNamespaceOf.Store(h.ns, h.opNS)
 	h.start(nil)
 	DeferCleanup(func() { h.stop() })
 	return h
@@ -110,9 +115,18 @@ func readyReason(g Gomega, p *kw.AccessKeyPair) string {
 	return c.Reason
 }
 
+// operatorNamespaceOf maps a spec's namespace to its operator namespace.
+var operatorNamespaceOf sync.Map
+
+// hashSecretKey names p's hash Secret, in its harness's operator namespace.
+func hashSecretKey(p *kw.AccessKeyPair) types.NamespacedName {
+	op, _ := operatorNamespaceOf.Load(p.Namespace)
+	return types.NamespacedName{Namespace: op.(string), Name: hashsecret.Name(hashsecret.KindAccessKeyPair, p.Namespace, p.Name)}
+}
+
 func record(g Gomega, p *kw.AccessKeyPair) *hashsecret.Record {
 	sec := &corev1.Secret{}
-	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: hashsecret.Name(hashsecret.KindAccessKeyPair, p.Name)}, sec)).To(Succeed())
+	g.Expect(k8s.Get(ctx, hashSecretKey(p), sec)).To(Succeed())
 	rec, err := hashsecret.Decode(sec)
 	g.Expect(err).NotTo(HaveOccurred())
 	return rec
@@ -154,7 +168,7 @@ var _ = Describe("AccessKeyPair", func() {
 		Eventually(func(g Gomega) {
 			_, sk := delivered(g, p)
 			sec := &corev1.Secret{}
-			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: get(p).Status.HashSecretName}, sec)).To(Succeed())
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: h.opNS, Name: get(p).Status.HashSecretName}, sec)).To(Succeed())
 			g.Expect(string(sec.Data[hashsecret.DataRecord])).NotTo(ContainSubstring(sk))
 			rec := record(g, p)
 			g.Expect(rec.Kind).To(Equal(hashsecret.KindAccessKeyPair))
@@ -191,8 +205,9 @@ var _ = Describe("AccessKeyPair", func() {
 		h.clock.SetTime(end.Time)
 		// RequeueAfter runs on the real clock; make the controller look now.
 		cur := get(p)
+		patch := client.MergeFrom(cur.DeepCopy())
 		cur.Spec.Groups = []string{"touched"}
-		Expect(k8s.Update(ctx, cur)).To(Succeed())
+		Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
 		Eventually(issuedFor).Should(Equal(kw.ReasonExpired))
 		Expect(meta.IsStatusConditionTrue(get(p).Status.Conditions, kw.ConditionExpired)).To(BeTrue())
 	})
@@ -251,8 +266,8 @@ var _ = Describe("AccessKeyPair", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(p), &kw.AccessKeyPair{}))
 		}).Should(BeTrue())
-		for _, name := range []string{p.Spec.SecretName, hashsecret.Name(hashsecret.KindAccessKeyPair, p.Name)} {
-			Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: name}, &corev1.Secret{}))).To(BeTrue(), name)
+		for _, key := range []types.NamespacedName{{Namespace: h.ns, Name: p.Spec.SecretName}, hashSecretKey(p)} {
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, key, &corev1.Secret{}))).To(BeTrue(), key.String())
 		}
 	})
 
@@ -279,7 +294,8 @@ var _ = Describe("AccessKeyPair", func() {
 		p := newPair(h.ns, "gina-1", "gina")
 		Expect(k8s.Create(ctx, p)).To(Succeed())
 		id := issued(p)
-		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: hashsecret.Name(hashsecret.KindAccessKeyPair, p.Name)}})).To(Succeed())
+		key := hashSecretKey(p)
+		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})).To(Succeed())
 		Expect(issued(p)).To(Equal(id))
 	})
 })

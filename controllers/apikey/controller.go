@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -18,11 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keymetrics"
+	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
@@ -42,9 +45,11 @@ const (
 // Defaults for the Reconciler's tunables.
 const (
 	DefaultExpiringSoonWindow = 7 * 24 * time.Hour
-	// DefaultImportResync: importFrom Secrets are not watched (they are the
-	// user's, outside our label-filtered cache), so they are re-read this often.
-	DefaultImportResync = 5 * time.Minute
+	// DefaultResync: importFrom and delivery Secrets live in the users'
+	// namespaces, where the controllers may not list or watch Secrets, so a
+	// key that has one is re-read this often (an edit or deletion of either
+	// is repaired within it).
+	DefaultResync = 5 * time.Minute
 )
 
 // MaxConcurrentReconciles is how many keys are reconciled at once.
@@ -58,10 +63,12 @@ type Reconciler struct {
 	APIReader client.Reader
 	Clock     clock.PassiveClock
 	Recorder  events.EventRecorder
+	// HashNamespace is where hash Secrets live: the operator's namespace.
+	HashNamespace string
 	// ExpiringSoonWindow: how long before expiry Ready's reason becomes
 	// ExpiringSoon and the ExpiringSoon event is emitted.
 	ExpiringSoonWindow time.Duration
-	ImportResync       time.Duration
+	Resync             time.Duration
 	// AfterWrite, when set (tests only), runs after each write of a
 	// reconcile; an error ends the reconcile there, as a crash would.
 	AfterWrite func(context.Context, client.ObjectKey, Step) error
@@ -72,8 +79,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.ExpiringSoonWindow == 0 {
 		r.ExpiringSoonWindow = DefaultExpiringSoonWindow
 	}
-	if r.ImportResync == 0 {
-		r.ImportResync = DefaultImportResync
+	if r.Resync == 0 {
+		r.Resync = DefaultResync
+	}
+	if r.HashNamespace == "" {
+		return errors.New("apikey: HashNamespace (the operator namespace) is required")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apikey").
@@ -81,20 +91,24 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// time; one worker made 1,000 keys take 30x the API server's
 		// write floor (docs/benchmarks.md).
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
-		// Spec changes, the rotate annotation and deletion; not our own
-		// status writes.
-		For(&kw.APIKey{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// Hash and delivery Secrets: an edit or deletion is repaired.
-		Owns(&corev1.Secret{}).
+		// Spec changes, the rotate annotation, deletion and the key
+		// server's self-rotation requests; not our own status writes.
+		For(&kw.APIKey{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, selfRotationRequested))).
+		// Hash Secrets (the cache holds the operator namespace's only): an
+		// edit or deletion is repaired, one whose owner is gone is removed.
+		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAPIKey)).
 		Complete(r)
 }
 
 // Reconcile converges one APIKey.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := &kw.APIKey{}
-	if err := r.Client.Get(ctx, req.NamespacedName, key); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := r.Client.Get(ctx, req.NamespacedName, key); apierrors.IsNotFound(err) {
+		return ctrl.Result{}, ownedsecret.DeleteOrphan(ctx, r.APIReader, r.Client, &kw.APIKey{}, req.NamespacedName,
+			r.HashNamespace, hashsecret.Name(hashsecret.KindAPIKey, req.Namespace, req.Name))
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	if !key.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, key)
@@ -112,14 +126,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	r.planSelfRotation(key, s, r.Clock.Now())
 	wait, err := r.converge(ctx, key, s)
 	if errors.Is(err, errCrashed) {
 		return ctrl.Result{}, err
 	}
 	if err == nil {
 		key.Status.ObservedGeneration = key.Generation
+		if s.answer != nil {
+			key.Status.SelfRotationResponse = s.answer
+		}
 	}
-	if perr := r.Client.Status().Patch(ctx, key, client.MergeFrom(orig)); perr != nil {
+	if perr := keystatus.PatchStatus(ctx, r.Client, key, orig, &key.Status, &orig.Status); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	if err != nil {
@@ -130,6 +148,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logf.FromContext(ctx).V(1).Info("reconciled", "keyID", key.Status.KeyID, "requeueAfter", wait)
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
+
+// selfRotationRequested passes updates that bring a new self-rotation
+// request.
+var selfRotationRequested = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*kw.APIKey)
+	n, ok2 := e.ObjectNew.(*kw.APIKey)
+	if !ok1 || !ok2 || n.Status.SelfRotationRequest == nil {
+		return false
+	}
+	return o.Status.SelfRotationRequest == nil || o.Status.SelfRotationRequest.ID != n.Status.SelfRotationRequest.ID
+}}
 
 // errCrashed marks an AfterWrite failure: the reconcile stops with no
 // further write, status included.
@@ -152,8 +181,11 @@ func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
 		return nil
 	}
 	// Live reads: a cache that lags must not leave a valid hash Secret behind.
-	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, key,
-		hashsecret.Name(hashsecret.KindAPIKey, key.Name), key.Spec.SecretName); err != nil {
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, key, r.HashNamespace,
+		hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name)); err != nil {
+		return err
+	}
+	if err := ownedsecret.DeleteOwned(ctx, r.APIReader, r.Client, key, "", key.Spec.SecretName); err != nil {
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAPIKey, key.Namespace, key.Name)

@@ -75,7 +75,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	switch act {
 	case issueVersion:
-		if err := ownedsecret.CheckFresh(ctx, r.APIReader, key.Namespace, s.hashName, s.hashSecret); err != nil {
+		if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
 			return 0, err
 		}
 		k, err := keymaterial.Generate(prefixOf(key))
@@ -114,6 +114,9 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	if act == issueVersion || act == adoptDelivered {
 		s.issued = plaintext
+		if err := answerSelfRotation(s); err != nil {
+			return 0, err
+		}
 	}
 	if act != keepVersion {
 		rec.RotateRequest = rotateValue(key)
@@ -148,8 +151,8 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		instants = append(instants, v.NotAfter)
 	}
 	wait := requeueAfter(now, instants...)
-	if s.imported != nil && (wait == 0 || wait > r.ImportResync) {
-		wait = r.ImportResync
+	if (s.imported != nil || key.Spec.SecretName != "") && (wait == 0 || wait > r.Resync) {
+		wait = r.Resync
 	}
 	return wait, nil
 }
@@ -282,11 +285,15 @@ func (r *Reconciler) writeRecord(ctx context.Context, key *kw.APIKey, s *state, 
 	if age != "" {
 		data[hashsecret.DataAge] = []byte(age)
 	}
+	if answer := selfRotationData(s); len(answer) > 0 {
+		data[DataSelfRotation] = answer
+	}
 	sec, wrote, err := ownedsecret.Put(ctx, r.Client, key, s.hashSecret, ownedsecret.Desired{
-		Name:   s.hashName,
-		Type:   hashsecret.SecretType,
-		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAPIKey},
-		Data:   data,
+		Namespace: r.HashNamespace,
+		Name:      s.hashName,
+		Type:      hashsecret.SecretType,
+		Labels:    map[string]string{hashsecret.LabelKind: hashsecret.KindAPIKey},
+		Data:      data,
 	})
 	if err == nil {
 		s.hashSecret = sec

@@ -259,3 +259,30 @@ func TestReadyCondition(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideSelfRotation(t *testing.T) {
+	ok := selfRotationInput{pending: true, recipientOK: true, knownKey: true, proofOK: true, current: true, rotatable: true}
+	with := func(edit func(*selfRotationInput)) selfRotationInput { in := ok; edit(&in); return in }
+	cases := map[string]struct {
+		in         selfRotationInput
+		want       selfRotationAct
+		wantReason string
+	}{
+		"no request pending":                           {in: selfRotationInput{}, want: srNone},
+		"the holder of the current version":            {in: ok, want: srRotate},
+		"already rotated for it (crash before status)": {in: with(func(i *selfRotationInput) { i.actedOn = true; i.current = false }), want: srReanswer},
+		"a recipient that is not age X25519":           {in: with(func(i *selfRotationInput) { i.recipientOK = false }), want: srRefuse, wantReason: kw.RefusedBadRequest},
+		"a version in its grace period":                {in: with(func(i *selfRotationInput) { i.current = false }), want: srRefuse, wantReason: kw.RefusedNotRotatable},
+		"a version the record does not hold":           {in: with(func(i *selfRotationInput) { i.knownKey = false; i.proofOK = false }), want: srRefuse, wantReason: kw.RefusedNotRotatable},
+		"an imported, suspended or expired key":        {in: with(func(i *selfRotationInput) { i.rotatable = false }), want: srRefuse, wantReason: kw.RefusedNotRotatable},
+		"a proof not made with the version's hash":     {in: with(func(i *selfRotationInput) { i.proofOK = false }), want: srRefuse, wantReason: kw.RefusedBadRequest},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			act, reason := decideSelfRotation(c.in)
+			if act != c.want || reason != c.wantReason {
+				t.Fatalf("decideSelfRotation = %v %q, want %v %q", act, reason, c.want, c.wantReason)
+			}
+		})
+	}
+}

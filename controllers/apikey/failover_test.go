@@ -42,7 +42,7 @@ var _ = Describe("leader failover in the middle of a burst of rotations", func()
 			done    chan struct{}
 		}
 		start := func() replica {
-			cacheOpts := kube.CacheOptions()
+			cacheOpts := kube.CacheOptions(h.opNS)
 			cacheOpts.DefaultNamespaces = map[string]cache.Config{h.ns: {}}
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme: kube.Scheme(), Cache: cacheOpts,
@@ -57,6 +57,7 @@ var _ = Describe("leader failover in the middle of a burst of rotations", func()
 			})
 			Expect(err).NotTo(HaveOccurred())
 			Expect((&Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: h.clock,
+				HashNamespace: h.opNS, Resync: specResync,
 				Recorder: mgr.GetEventRecorder("keyward-apikey"), ExpiringSoonWindow: time.Minute}).SetupWithManager(mgr)).To(Succeed())
 			mctx, cancel := context.WithCancel(ctx)
 			r := replica{elected: mgr.Elected(), cancel: cancel, done: make(chan struct{})}

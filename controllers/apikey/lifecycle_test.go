@@ -51,7 +51,7 @@ var _ = Describe("issuing a key", func() {
 			g.Expect(rec.Access).To(Equal(string(kw.AccessReadWrite)))
 
 			hs := &corev1.Secret{}
-			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: got.Status.HashSecretName}, hs)).To(Succeed())
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: hashSecretKey(k).Namespace, Name: got.Status.HashSecretName}, hs)).To(Succeed())
 			g.Expect(hs.Type).To(Equal(hashsecret.SecretType))
 			for _, v := range hs.Data {
 				g.Expect(string(v)).NotTo(ContainSubstring(secretPart(key)), "the hash Secret holds the plaintext")
@@ -60,7 +60,7 @@ var _ = Describe("issuing a key", func() {
 
 		Expect(got.Status.Subject).To(Equal("billing"))
 		Expect(got.Status.KeyHint).To(MatchRegexp(`^kw_…[0-9A-Za-z]{4}$`))
-		Expect(got.Status.HashSecretName).To(Equal(hashsecret.Name(hashsecret.KindAPIKey, "billing")))
+		Expect(got.Status.HashSecretName).To(Equal(hashsecret.Name(hashsecret.KindAPIKey, ns, "billing")))
 		Expect(got.Status.IssuedAt.Time).To(BeTemporally("==", h.clock.Now()))
 		Expect(got.Status.ExpiresAt).To(BeNil())
 		Expect(got.Status.NextRotationAt).To(BeNil())
@@ -307,7 +307,7 @@ var _ = Describe("drift", func() {
 		keyID := waitReady(k).Status.KeyID
 
 		sec := &corev1.Secret{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: hashsecret.Name(hashsecret.KindAPIKey, k.Name)}, sec)).To(Succeed())
+		Expect(k8s.Get(ctx, hashSecretKey(k), sec)).To(Succeed())
 		rec, err := hashsecret.Decode(sec)
 		Expect(err).NotTo(HaveOccurred())
 		rec.Current.Hash = keymaterial.Hash("forged")
@@ -330,7 +330,8 @@ var _ = Describe("drift", func() {
 		k := newKey(ns, "deleted")
 		Expect(k8s.Create(ctx, k)).To(Succeed())
 		keyID := waitReady(k).Status.KeyID
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: hashsecret.Name(hashsecret.KindAPIKey, k.Name)}}
+		hk := hashSecretKey(k)
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hk.Namespace, Name: hk.Name}}
 		Expect(k8s.Delete(ctx, sec)).To(Succeed())
 
 		Eventually(func(g Gomega) {
@@ -382,9 +383,9 @@ var _ = Describe("restarts", func() {
 		h.stop()
 		var inFlight keymaterial.Key
 		Eventually(func(g Gomega) { inFlight = delivered(g, k) }).Should(Succeed())
-		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: hashsecret.Name(hashsecret.KindAPIKey, k.Name)}, &corev1.Secret{}))).To(BeTrue())
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, hashSecretKey(k), &corev1.Secret{}))).To(BeTrue())
 
-		h.stop = startManager(ns, h.clock, nil)
+		h.stop = startManager(ns, h.opNS, h.clock, nil)
 		got := converged(k)
 		Expect(got.Status.KeyID).To(Equal(inFlight.ID), "the delivered key was replaced: a client holding it would be locked out")
 	})
@@ -400,7 +401,7 @@ var _ = Describe("restarts", func() {
 		var rec *hashsecret.Record
 		Eventually(func(g Gomega) { rec = record(g, k) }).Should(Succeed())
 
-		h.stop = startManager(ns, h.clock, nil)
+		h.stop = startManager(ns, h.opNS, h.clock, nil)
 		Expect(converged(k).Status.KeyID).To(Equal(rec.Current.ID))
 	})
 
@@ -422,7 +423,7 @@ var _ = Describe("restarts", func() {
 			g.Expect(record(g, k).Current.ID).To(Equal(old.Status.KeyID))
 		}).Should(Succeed())
 
-		h.stop = startManager(ns, h.clock, nil)
+		h.stop = startManager(ns, h.opNS, h.clock, nil)
 		poke(k)
 		Eventually(func(g Gomega) {
 			got := converged(k)
@@ -557,7 +558,7 @@ var _ = Describe("a conflict storm", func() {
 					g.Expect(v.NotAfter).NotTo(BeNil())
 				}
 			}).Should(Succeed())
-			Expect(managedSecrets(k)).To(ConsistOf(k.Spec.SecretName, hashsecret.Name(hashsecret.KindAPIKey, k.Name)))
+			Expect(managedSecrets(k)).To(ConsistOf(k.Spec.SecretName, hashsecret.Name(hashsecret.KindAPIKey, k.Namespace, k.Name)))
 		}
 	})
 })

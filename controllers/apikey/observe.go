@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 )
@@ -42,21 +43,29 @@ type state struct {
 	// then holds it, for the caller to hand out once.
 	forceRotate bool
 	issued      *keymaterial.Key
+
+	// selfRotation is the request a forced rotation answers; answer is the
+	// response to write into status (and, with a new key, the hash Secret).
+	selfRotation *kw.SelfRotationRequest
+	answer       *kw.SelfRotationResponse
 }
 
 type importedKey struct{ id, hash string }
 
 func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error) {
-	s := &state{hashName: hashsecret.Name(hashsecret.KindAPIKey, key.Name)}
+	s := &state{hashName: hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name)}
 
 	hs := &corev1.Secret{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: s.hashName}, hs); {
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.HashNamespace, Name: s.hashName}, hs); {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case !metav1.IsControlledBy(hs, key):
-		// A Secret of that name we do not own: refuse to touch it.
-		return nil, fmt.Errorf("secret %s exists and is not owned by this APIKey", s.hashName)
+	case !ownedsecret.Controls(key, hs):
+		// Left by an earlier APIKey of the same name whose finalizer was
+		// removed by hand: it must not validate anything, nor be adopted.
+		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
+			return nil, err
+		}
 	default:
 		s.hashSecret = hs
 		rec, err := hashsecret.Decode(hs)
@@ -67,24 +76,16 @@ func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error
 		}
 	}
 
+	// The delivery Secret is read live: the controllers may not list or
+	// watch Secrets outside the operator namespace (docs/security.md).
 	if name := key.Spec.SecretName; name != "" {
 		ds := &corev1.Secret{}
-		switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, ds); {
+		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, ds); {
 		case apierrors.IsNotFound(err):
-			// Not in our cache: either absent, or someone else's Secret
-			// (the cache holds only Secrets Keyward labelled). Ask the API
-			// server so we never overwrite a Secret we do not own.
-			live := &corev1.Secret{}
-			err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, live)
-			if err == nil && !metav1.IsControlledBy(live, key) {
-				s.conflict = true
-			} else if err != nil && !apierrors.IsNotFound(err) {
-				return nil, err
-			}
 		case err != nil:
 			return nil, err
 		case !metav1.IsControlledBy(ds, key):
-			s.conflict = true
+			s.conflict = true // someone else's Secret: never overwritten
 		default:
 			s.delivery = ds
 			if k, err := keymaterial.Parse(string(ds.Data[DataKey])); err == nil && k.Prefix == prefixOf(key) {

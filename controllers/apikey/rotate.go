@@ -1,101 +1,139 @@
 package apikey
 
 import (
-	"context"
-	"errors"
+	"encoding/json"
 	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
-	"github.com/keyward/keyward/controllers/ownedsecret"
-	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/agecrypt"
+	"github.com/keyward/keyward/internal/selfrotation"
 )
-
-// ErrNotRotatable: imported keys belong to someone else; suspended and
-// expired keys must not get a successor.
-var ErrNotRotatable = errors.New("this key cannot be rotated: it is imported, suspended, expired or being deleted, or the presented version is not the current one")
 
 // MinSelfRotationGrace keeps the caller's key working briefly after a
 // self-rotation even without spec.rotation.gracePeriod, so a response lost
 // on the way back cannot lock the caller out before it retries.
 const MinSelfRotationGrace = 5 * time.Minute
 
-// Rotate issues a new version of an APIKey now and returns its plaintext,
-// for the key server's self-rotate endpoint. It runs the controller's own
-// converge with the same write order, so a crash or a racing reconcile ends
-// in the same states a scheduled rotation can. The Reconciler's Client
-// should read live (the key server has no cache of APIKeys).
-func (r *Reconciler) Rotate(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error) {
-	// A reconcile racing us makes a write conflict; the retry observes what
-	// the race left. A version this call delivered may meanwhile have been
-	// adopted by the controller: it is then this call's result, not a reason
-	// to refuse (the presented version is no longer current because of us).
-	var ours *keymaterial.Key
-	err = retry.OnError(rotateBackoff, func(err error) bool {
-		return apierrors.IsConflict(err) || errors.Is(err, ownedsecret.ErrStale)
-	}, func() error {
-		var issued *keymaterial.Key
-		issued, err = r.rotateOnce(ctx, namespace, name, presentedKeyID, ours)
-		if issued != nil {
-			ours = issued
-		}
-		if err == nil && issued != nil {
-			key, keyID = issued.String(), issued.ID
-		}
-		return err
-	})
-	return key, keyID, err
+// DataSelfRotation, in the hash Secret, holds the answer to the last
+// self-rotation request (the new key encrypted to the asker's one-time
+// recipient), written with the version it issued: a crash before the status
+// write answers from it instead of rotating twice.
+const DataSelfRotation = "self-rotation.json"
+
+// selfRotationAct is what a reconcile does about status.selfRotationRequest.
+type selfRotationAct int
+
+const (
+	srNone     selfRotationAct = iota // no request pending
+	srRotate                          // issue a new version and answer with it
+	srReanswer                        // already rotated for it: answer again from the hash Secret
+	srRefuse                          // answer with a refusal
+)
+
+// selfRotationInput is what decideSelfRotation looks at.
+type selfRotationInput struct {
+	pending     bool // a request not answered in status, not stale
+	actedOn     bool // the hash Secret holds the answer to this request
+	recipientOK bool // the recipient is an age X25519 recipient
+	knownKey    bool // the presented version is in the record
+	proofOK     bool // the proof was made with the presented version's hash
+	current     bool // the presented version is the current one
+	rotatable   bool // generated (not imported), not suspended, expired or deleted
 }
 
-// rotateBackoff outlasts a burst of reconciles of the same key (~5 s).
-var rotateBackoff = wait.Backoff{Steps: 8, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.2}
+// decideSelfRotation: only the holder of the current version of a key
+// Keyward generated may have its successor, once per request.
+func decideSelfRotation(in selfRotationInput) (selfRotationAct, string) {
+	switch {
+	case !in.pending:
+		return srNone, ""
+	case in.actedOn:
+		return srReanswer, ""
+	case !in.recipientOK:
+		return srRefuse, kw.RefusedBadRequest
+	case !in.knownKey || !in.rotatable || !in.current:
+		return srRefuse, kw.RefusedNotRotatable
+	case !in.proofOK:
+		return srRefuse, kw.RefusedBadRequest
+	}
+	return srRotate, ""
+}
 
-// rotateOnce makes one attempt. ours is a version an earlier attempt of the
-// same call delivered; the version it returns (nil if none) is ours.
-func (r *Reconciler) rotateOnce(ctx context.Context, namespace, name, presentedKeyID string, ours *keymaterial.Key) (*keymaterial.Key, error) {
-	obj := &kw.APIKey{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
-		return nil, err
+// planSelfRotation decides about a pending self-rotation request before
+// converge: it asks converge for a new version, or prepares the answer.
+func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
+	st := &key.Status
+	in := selfRotationInput{pending: selfrotation.Pending(st, now)}
+	if !in.pending {
+		return
 	}
-	now := r.Clock.Now()
-	if obj.Spec.ImportFrom != nil || obj.Spec.Suspended || !obj.DeletionTimestamp.IsZero() ||
-		keystatus.ExpiredAt(effectiveExpiry(obj.Spec, obj.CreationTimestamp), now) {
-		return nil, ErrNotRotatable
+	req := st.SelfRotationRequest
+	stored := storedAnswer(s)
+	in.actedOn = stored != nil && stored.ID == req.ID
+	_, err := agecrypt.ParseRecipients([]string{req.Recipient})
+	in.recipientOK = err == nil
+	in.rotatable = key.Spec.ImportFrom == nil && !key.Spec.Suspended && key.DeletionTimestamp.IsZero() &&
+		!keystatus.ExpiredAt(effectiveExpiry(key.Spec, key.CreationTimestamp), now)
+	if s.record != nil {
+		for _, v := range s.record.Versions() {
+			if v.ID == req.KeyID {
+				in.knownKey = true
+				in.proofOK = selfrotation.Verify(v.Hash, key.Namespace, key.Name, req)
+			}
+		}
+		in.current = s.record.Current != nil && s.record.Current.ID == req.KeyID
 	}
-	orig := obj.DeepCopy()
-	s, err := r.observe(ctx, obj)
+	switch act, reason := decideSelfRotation(in); act {
+	case srRotate:
+		s.forceRotate, s.selfRotation = true, req
+	case srReanswer:
+		s.answer = stored
+	case srRefuse:
+		s.answer = &kw.SelfRotationResponse{ID: req.ID, Refused: reason}
+	}
+}
+
+// answerSelfRotation encrypts the version converge issued to the request's
+// recipient; the answer is written into the hash Secret with the version.
+func answerSelfRotation(s *state) error {
+	if s.selfRotation == nil || s.issued == nil {
+		return nil
+	}
+	ct, err := agecrypt.Encrypt(s.issued.String(), []string{s.selfRotation.Recipient})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cur := ""
-	if s.record != nil && s.record.Current != nil {
-		cur = s.record.Current.ID
+	s.answer = &kw.SelfRotationResponse{ID: s.selfRotation.ID, KeyID: s.issued.ID, EncryptedKey: ct}
+	return nil
+}
+
+// storedAnswer reads the hash Secret's last self-rotation answer.
+func storedAnswer(s *state) *kw.SelfRotationResponse {
+	if s.hashSecret == nil || s.corrupt {
+		return nil
 	}
-	if ours != nil && cur == ours.ID {
-		return ours, nil // an earlier attempt's version, adopted meanwhile
+	raw := s.hashSecret.Data[DataSelfRotation]
+	if len(raw) == 0 || len(raw) > 8<<10 {
+		return nil
 	}
-	if cur != presentedKeyID {
-		return nil, ErrNotRotatable
+	var out kw.SelfRotationResponse
+	if json.Unmarshal(raw, &out) != nil || out.ID == "" {
+		return nil
 	}
-	s.forceRotate = true
-	if _, err := r.converge(ctx, obj, s); err != nil {
-		return s.issued, err
+	return &out
+}
+
+// selfRotationData renders the answer to keep in the hash Secret: this
+// reconcile's, or the one already there.
+func selfRotationData(s *state) []byte {
+	if s.answer != nil && s.answer.EncryptedKey != "" {
+		if raw, err := json.Marshal(s.answer); err == nil {
+			return raw
+		}
 	}
-	if s.issued == nil {
-		return nil, errors.New("no new version was issued")
+	if s.hashSecret != nil && !s.corrupt {
+		return s.hashSecret.Data[DataSelfRotation]
 	}
-	// The new version is recorded and valid: hand it out even if the status
-	// patch fails (the next reconcile rewrites status from the record).
-	obj.Status.ObservedGeneration = obj.Generation
-	if err := r.Client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
-		logf.FromContext(ctx).Error(err, "status after self-rotation not written; the next reconcile will", "keyID", s.issued.ID)
-	}
-	return s.issued, nil
+	return nil
 }

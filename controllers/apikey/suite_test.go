@@ -97,24 +97,40 @@ var _ = AfterSuite(func() {
 })
 
 // harness runs one manager with the APIKey controller on a fake clock,
-// watching only its spec's namespace so specs cannot disturb each other.
+// watching only its spec's namespace (keys) and its own operator namespace
+// (hash Secrets) so specs cannot disturb each other.
 type harness struct {
-	ns    string
-	clock *clocktesting.FakeClock
-	stop  func()
+	ns, opNS string
+	clock    *clocktesting.FakeClock
+	stop     func()
 }
+
+// operatorNamespaceOf maps a spec's namespace to its operator namespace.
+var operatorNamespaceOf sync.Map
+
+// hashSecretKey names k's hash Secret, in its harness's operator namespace.
+func hashSecretKey(k *kw.APIKey) types.NamespacedName {
+	op, _ := operatorNamespaceOf.Load(k.Namespace)
+	return types.NamespacedName{Namespace: op.(string), Name: hashsecret.Name(hashsecret.KindAPIKey, k.Namespace, k.Name)}
+}
+
+// specResync: delivery and importFrom Secrets are re-read this often in
+// specs (they are not watched).
+const specResync = time.Second
 
 type hook func(context.Context, client.ObjectKey, Step) error
 
 // startManager starts a fresh manager, as a restarted operator would be.
-func startManager(ns string, clk *clocktesting.FakeClock, afterWrite hook) func() {
-	stop, err := testenv.StartManager(cfg, ns, func(mgr ctrl.Manager) error {
+func startManager(ns, opNS string, clk *clocktesting.FakeClock, afterWrite hook) func() {
+	stop, err := testenv.StartManager(cfg, ns, opNS, func(mgr ctrl.Manager) error {
 		return (&Reconciler{
 			Client:             mgr.GetClient(),
 			APIReader:          mgr.GetAPIReader(),
 			Clock:              clk,
 			Recorder:           mgr.GetEventRecorder("keyward-apikey"),
 			ExpiringSoonWindow: 30 * time.Minute,
+			HashNamespace:      opNS,
+			Resync:             specResync,
 			AfterWrite:         afterWrite,
 		}).SetupWithManager(mgr)
 	})
@@ -124,8 +140,9 @@ func startManager(ns string, clk *clocktesting.FakeClock, afterWrite hook) func(
 
 // newHarness makes a namespace and starts a manager watching it.
 func newHarness() *harness {
-	h := &harness{ns: newNamespace(), clock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second))}
-	h.stop = startManager(h.ns, h.clock, nil)
+	h := &harness{ns: newNamespace(), opNS: newNamespace(), clock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second))}
+	operatorNamespaceOf.Store(h.ns, h.opNS)
+	h.stop = startManager(h.ns, h.opNS, h.clock, nil)
 	DeferCleanup(func() { h.stop() })
 	return h
 }
@@ -133,7 +150,7 @@ func newHarness() *harness {
 // restart stops the manager and starts a fresh one on the same clock.
 func (h *harness) restart(afterWrite hook) {
 	h.stop()
-	h.stop = startManager(h.ns, h.clock, afterWrite)
+	h.stop = startManager(h.ns, h.opNS, h.clock, afterWrite)
 }
 
 // crashAt returns an AfterWrite hook that holds the reconcile of name at
@@ -243,7 +260,7 @@ func waitReady(k *kw.APIKey) *kw.APIKey {
 
 func record(g Gomega, k *kw.APIKey) *hashsecret.Record {
 	sec := &corev1.Secret{}
-	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: hashsecret.Name(hashsecret.KindAPIKey, k.Name)}, sec)).To(Succeed())
+	g.Expect(k8s.Get(ctx, hashSecretKey(k), sec)).To(Succeed())
 	rec, err := hashsecret.Decode(sec)
 	g.Expect(err).NotTo(HaveOccurred())
 	return rec
@@ -305,14 +322,20 @@ func eventReasons(k *kw.APIKey) []string {
 	return out
 }
 
-// managedSecrets lists the Secrets Keyward wrote for a key.
+// managedSecrets lists the Secrets Keyward wrote for a key: in its
+// namespace, and in the operator namespace.
 func managedSecrets(k *kw.APIKey) []string {
 	GinkgoHelper()
-	list := &corev1.SecretList{}
-	Expect(k8s.List(ctx, list, client.InNamespace(k.Namespace), client.MatchingLabels{hashsecret.LabelOwner: k.Name})).To(Succeed())
 	var names []string
-	for _, s := range list.Items {
-		names = append(names, s.Name)
+	for _, opts := range [][]client.ListOption{
+		{client.InNamespace(k.Namespace), client.MatchingLabels{hashsecret.LabelOwner: k.Name}},
+		{client.InNamespace(hashSecretKey(k).Namespace), client.MatchingLabels{hashsecret.LabelOwner: k.Name, hashsecret.LabelOwnerNamespace: k.Namespace}},
+	} {
+		list := &corev1.SecretList{}
+		Expect(k8s.List(ctx, list, opts...)).To(Succeed())
+		for _, s := range list.Items {
+			names = append(names, s.Name)
+		}
 	}
 	return names
 }

@@ -1,7 +1,10 @@
 // Package ownedsecret writes the Secrets a Keyward resource owns (its hash
-// Secret and its delivery Secret): labelled so the caches select them, owned
-// so a real cluster's garbage collector also cleans them up, and written with
-// optimistic concurrency so a stale cache can never overwrite a newer write.
+// Secret in the operator namespace and its delivery Secret in its own):
+// labelled so the caches select them, owned — by an owner reference in the
+// owner's namespace, so a real cluster's garbage collector also cleans them
+// up, and by owner labels across namespaces, where references cannot point —
+// and written with optimistic concurrency so a stale cache can never
+// overwrite a newer write.
 package ownedsecret
 
 import (
@@ -11,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,12 +22,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/keyward/keyward/internal/hashsecret"
 )
 
 // Desired is what a Secret should hold.
 type Desired struct {
+	// Namespace defaults to the owner's.
+	Namespace   string
 	Name        string
 	Type        corev1.SecretType
 	Labels      map[string]string // beyond the managed-by and owner labels
@@ -34,9 +42,13 @@ type Desired struct {
 // Put creates the Secret, or updates current (the cached copy, nil when
 // absent) when it differs from d. It reports whether it wrote.
 func Put(ctx context.Context, c client.Client, owner client.Object, current *corev1.Secret, d Desired) (*corev1.Secret, bool, error) {
+	ns := d.Namespace
+	if ns == "" {
+		ns = owner.GetNamespace()
+	}
 	sec := current
 	if sec == nil {
-		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: owner.GetNamespace(), Name: d.Name}, Type: d.Type}
+		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: d.Name}, Type: d.Type}
 	} else {
 		sec = sec.DeepCopy()
 	}
@@ -45,23 +57,35 @@ func Put(ctx context.Context, c client.Client, owner client.Object, current *cor
 		hashsecret.LabelOwner:     OwnerLabel(owner.GetName()),
 	}
 	maps.Copy(labels, d.Labels)
-	if current != nil && subset(labels, current.Labels) && subset(d.Annotations, current.Annotations) &&
-		maps.EqualFunc(current.Data, d.Data, bytes.Equal) && metav1.IsControlledBy(current, owner) {
+	annotations := maps.Clone(d.Annotations)
+	crossNamespace := ns != owner.GetNamespace()
+	if crossNamespace {
+		labels[hashsecret.LabelOwnerNamespace] = owner.GetNamespace()
+		labels[hashsecret.LabelOwnerUID] = string(owner.GetUID())
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[hashsecret.AnnotationOwner] = owner.GetNamespace() + "/" + owner.GetName()
+	}
+	if current != nil && subset(labels, current.Labels) && subset(annotations, current.Annotations) &&
+		maps.EqualFunc(current.Data, d.Data, bytes.Equal) && Controls(owner, current) {
 		return current, false, nil
 	}
 	if sec.Labels == nil {
 		sec.Labels = map[string]string{}
 	}
 	maps.Copy(sec.Labels, labels)
-	if len(d.Annotations) > 0 {
+	if len(annotations) > 0 {
 		if sec.Annotations == nil {
 			sec.Annotations = map[string]string{}
 		}
-		maps.Copy(sec.Annotations, d.Annotations)
+		maps.Copy(sec.Annotations, annotations)
 	}
 	sec.Data = d.Data
-	if err := controllerutil.SetControllerReference(owner, sec, c.Scheme()); err != nil {
-		return nil, false, err
+	if !crossNamespace {
+		if err := controllerutil.SetControllerReference(owner, sec, c.Scheme()); err != nil {
+			return nil, false, err
+		}
 	}
 	var err error
 	if current == nil {
@@ -116,24 +140,37 @@ func OwnerLabel(name string) string {
 	return name[:54] + "-" + hex.EncodeToString(sum[:4])
 }
 
-// DeleteOwned deletes, by name and read live, each named Secret that owner
-// controls; Secrets of the same name that it does not control are left alone.
-// Live reads, because a cache that lags behind a fast create-and-delete must
-// not leave a valid hash Secret behind.
-func DeleteOwned(ctx context.Context, live client.Reader, c client.Client, owner client.Object, names ...string) error {
+// Controls reports whether owner owns sec: by its controller reference in
+// the owner's namespace, by the owner labels in another.
+func Controls(owner client.Object, sec *corev1.Secret) bool {
+	if sec.Namespace == owner.GetNamespace() {
+		return metav1.IsControlledBy(sec, owner)
+	}
+	return sec.Labels[hashsecret.LabelOwnerNamespace] == owner.GetNamespace() &&
+		sec.Labels[hashsecret.LabelOwnerUID] == string(owner.GetUID()) && owner.GetUID() != ""
+}
+
+// DeleteOwned deletes, by name and read live, each Secret of namespace (the
+// owner's when empty) that owner controls; Secrets of the same name that it
+// does not control are left alone. Live reads, because a cache that lags
+// behind a fast create-and-delete must not leave a valid hash Secret behind.
+func DeleteOwned(ctx context.Context, live client.Reader, c client.Client, owner client.Object, namespace string, names ...string) error {
+	if namespace == "" {
+		namespace = owner.GetNamespace()
+	}
 	for _, name := range names {
 		if name == "" {
 			continue
 		}
 		sec := &corev1.Secret{}
-		err := live.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, sec)
+		err := live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if !metav1.IsControlledBy(sec, owner) {
+		if !Controls(owner, sec) {
 			continue
 		}
 		if err := Delete(ctx, c, sec); err != nil {
@@ -155,4 +192,41 @@ func Delete(ctx context.Context, c client.Client, secrets ...*corev1.Secret) err
 		}
 	}
 	return nil
+}
+
+// EnqueueHashOwner maps an event on a hash Secret of the given kind to a
+// request for its owner, named by the owner annotation (an owner reference
+// cannot cross namespaces).
+func EnqueueHashOwner(kind string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		if obj.GetLabels()[hashsecret.LabelKind] != kind {
+			return nil
+		}
+		ns, name, ok := strings.Cut(obj.GetAnnotations()[hashsecret.AnnotationOwner], "/")
+		if !ok || ns == "" || name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	})
+}
+
+// DeleteOrphan deletes the hash Secret hashNamespace/hashName when its owner,
+// key, no longer exists. The owner's absence is confirmed live: the cache of
+// owners may lag the cache of hash Secrets (a new leader's first sync), and
+// deleting a live key's hash Secret would revoke it. empty is an object of
+// the owner's kind to read into.
+func DeleteOrphan(ctx context.Context, live client.Reader, c client.Client, empty client.Object, key types.NamespacedName, hashNamespace, hashName string) error {
+	sec := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: hashNamespace, Name: hashName}, sec); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	err := live.Get(ctx, key, empty)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return err
+	case Controls(empty, sec):
+		return nil // alive after all: its own reconcile owns the Secret
+	}
+	return Delete(ctx, c, sec)
 }

@@ -51,7 +51,7 @@ var _ = AfterSuite(func() {
 const period, maxTok = 24 * time.Hour, 2 * time.Hour
 
 func start(ns string, clk *clocktesting.FakeClock) func() {
-	stop, err := testenv.StartManager(cfg, ns, func(mgr ctrl.Manager) error {
+	stop, err := testenv.StartManager(cfg, ns, ns, func(mgr ctrl.Manager) error {
 		return (&Reconciler{Client: mgr.GetClient(), Clock: clk, Namespace: ns, Period: period, MaxTokenLifetime: maxTok}).SetupWithManager(mgr)
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -472,7 +472,7 @@ func (cl *cluster) captureShapes(ctx context.Context) (*objectShapes, error) {
 	}
 	get := func(path string) ([]byte, error) { return cs.CoreV1().RESTClient().Get().AbsPath(path).DoRaw(ctx) }
 	s := &objectShapes{}
-	if s.hashSecret, err = get("/api/v1/namespaces/" + ns + "/secrets/" + hashsecret.Name(hashsecret.KindAPIKey, key.Name)); err != nil {
+	if s.hashSecret, err = get("/api/v1/namespaces/keyward-system/secrets/" + hashsecret.Name(hashsecret.KindAPIKey, ns, key.Name)); err != nil {
 		return nil, err
 	}
 	if s.deliverySecret, err = get("/api/v1/namespaces/" + ns + "/secrets/" + key.Spec.SecretName); err != nil {

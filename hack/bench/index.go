@@ -104,7 +104,7 @@ func loadIndexes(n, reps int, now time.Time) ([]*keyindex.Index, [][]string, flo
 	for i := range reps {
 		xs[i] = keyindex.New()
 		for _, r := range recs[i] {
-			if err := xs[i].Upsert(r.Namespace, hashsecret.Name(r.Kind, r.Name), r); err != nil {
+			if err := xs[i].Upsert(hashsecret.Name(r.Kind, r.Namespace, r.Name), r); err != nil {
 				return nil, nil, 0, err
 			}
 		}

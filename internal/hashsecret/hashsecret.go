@@ -1,7 +1,10 @@
 // Package hashsecret defines the hash Secret: the one object per APIKey or
 // AccessKeyPair that holds everything validation needs (key versions as
 // hashes, identity, access, suspension, expiry) and never a plaintext key.
-// Controllers write it; the key server indexes it from its informer cache.
+// Controllers write it in the operator's namespace, whatever the key's
+// namespace: only the operator writes there, so a record's namespace can be
+// trusted, and the key server needs to read Secrets in that namespace alone.
+// The key server indexes it from its informer cache.
 package hashsecret
 
 import (
@@ -11,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,8 +31,17 @@ const (
 	// delivery); the controllers cache only Secrets with this label.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedBy      = "keyward"
-	// LabelOwner names the owning APIKey or AccessKeyPair.
+	// LabelOwner names the owning APIKey or AccessKeyPair (shortened to fit
+	// a label value when long).
 	LabelOwner = "keys.keyward.dev/owner"
+	// LabelOwnerNamespace and LabelOwnerUID, on a hash Secret, name the
+	// owner's namespace and the owner object itself: an owner reference
+	// cannot cross namespaces, so these stand in for one.
+	LabelOwnerNamespace = "keys.keyward.dev/owner-namespace"
+	LabelOwnerUID       = "keys.keyward.dev/owner-uid"
+	// AnnotationOwner is "<namespace>/<name>" of a hash Secret's owner, in
+	// full, for mapping a hash Secret event back to its owner.
+	AnnotationOwner = "keys.keyward.dev/owner"
 
 	// DataRecord holds the JSON Record.
 	DataRecord = "record.json"
@@ -168,14 +181,15 @@ func Equal(a, b *Record) bool {
 	return err1 == nil && err2 == nil && slices.Equal(ea, eb)
 }
 
-// Name is the hash Secret's name for an owner of the given kind: readable
-// when it fits, and unique (a hash suffix) when the owner's name is long.
-func Name(kind, owner string) string {
-	prefix := "kw-" + kind + "-"
-	name := prefix + owner
+// Name is the hash Secret's name, in the operator namespace, for the owner
+// namespace/owner of the given kind: "kw-<kind>.<namespace>.<owner>". A
+// namespace has no dots, so the name is unambiguous; when it is too long for
+// an object name it ends in a hash of the whole instead.
+func Name(kind, namespace, owner string) string {
+	name := "kw-" + kind + "." + namespace + "." + owner
 	if len(name) <= 253 {
 		return name
 	}
-	sum := sha256.Sum256([]byte(owner))
-	return prefix + owner[:253-len(prefix)-17] + "-" + hex.EncodeToString(sum[:8])
+	sum := sha256.Sum256([]byte(namespace + "/" + owner))
+	return strings.TrimRight(name[:253-17], ".-") + "-" + hex.EncodeToString(sum[:8])
 }

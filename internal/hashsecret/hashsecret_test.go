@@ -76,15 +76,19 @@ func TestValidAt(t *testing.T) {
 
 func TestNameIsAValidUniqueSecretName(t *testing.T) {
 	long := strings.Repeat("a", 253)
-	cases := map[string]string{
-		"a short owner":                     "billing",
-		"an owner at the length limit":      long,
-		"a long owner differing at its end": long[:252] + "b",
+	cases := map[string][2]string{
+		"a short owner":                       {"team-a", "billing"},
+		"the same owner in another namespace": {"team-b", "billing"},
+		"dots cannot make two owners collide": {"team-a", "b.billing"},
+		"nor can the namespace boundary":      {"team", "a.b.billing"},
+		"an owner at the length limit":        {"team-a", long},
+		"a long owner differing at its end":   {"team-a", long[:252] + "b"},
+		"a long owner, long namespace":        {strings.Repeat("n", 63), long[:200] + "-" + long[:52]},
 	}
 	seen := map[string]bool{}
-	for name, owner := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			n := Name(KindAPIKey, owner)
+			n := Name(KindAPIKey, c[0], c[1])
 			if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
 				t.Fatalf("%q is not a valid Secret name: %v", n, errs)
 			}

@@ -86,13 +86,13 @@ func pairRecord(namespace, name, accessKeyID, secretKey string, notBefore time.T
 	}
 }
 
-func hashName(kind, owner string) string { return hashsecret.Name(kind, owner) }
+func hashName(kind, namespace, owner string) string { return hashsecret.Name(kind, namespace, owner) }
 
 func mustUpsert(tb testing.TB, x interface {
-	Upsert(string, string, *hashsecret.Record) error
+	Upsert(string, *hashsecret.Record) error
 }, rec *hashsecret.Record) {
 	tb.Helper()
-	if err := x.Upsert(rec.Namespace, hashName(rec.Kind, rec.Name), rec); err != nil {
+	if err := x.Upsert(hashName(rec.Kind, rec.Namespace, rec.Name), rec); err != nil {
 		tb.Fatalf("Upsert %s/%s: %v", rec.Namespace, rec.Name, err)
 	}
 }

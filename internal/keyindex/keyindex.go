@@ -47,8 +47,9 @@ type Result struct {
 	Code Code
 	// Kind is hashsecret.KindAPIKey or hashsecret.KindAccessKeyPair.
 	Kind string
-	// Namespace is the hash Secret's namespace, which Kubernetes RBAC
-	// vouches for; Name is the owning APIKey or AccessKeyPair.
+	// Namespace and Name are the owning APIKey's or AccessKeyPair's, as its
+	// record says: hash Secrets live in the operator namespace, where only
+	// the operator writes, and the record must match the Secret's name.
 	Namespace, Name string
 	Subject         string
 	// KeyID is the id of the version that matched (an access key id for
@@ -63,8 +64,8 @@ type Result struct {
 // Errors returned by Upsert; the record is then not indexed (and whatever
 // was indexed under that hash Secret is removed, as for Delete).
 var (
-	ErrForeignNamespace = errors.New("keyindex: record names a namespace other than its hash Secret's")
-	ErrUnknownKind      = errors.New("keyindex: record has an unknown kind")
+	ErrForeignOwner = errors.New("keyindex: record names an owner other than its hash Secret's name does")
+	ErrUnknownKind  = errors.New("keyindex: record has an unknown kind")
 )
 
 // Input bounds, checked before any other work.
@@ -121,8 +122,8 @@ type record struct {
 	suspended                        bool
 }
 
-// secretRef names a hash Secret.
-type secretRef struct{ namespace, name string }
+// secretRef names a hash Secret (in the operator namespace).
+type secretRef = string
 
 // Index is the key server's index. It is safe for concurrent use; lookups
 // take a read lock only long enough to fetch an immutable record.
@@ -161,14 +162,15 @@ func (x *Index) Versions() int {
 	return len(x.byID)
 }
 
-// Upsert indexes rec as the content of the hash Secret namespace/name,
-// replacing whatever was indexed for it: versions missing from rec stop
-// validating when Upsert returns. A nil rec deletes. A record that names
-// another namespace than its Secret's (a copied or forged Secret) or has an
-// unknown kind is not indexed, and an error says why.
-func (x *Index) Upsert(namespace, name string, rec *hashsecret.Record) error {
+// Upsert indexes rec as the content of the hash Secret name (in the
+// operator namespace), replacing whatever was indexed for it: versions
+// missing from rec stop validating when Upsert returns. A nil rec deletes. A
+// record whose owner is not the one its Secret's name is derived from (a
+// copied or renamed Secret) or has an unknown kind is not indexed, and an
+// error says why.
+func (x *Index) Upsert(name string, rec *hashsecret.Record) error {
 	if rec == nil {
-		x.Delete(namespace, name)
+		x.Delete(name)
 		return nil
 	}
 	var err error
@@ -179,21 +181,21 @@ func (x *Index) Upsert(namespace, name string, rec *hashsecret.Record) error {
 	case hashsecret.KindAccessKeyPair:
 		k = kindAccessKeyPair
 	default:
-		err = fmt.Errorf("%w (hash Secret %s/%s)", ErrUnknownKind, namespace, name)
+		err = fmt.Errorf("%w (hash Secret %s)", ErrUnknownKind, name)
 	}
-	if rec.Namespace != "" && rec.Namespace != namespace {
-		err = fmt.Errorf("%w (hash Secret %s/%s)", ErrForeignNamespace, namespace, name)
+	if err == nil && (rec.Namespace == "" || name != hashsecret.Name(rec.Kind, rec.Namespace, rec.Name)) {
+		err = fmt.Errorf("%w (hash Secret %s)", ErrForeignOwner, name)
 	}
 	var r *record
 	var ref secretRef
 	if err == nil {
 		// Built before locking: readers wait only for the map updates.
-		r, ref = build(namespace, name, k, rec)
+		r, ref = build(name, k, rec)
 	}
 
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.remove(secretRef{namespace, name})
+	x.remove(name)
 	if r == nil {
 		return err
 	}
@@ -204,11 +206,11 @@ func (x *Index) Upsert(namespace, name string, rec *hashsecret.Record) error {
 	return nil
 }
 
-// Delete removes everything indexed for the hash Secret namespace/name.
-func (x *Index) Delete(namespace, name string) {
+// Delete removes everything indexed for the hash Secret name.
+func (x *Index) Delete(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.remove(secretRef{namespace, name})
+	x.remove(name)
 }
 
 // remove unindexes a hash Secret; x.mu must be held.
@@ -511,8 +513,8 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// build converts a hashsecret.Record for the hash Secret namespace/name.
-func build(namespace, name string, k kind, in *hashsecret.Record) (*record, secretRef) {
+// build converts a hashsecret.Record for the hash Secret name.
+func build(name string, k kind, in *hashsecret.Record) (*record, secretRef) {
 	n := len(in.Previous)
 	if in.Current != nil {
 		n++
@@ -557,13 +559,13 @@ func build(namespace, name string, k kind, in *hashsecret.Record) (*record, secr
 		tp.Audiences = cloneStrings(tp.Audiences)
 		r.tokens = &tp
 	}
-	ref := secretRef{namespace, name}
+	ref := name
+	r.namespace = in.Namespace
 	pack(func(f func(*string)) {
-		f(&ref.namespace)
-		f(&ref.name)
+		f(&ref)
+		f(&r.namespace)
 		r.eachString(f)
 	})
-	r.namespace = ref.namespace
 	return r, ref
 }
 

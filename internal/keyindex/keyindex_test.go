@@ -195,13 +195,14 @@ func TestIndexChanges(t *testing.T) {
 	recX := apiKeyRecord("team-x", "alpha", versionOf(a2, t0.Add(-time.Hour), nil))
 
 	type op struct {
-		namespace string
-		rec       *hashsecret.Record // nil with del: Delete; nil without: Upsert(nil)
-		del       bool
-		wantErr   error
+		secret  string             // the hash Secret; derived from rec's owner when empty
+		rec     *hashsecret.Record // nil with del: Delete; nil without: Upsert(nil)
+		del     bool
+		wantErr error
 	}
-	up := func(r *hashsecret.Record) op { return op{namespace: r.Namespace, rec: r} }
-	del := func(r *hashsecret.Record) op { return op{namespace: r.Namespace, rec: r, del: true} }
+	up := func(r *hashsecret.Record) op { return op{rec: r} }
+	del := func(r *hashsecret.Record) op { return op{rec: r, del: true} }
+	alphaSecret := hashName(hashsecret.KindAPIKey, "team-a", "alpha")
 	type check struct {
 		key      string
 		want     Code
@@ -225,7 +226,7 @@ func TestIndexChanges(t *testing.T) {
 			ops: []op{up(recA), del(recA)}, checks: []check{notFound(a1.String()), notFound(a2.String())},
 		},
 		"upserting a nil record deletes": {
-			ops: []op{up(recA), {namespace: "team-a", rec: nil}}, checks: []check{notFound(a1.String())},
+			ops: []op{up(recA), {secret: alphaSecret, rec: nil}}, checks: []check{notFound(a1.String())},
 		},
 		"upserting fewer versions stops the dropped one at once": {
 			ops: []op{up(recA), up(recAShort)}, checks: []check{valid(a1.String(), "alpha"), notFound(a2.String())}, len: 1, versionIDs: 1,
@@ -257,19 +258,20 @@ func TestIndexChanges(t *testing.T) {
 			ops:    []op{up(recA), up(recB), up(recBMoved)},
 			checks: []check{valid(a1.String(), "alpha"), notFound(twin), valid(b1.String(), "beta")}, len: 2, versionIDs: 3,
 		},
-		"a record naming another namespace is refused and clears its hash Secret": {
+		"a record naming another owner than its Secret's name is refused and clears that Secret": {
 			ops: []op{
 				up(recX),
-				{namespace: "team-x", rec: recA, wantErr: keyindex.ErrForeignNamespace},
+				{secret: hashName(hashsecret.KindAPIKey, "team-x", "alpha"), rec: recA, wantErr: keyindex.ErrForeignOwner},
 			},
 			checks: []check{notFound(a1.String()), notFound(a2.String())},
 		},
 		"a record of unknown kind is refused": {
-			ops:    []op{up(recA), {namespace: "team-a", rec: recWidget, wantErr: keyindex.ErrUnknownKind}},
+			ops:    []op{up(recA), {secret: alphaSecret, rec: recWidget, wantErr: keyindex.ErrUnknownKind}},
 			checks: []check{notFound(a1.String())},
 		},
-		"a record without a namespace takes its hash Secret's": {
-			ops: []op{{namespace: "team-a", rec: recNoNS}}, checks: []check{valid(a1.String(), "alpha")}, len: 1, versionIDs: 1,
+		"a record without a namespace is refused": {
+			ops:    []op{{secret: alphaSecret, rec: recNoNS, wantErr: keyindex.ErrForeignOwner}},
+			checks: []check{notFound(a1.String())},
 		},
 		"an unrelated key is not found whatever the index holds": {
 			ops: []op{up(recA), up(recB)}, checks: []check{notFound(other.String())}, len: 2, versionIDs: 2,
@@ -280,15 +282,15 @@ func TestIndexChanges(t *testing.T) {
 			for i, o := range tc.ops {
 				// The hash Secret's name derives from the owner, so one
 				// owner's record always lands on the same Secret.
-				secret := hashName(hashsecret.KindAPIKey, "alpha")
-				if o.rec != nil {
-					secret = hashName(hashsecret.KindAPIKey, o.rec.Name)
+				secret := o.secret
+				if secret == "" {
+					secret = hashName(hashsecret.KindAPIKey, o.rec.Namespace, o.rec.Name)
 				}
 				if o.del {
-					x.Delete(o.namespace, secret)
+					x.Delete(secret)
 					continue
 				}
-				if err := x.Upsert(o.namespace, secret, o.rec); !errors.Is(err, o.wantErr) {
+				if err := x.Upsert(secret, o.rec); !errors.Is(err, o.wantErr) {
 					t.Fatalf("op %d: Upsert error %v, want %v", i, err, o.wantErr)
 				}
 			}
@@ -435,7 +437,7 @@ func TestPairActive(t *testing.T) {
 				mustUpsert(t, x, r)
 			}
 			if tc.deleteDeployer {
-				x.Delete("team-a", hashName(hashsecret.KindAccessKeyPair, "deployer"))
+				x.Delete(hashName(hashsecret.KindAccessKeyPair, "team-a", "deployer"))
 			}
 			if got := x.PairActive(tc.namespace, tc.name, tc.id, tc.now); got != tc.want {
 				t.Errorf("PairActive = %v, want %v", got, tc.want)

@@ -79,14 +79,14 @@ func TestConcurrentValidationAndChanges(t *testing.T) {
 		wg.Go(func() {
 			for i := range rounds {
 				r := churnRecs[(i+w)%churnN]
-				ns, name := r.Namespace, hashName(r.Kind, r.Name)
-				_ = x.Upsert(ns, name, r)
-				_ = x.Upsert(ns, name, apiKeyRecord(r.Namespace, r.Name, *r.Current, *r.Current))
+				name := hashName(r.Kind, r.Namespace, r.Name)
+				_ = x.Upsert(name, r)
+				_ = x.Upsert(name, apiKeyRecord(r.Namespace, r.Name, *r.Current, *r.Current))
 				s := stableRecs[i%stableN]
-				_ = x.Upsert(s.Namespace, hashName(s.Kind, s.Name), s)
-				_ = x.Upsert(pair.Namespace, hashName(pair.Kind, pair.Name), pair)
-				x.Delete(ns, name)
-				x.Delete(pair.Namespace, hashName(pair.Kind, pair.Name))
+				_ = x.Upsert(hashName(s.Kind, s.Namespace, s.Name), s)
+				_ = x.Upsert(hashName(pair.Kind, pair.Namespace, pair.Name), pair)
+				x.Delete(name)
+				x.Delete(hashName(pair.Kind, pair.Namespace, pair.Name))
 			}
 		})
 	}
@@ -185,7 +185,7 @@ func BenchmarkUpsert(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		r := recs[i%len(recs)]
-		if err := x.Upsert(r.Namespace, r.Name, r); err != nil {
+		if err := x.Upsert(hashName(r.Kind, r.Namespace, r.Name), r); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -23,10 +23,15 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// CacheOptions keep only the Secrets Keyward writes in the cache: memory is
-// bounded by the keys Keyward manages, not by every Secret in the cluster.
-func CacheOptions() cache.Options {
+// CacheOptions keep only the Secrets Keyward writes in the operator
+// namespace in the cache: memory is bounded by the keys Keyward manages, not
+// by every Secret in the cluster, and the controllers need no right to list
+// or watch Secrets anywhere else (docs/security.md).
+func CacheOptions(operatorNamespace string) cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{hashsecret.LabelManagedBy: hashsecret.ManagedBy})},
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{operatorNamespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{hashsecret.LabelManagedBy: hashsecret.ManagedBy}),
+		},
 	}}
 }

@@ -91,7 +91,16 @@ func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady, 
 // only updates an existing one. config/ ships them too.
 func ensureSecret(c client.Client, namespace, name string) error {
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Type: corev1.SecretTypeOpaque}
-	err := c.Create(context.Background(), sec)
+	// Get first: the key server may update its certificate Secret but not
+	// create Secrets, and RBAC refuses a create before it checks existence.
+	err := c.Get(context.Background(), client.ObjectKeyFromObject(sec), &corev1.Secret{})
+	if !apierrors.IsNotFound(err) {
+		if err != nil {
+			return fmt.Errorf("reading Secret %s/%s for serving certificates: %w", namespace, name, err)
+		}
+		return nil
+	}
+	err = c.Create(context.Background(), sec)
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating Secret %s/%s for serving certificates: %w", namespace, name, err)
 	}

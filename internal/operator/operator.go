@@ -3,10 +3,8 @@
 package operator
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -116,7 +114,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Release the lease on shutdown so a rolling update hands over at once.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
-		Cache:                         kube.CacheOptions(),
+		Cache:                         kube.CacheOptions(o.OperatorNamespace),
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 	})
 	if err != nil {
@@ -172,22 +170,17 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 	if issuer == "" {
 		issuer = "https://keyward-key-server." + o.OperatorNamespace + ".svc:8443"
 	}
-	// Self-rotation runs the APIKey controller's own logic, reading live:
-	// the key server caches no APIKeys and no delivery Secrets.
+	// The key server caches no APIKeys: self-rotation and lastUsedAt read
+	// and write them live.
 	live, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
 		return err
-	}
-	rotator := &apikey.Reconciler{
-		Client: live, APIReader: live, Clock: clock.RealClock{},
-		Recorder: mgr.GetEventRecorder("keyward-key-server"), ExpiringSoonWindow: o.ExpiringSoonWindow,
-		ImportResync: apikey.DefaultImportResync,
 	}
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
-		Rotator: rotatorFunc(rotator.Rotate),
+		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace); err != nil {
 		return err
@@ -204,15 +197,4 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		}
 		return nil
 	})
-}
-
-// rotatorFunc adapts the APIKey controller's Rotate to the key server.
-type rotatorFunc func(ctx context.Context, namespace, name, presentedKeyID string) (string, string, error)
-
-func (f rotatorFunc) Rotate(ctx context.Context, namespace, name, presentedKeyID string) (string, string, error) {
-	key, id, err := f(ctx, namespace, name, presentedKeyID)
-	if errors.Is(err, apikey.ErrNotRotatable) {
-		return "", "", fmt.Errorf("%w: %w", keyserver.ErrNotRotatable, err)
-	}
-	return key, id, err
 }

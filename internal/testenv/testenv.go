@@ -93,11 +93,12 @@ func start(env *envtest.Environment) (*envtest.Environment, *rest.Config, error)
 }
 
 // StartManager starts a manager for one test: Keyward's scheme and cache
-// layout, restricted to namespace ns so tests cannot disturb each other, no
-// metrics or probes. setup registers what the test runs. The returned func
-// stops the manager and waits for it, returning its error.
-func StartManager(cfg *rest.Config, ns string, setup func(ctrl.Manager) error) (stop func() error, err error) {
-	cacheOpts := kube.CacheOptions()
+// layout, restricted to namespace ns (and operatorNS, the test's operator
+// namespace, for Secrets) so tests cannot disturb each other, no metrics or
+// probes. setup registers what the test runs. The returned func stops the
+// manager and waits for it, returning its error.
+func StartManager(cfg *rest.Config, ns, operatorNS string, setup func(ctrl.Manager) error) (stop func() error, err error) {
+	cacheOpts := kube.CacheOptions(operatorNS)
 	cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 kube.Scheme(),

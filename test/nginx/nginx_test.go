@@ -295,7 +295,7 @@ func (k *keyServer) apiKey(t *testing.T, name string, access kw.AccessMode, scop
 		Groups: []string{"reporting", "finance"}, Scopes: scopes, Access: string(access),
 		Current: &hashsecret.Version{ID: key.ID, Hash: key.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
 	}
-	if err := k.srv.Index().Upsert("team-a", hashsecret.Name(hashsecret.KindAPIKey, name), rec); err != nil {
+	if err := k.srv.Index().Upsert(hashsecret.Name(hashsecret.KindAPIKey, "team-a", name), rec); err != nil {
 		t.Fatal(err)
 	}
 	return key.String()

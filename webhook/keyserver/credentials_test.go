@@ -1,7 +1,6 @@
 package keyserver
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -85,49 +84,17 @@ func (f *credFixture) storeKeys(tb testing.TB, plan signingkeys.Plan, ks *signin
 	return ks
 }
 
-// indexPut and indexDelete index a hash Secret's record by its owner. The
-// type switches accept the index and naming functions both as they were
-// (hash Secrets in their owner's namespace) and as they are becoming (all
-// in the operator namespace), so that these tests do not depend on which of
-// the two is checked in.
+// indexPut and indexDelete index a hash Secret's record by its owner.
 func indexPut(tb testing.TB, s *Server, rec *hashsecret.Record) {
 	tb.Helper()
-	name := hashSecretName(rec.Kind, rec.Namespace, rec.Name)
-	var err error
-	switch up := any(s.index.Upsert).(type) {
-	case func(string, string, *hashsecret.Record) error:
-		err = up(rec.Namespace, name, rec)
-	case func(string, *hashsecret.Record) error:
-		err = up(name, rec)
-	default:
-		tb.Fatalf("unknown keyindex.Upsert: %T", up)
-	}
-	if err != nil {
+	if err := s.index.Upsert(hashsecret.Name(rec.Kind, rec.Namespace, rec.Name), rec); err != nil {
 		tb.Fatal(err)
 	}
 }
 
 func indexDelete(tb testing.TB, s *Server, rec *hashsecret.Record) {
 	tb.Helper()
-	name := hashSecretName(rec.Kind, rec.Namespace, rec.Name)
-	switch del := any(s.index.Delete).(type) {
-	case func(string, string):
-		del(rec.Namespace, name)
-	case func(string):
-		del(name)
-	default:
-		tb.Fatalf("unknown keyindex.Delete: %T", del)
-	}
-}
-
-func hashSecretName(kind, namespace, owner string) string {
-	switch name := any(hashsecret.Name).(type) {
-	case func(string, string) string:
-		return name(kind, owner)
-	case func(string, string, string) string:
-		return name(kind, namespace, owner)
-	}
-	panic(fmt.Sprintf("unknown hashsecret.Name: %T", hashsecret.Name))
+	s.index.Delete(hashsecret.Name(rec.Kind, rec.Namespace, rec.Name))
 }
 
 func (f *credFixture) authz(cred string) int {

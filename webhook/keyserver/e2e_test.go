@@ -60,6 +60,7 @@ type stack struct {
 	cfg  *rest.Config
 	k8s  client.Client
 	base string // the key server's URL
+	opNS string // the operator namespace of the last startOperator
 	stop func()
 }
 
@@ -75,7 +76,7 @@ func freePort() int {
 func startOperator(s *stack, port int) {
 	opNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-system-"}}
 	Expect(s.k8s.Create(ctx, opNS)).To(Succeed())
-	s.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	s.base, s.opNS = fmt.Sprintf("http://127.0.0.1:%d", port), opNS.Name
 	mgr, err := operator.NewManager(s.cfg, operator.Options{
 		EnableControllers: true, EnableKeyServer: true,
 		KeyServerBindAddress: fmt.Sprintf("127.0.0.1:%d", port), OperatorNamespace: opNS.Name,
@@ -446,8 +447,7 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		Expect(err).NotTo(HaveOccurred())
 		port := freePort()
 		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
-		opNS := newNS(s)
-		Expect(srv.AddSources(mgr, opNS)).To(Succeed())
+		Expect(srv.AddSources(mgr, s.opNS)).To(Succeed())
 		Expect(mgr.Add(srv)).To(Succeed())
 		mctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -81,7 +81,7 @@ func (f *fixture) apiKey(name string, opts ...keyOpt) string {
 	for _, o := range opts {
 		o(rec)
 	}
-	if err := f.s.index.Upsert("team-a", hashsecret.Name(hashsecret.KindAPIKey, name), rec); err != nil {
+	if err := f.s.index.Upsert(hashsecret.Name(hashsecret.KindAPIKey, "team-a", name), rec); err != nil {
 		f.t.Fatal(err)
 	}
 	return k.String()
@@ -101,7 +101,7 @@ func (f *fixture) pair(name string, opts ...keyOpt) (string, string) {
 	for _, o := range opts {
 		o(rec)
 	}
-	if err := f.s.index.Upsert("team-a", hashsecret.Name(hashsecret.KindAccessKeyPair, name), rec); err != nil {
+	if err := f.s.index.Upsert(hashsecret.Name(hashsecret.KindAccessKeyPair, "team-a", name), rec); err != nil {
 		f.t.Fatal(err)
 	}
 	return ak, sk
@@ -379,7 +379,7 @@ func TestTokensOfASuspendedOrDeletedPairAreRefused(t *testing.T) {
 	check(200)
 	f.pair("alice-1", suspended) // a new record replaces the pair, suspended
 	check(401)
-	f.s.index.Delete("team-a", hashsecret.Name(hashsecret.KindAccessKeyPair, "alice-1"))
+	f.s.index.Delete(hashsecret.Name(hashsecret.KindAccessKeyPair, "team-a", "alice-1"))
 	check(401)
 }
 
@@ -598,7 +598,7 @@ func TestATokenCarriesNoMoreThanItsPairGrantsNow(t *testing.T) {
 	ak, sk := f.pair("alice-1")
 	tok := f.token(jsonToken(ak, sk, "")).resp.Token
 	// The pair loses its scope: re-index it with the same key and none.
-	f.s.index.Upsert("team-a", hashsecret.Name(hashsecret.KindAccessKeyPair, "alice-1"), &hashsecret.Record{
+	f.s.index.Upsert(hashsecret.Name(hashsecret.KindAccessKeyPair, "team-a", "alice-1"), &hashsecret.Record{
 		Kind: hashsecret.KindAccessKeyPair, Namespace: "team-a", Name: "alice-1", Subject: "alice",
 		Current: &hashsecret.Version{ID: ak, Hash: keymaterial.Hash(sk), NotBefore: t0.Add(-time.Hour)},
 		Tokens:  &hashsecret.TokenPolicy{DefaultLifetime: time.Hour},
@@ -627,7 +627,8 @@ func TestOnlySecretsOfTheHashTypeAreIndexed(t *testing.T) {
 	raw, _ := json.Marshal(&hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: "dev", Name: "forged", Subject: "admin",
 		Current: &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: t0.Add(-time.Hour)}})
 	src := &sources{server: f.s}
-	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dev", Name: "forged", Labels: map[string]string{hashsecret.LabelKind: "apikey"}},
+	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: hashsecret.Name(hashsecret.KindAPIKey, "dev", "forged"),
+		Labels: map[string]string{hashsecret.LabelKind: "apikey"}},
 		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{hashsecret.DataRecord: raw}}
 	src.upsert(forged, logr.Discard())
 	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code == "VALID" {

@@ -10,14 +10,16 @@ import (
 
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keymaterial"
 )
 
 // Rotator issues a new version of an APIKey now, keeping the previous one for
 // its grace period, and returns the new plaintext. presentedKeyID is the
-// version the caller authenticated with: only the current version may rotate,
-// or a leaked key still in its grace period could take over its successor.
+// version the caller authenticated with, presentedHash its stored hash (the
+// proof of possession): only the current version may rotate, or a leaked
+// key still in its grace period could take over its successor.
 type Rotator interface {
-	Rotate(ctx context.Context, namespace, name, presentedKeyID string) (key, keyID string, err error)
+	Rotate(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (key, keyID string, err error)
 }
 
 // ErrNotRotatable is returned by a Rotator for keys it must not rotate
@@ -53,19 +55,27 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
 	defer cancel()
-	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name, res.KeyID)
+	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name, res.KeyID, presentedHash(cred))
 	switch {
 	case errors.Is(err, ErrNotRotatable):
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
 	case err != nil:
 		logf.FromContext(r.Context()).Error(err, "self-rotation failed", "namespace", res.Namespace, "name", res.Name)
-		// Nothing half-done is lost: a delivered version is adopted by the
-		// controller, an unrecorded one was never valid.
+		// Nothing half-done is lost: the controller rotates at most once per
+		// request, and the caller's key keeps working for its grace period.
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	}
 	writeJSON(w, http.StatusOK, rotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
 		Warning: "store this key now: it is not shown again"})
 	return outcome{result: "ROTATED"}
+}
+
+// presentedHash is the stored hash of a credential that just validated.
+func presentedHash(cred string) string {
+	if k, err := keymaterial.Parse(cred); err == nil {
+		return k.SecretHash()
+	}
+	return keymaterial.Hash(cred)
 }

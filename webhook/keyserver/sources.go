@@ -19,9 +19,10 @@ import (
 )
 
 // AddSources gives the server its own caches, separate from the
-// controllers': one of hash Secrets only (selected by label, their age
-// ciphertext stripped) feeding the index, and one of the signing key Secret
-// in the operator namespace. Neither holds a delivery Secret.
+// controllers', both of the operator namespace alone (the only namespace
+// where the key server may read Secrets): one of hash Secrets (selected by
+// label, their age ciphertext stripped) feeding the index, and one of the
+// signing key Secret. Neither can hold a delivery Secret.
 func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
 	hasKind, err := labels.NewRequirement(hashsecret.LabelKind, selection.Exists, nil)
 	if err != nil {
@@ -29,8 +30,9 @@ func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
 	}
 	hashes, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasKind)}},
-		DefaultTransform: stripHashSecret,
+		DefaultNamespaces: map[string]cache.Config{operatorNamespace: {}},
+		ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasKind)}},
+		DefaultTransform:  stripHashSecret,
 	})
 	if err != nil {
 		return err
@@ -93,7 +95,7 @@ func (src *sources) Start(ctx context.Context) error {
 		UpdateFunc: func(_, obj any) { src.upsert(obj, log) },
 		DeleteFunc: func(obj any) {
 			if sec := secretOf(obj); sec != nil {
-				idx.Delete(sec.Namespace, sec.Name)
+				idx.Delete(sec.Name)
 			}
 		},
 	})
@@ -122,17 +124,17 @@ func (src *sources) upsert(obj any, log logr.Logger) {
 	if sec.Type != hashsecret.SecretType {
 		// Only the controllers write this type; a labelled Secret of
 		// another type is not a hash Secret, whatever it claims.
-		src.server.index.Delete(sec.Namespace, sec.Name)
+		src.server.index.Delete(sec.Name)
 		return
 	}
 	rec, err := hashsecret.Decode(sec)
 	if err != nil {
 		// An unreadable record validates nothing; the controller repairs it.
-		src.server.index.Delete(sec.Namespace, sec.Name)
+		src.server.index.Delete(sec.Name)
 		log.Info("ignoring an unreadable hash Secret", "namespace", sec.Namespace, "name", sec.Name)
 		return
 	}
-	if err := src.server.index.Upsert(sec.Namespace, sec.Name, rec); err != nil {
+	if err := src.server.index.Upsert(sec.Name, rec); err != nil {
 		log.Info("refusing a hash Secret", "namespace", sec.Namespace, "name", sec.Name, "reason", err.Error())
 	}
 }

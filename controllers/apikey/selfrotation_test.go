@@ -1,0 +1,121 @@
+package apikey
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"filippo.io/age"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/agecrypt"
+	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/selfrotation"
+)
+
+// The controller's half of self-rotation: the key server writes a request
+// into status and waits for the answer (internal/selfrotation).
+var _ = Describe("self-rotation requests", func() {
+	var h *harness
+	BeforeEach(func() { h = newHarness() })
+
+	// ask writes a request as the key server would, proving possession
+	// with the stored hash of presented.
+	ask := func(k *kw.APIKey, presented keymaterial.Key, proofHash string) (string, *age.X25519Identity) {
+		GinkgoHelper()
+		id := newIdentity()
+		raw := make([]byte, 8)
+		_, _ = rand.Read(raw)
+		reqID := hex.EncodeToString(raw)
+		cur := getKey(k)
+		patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		cur.Status.SelfRotationRequest = selfrotation.NewRequest(reqID, k.Namespace, k.Name, presented.ID, proofHash,
+			id.Recipient().String(), h.clock.Now())
+		Expect(k8s.Status().Patch(ctx, cur, patch)).To(Succeed())
+		return reqID, id
+	}
+	answer := func(k *kw.APIKey, reqID string) *kw.SelfRotationResponse {
+		GinkgoHelper()
+		var out *kw.SelfRotationResponse
+		Eventually(func(g Gomega) {
+			out = getKey(k).Status.SelfRotationResponse
+			g.Expect(out).NotTo(BeNil())
+			g.Expect(out.ID).To(Equal(reqID))
+		}).Should(Succeed())
+		return out
+	}
+
+	It("answers the holder of the current version with its successor, once, encrypted to the request", func() {
+		k := newKey(h.ns, "self")
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+		var old keymaterial.Key
+		Eventually(func(g Gomega) { old = delivered(g, k) }).Should(Succeed())
+
+		reqID, id := ask(k, old, old.SecretHash())
+		got := answer(k, reqID)
+		Expect(got.Refused).To(BeEmpty())
+		plain, err := agecrypt.Decrypt(got.EncryptedKey, id)
+		Expect(err).NotTo(HaveOccurred())
+		next, err := keymaterial.Parse(plain)
+		Expect(err).NotTo(HaveOccurred())
+		remember(next)
+		Expect(next.ID).To(Equal(got.KeyID))
+		Expect(next.ID).NotTo(Equal(old.ID))
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).To(Equal(next.ID))
+			g.Expect(next.Verify(rec.Current.Hash)).To(BeTrue())
+			g.Expect(rec.Previous).To(ContainElement(HaveField("ID", old.ID)), "the old version keeps a grace period")
+			g.Expect(delivered(g, k).Equal(next)).To(BeTrue(), "the delivery Secret follows")
+		}).Should(Succeed())
+
+		// The old version, now in its grace period, cannot rotate again.
+		reqID, _ = ask(k, old, old.SecretHash())
+		Expect(answer(k, reqID).Refused).To(Equal(kw.RefusedNotRotatable))
+	})
+
+	It("refuses a request whose proof was not made with the key (the key id alone is public)", func() {
+		k := newKey(h.ns, "forged")
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		before := waitReady(k).Status.KeyID
+		var cur keymaterial.Key
+		Eventually(func(g Gomega) { cur = delivered(g, k) }).Should(Succeed())
+
+		reqID, _ := ask(k, cur, keymaterial.Hash("a guess"))
+		got := answer(k, reqID)
+		Expect(got.Refused).To(Equal(kw.RefusedBadRequest))
+		Expect(got.EncryptedKey).To(BeEmpty())
+		Expect(getKey(k).Status.KeyID).To(Equal(before))
+	})
+
+	It("answers from the hash Secret after a crash between the hash Secret and the status, without rotating twice", func() {
+		k := newKey(h.ns, "crash-self")
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+		var old keymaterial.Key
+		Eventually(func(g Gomega) { old = delivered(g, k) }).Should(Succeed())
+
+		hook, reached := crashAt("crash-self", StepRecorded)
+		h.restart(hook)
+		reqID, id := ask(k, old, old.SecretHash())
+		Eventually(reached).Should(BeClosed())
+		h.stop()
+		var recorded string
+		Eventually(func(g Gomega) {
+			recorded = record(g, k).Current.ID
+			g.Expect(recorded).NotTo(Equal(old.ID))
+		}).Should(Succeed())
+		Expect(getKey(k).Status.SelfRotationResponse).To(BeNil())
+
+		h.stop = startManager(h.ns, h.opNS, h.clock, nil)
+		got := answer(k, reqID)
+		Expect(got.KeyID).To(Equal(recorded), "a second version was issued for one request")
+		plain, err := agecrypt.Decrypt(got.EncryptedKey, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(plain).To(HavePrefix(kw.DefaultPrefix))
+		Expect(record(Default, k).Current.ID).To(Equal(recorded))
+	})
+})

@@ -1,0 +1,64 @@
+// Package selfrotation is the protocol by which the key server asks the
+// APIKey controller for a key's successor on behalf of a caller holding the
+// current key, without the key server writing any Secret: it writes a
+// request into the APIKey's status carrying a one-time age recipient and a
+// proof of possession; the controller rotates and answers with the new key
+// encrypted to that recipient.
+package selfrotation
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+)
+
+// Proof binds a request to the presented version: HMAC-SHA256 keyed by the
+// version's stored hash (which only a holder of the key, or a reader of its
+// hash Secret, can know) over the owner and every field of the request.
+func Proof(versionHash, namespace, name string, req *kw.SelfRotationRequest) string {
+	m := hmac.New(sha256.New, []byte(versionHash))
+	for _, part := range []string{"keyward-self-rotation/v1", namespace, name, req.ID, req.KeyID, req.Recipient,
+		req.RequestedAt.UTC().Format(time.RFC3339)} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports, in constant time, whether req's proof was made with
+// versionHash.
+func Verify(versionHash, namespace, name string, req *kw.SelfRotationRequest) bool {
+	want := Proof(versionHash, namespace, name, req)
+	return hmac.Equal([]byte(want), []byte(req.Proof))
+}
+
+// Pending reports whether status holds a request not yet answered and not
+// yet stale at now.
+func Pending(st *kw.APIKeyStatus, now time.Time) bool {
+	req := st.SelfRotationRequest
+	if req == nil || Answered(st) {
+		return false
+	}
+	return now.Sub(req.RequestedAt.Time) < kw.SelfRotationRequestTTL
+}
+
+// Answered reports whether status answers its request.
+func Answered(st *kw.APIKeyStatus) bool {
+	return st.SelfRotationRequest != nil && st.SelfRotationResponse != nil &&
+		st.SelfRotationResponse.ID == st.SelfRotationRequest.ID
+}
+
+// NewRequest builds a request for the presented version; recipient is the
+// asker's one-time age recipient. RequestedAt is truncated to seconds, as
+// the API server stores it, so the proof survives the round trip.
+func NewRequest(id, namespace, name, keyID, versionHash, recipient string, now time.Time) *kw.SelfRotationRequest {
+	req := &kw.SelfRotationRequest{ID: id, KeyID: keyID, Recipient: recipient,
+		RequestedAt: metav1.NewTime(now.UTC().Truncate(time.Second))}
+	req.Proof = Proof(versionHash, namespace, name, req)
+	return req
+}

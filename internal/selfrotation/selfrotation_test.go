@@ -1,0 +1,78 @@
+package selfrotation
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+)
+
+func TestProofBindsEveryField(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	const hash = "sha256:aaaa"
+	base := func() *kw.SelfRotationRequest {
+		return NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1recipient", t0)
+	}
+	if !Verify(hash, "team-a", "billing", base()) {
+		t.Fatal("a request does not verify with the hash it was made with")
+	}
+	cases := map[string]struct {
+		hash, ns, name string
+		edit           func(*kw.SelfRotationRequest)
+	}{
+		"another version's hash":        {hash: "sha256:bbbb"},
+		"another namespace":             {ns: "team-b"},
+		"another APIKey":                {name: "payroll"},
+		"another request id":            {edit: func(r *kw.SelfRotationRequest) { r.ID = "req-2" }},
+		"another presented version":     {edit: func(r *kw.SelfRotationRequest) { r.KeyID = "kid2" }},
+		"another recipient (redirect)":  {edit: func(r *kw.SelfRotationRequest) { r.Recipient = "age1attacker" }},
+		"another time (replayed later)": {edit: func(r *kw.SelfRotationRequest) { r.RequestedAt = metav1.NewTime(t0.Add(time.Hour)) }},
+		"no proof":                      {edit: func(r *kw.SelfRotationRequest) { r.Proof = "" }},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			h, ns, n := hash, "team-a", "billing"
+			if c.hash != "" {
+				h = c.hash
+			}
+			if c.ns != "" {
+				ns = c.ns
+			}
+			if c.name != "" {
+				n = c.name
+			}
+			req := base()
+			if c.edit != nil {
+				c.edit(req)
+			}
+			if Verify(h, ns, n, req) {
+				t.Fatal("verified")
+			}
+		})
+	}
+}
+
+func TestPending(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	req := NewRequest("req-1", "ns", "n", "kid", "h", "age1r", t0)
+	cases := map[string]struct {
+		st   kw.APIKeyStatus
+		now  time.Time
+		want bool
+	}{
+		"no request":                  {now: t0},
+		"a fresh request":             {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(time.Second), want: true},
+		"a stale request":             {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(kw.SelfRotationRequestTTL)},
+		"an answered request":         {st: kw.APIKeyStatus{SelfRotationRequest: req, SelfRotationResponse: &kw.SelfRotationResponse{ID: "req-1"}}, now: t0},
+		"an earlier request's answer": {st: kw.APIKeyStatus{SelfRotationRequest: req, SelfRotationResponse: &kw.SelfRotationResponse{ID: "req-0"}}, now: t0, want: true},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := Pending(&c.st, c.now); got != c.want {
+				t.Fatalf("Pending = %v, want %v", got, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,328 @@
+// Package rbac runs Keyward under the RBAC it ships: the controllers and the
+// key server each as their own ServiceAccount, impersonated against a real
+// API server that enforces the rendered Roles and ClusterRoles. Every part
+// must work with those rights alone, and neither identity may read a Secret
+// that delivers plaintext beyond what its job needs (docs/security.md).
+package rbac
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/controllers/accesskeypair"
+	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/internal/kube"
+	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+const (
+	opNS          = "keyward-system"
+	controllerSA  = "keyward-controller-manager"
+	keyServerSA   = "keyward-key-server"
+	userNamespace = "team-a"
+)
+
+func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	logs := &bytes.Buffer{}
+	ctrl.SetLogger(zap.New(zap.WriteTo(&lockedWriter{w: logs})))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("operator logs:\n%s", logs.String())
+		}
+	})
+
+	env, admin, err := testenv.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = env.Stop() })
+	k8s, err := client.New(admin, client.Options{Scheme: kube.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The identities, their RBAC and the certificate Secrets, as rendered
+	// for `make deploy`.
+	installIdentities(t, g, ctx, k8s, filepath.Join(env.BinaryAssetsDirectory, "kubectl"))
+
+	controllers := startManager(t, g, ctx, as(admin, controllerSA), operator.Options{
+		EnableControllers: true, LeaderElect: true, LeaderElectionID: "keyward-controllers.keys.keyward.dev",
+		CertProvisioning: operator.CertsExternal,
+	})
+	keyServerAddr := freeAddr(g)
+	certDir := t.TempDir()
+	keyServer := startManager(t, g, ctx, as(admin, keyServerSA), operator.Options{
+		EnableKeyServer: true, KeyServerBindAddress: keyServerAddr, KeyServerCertDir: certDir,
+		CertProvisioning: operator.CertsSelf,
+	})
+	_, _ = controllers, keyServer
+
+	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userNamespace}})).To(Succeed())
+	imported := "imported-" + strings.Repeat("x7Kq", 10)
+	g.Expect(k8s.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "legacy-source"},
+		StringData: map[string]string{"key": imported},
+	})).To(Succeed())
+	svc := &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "svc"},
+		Spec: kw.APIKeySpec{SecretName: "svc-key"}}
+	legacy := &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "legacy"},
+		Spec: kw.APIKeySpec{ImportFrom: &kw.SecretKeyRef{Name: "legacy-source"}}}
+	pair := &kw.AccessKeyPair{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "deployer"},
+		Spec: kw.AccessKeyPairSpec{Subject: "deployer", SecretName: "deployer-keys"}}
+	for _, obj := range []client.Object{svc, legacy, pair} {
+		g.Expect(k8s.Create(ctx, obj)).To(Succeed())
+	}
+	for _, obj := range []client.Object{svc, legacy, pair} {
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+			var conds []metav1.Condition
+			switch o := obj.(type) {
+			case *kw.APIKey:
+				conds = o.Status.Conditions
+			case *kw.AccessKeyPair:
+				conds = o.Status.Conditions
+			}
+			g.Expect(meta.IsStatusConditionTrue(conds, kw.ConditionReady)).To(BeTrue(), "%s is not Ready: %v", obj.GetName(), conds)
+		}).Should(Succeed())
+	}
+
+	ks := keyServerClient(g, ctx, k8s, keyServerAddr, certDir)
+	key := secretValue(g, ctx, k8s, "svc-key", apikey.DataKey)
+	g.Eventually(func() bool { return ks.verify(g, key) }).Should(BeTrue(), "the generated key")
+	g.Eventually(func() bool { return ks.verify(g, imported) }).Should(BeTrue(), "the imported key")
+	ak, sk := secretValue(g, ctx, k8s, "deployer-keys", accesskeypair.DataAccessKeyID), secretValue(g, ctx, k8s, "deployer-keys", accesskeypair.DataSecretKey)
+	g.Eventually(func() int { return ks.token(g, ak, sk) }).Should(Equal(http.StatusOK), "a token for the pair")
+
+	// Self-rotation: the key server writes no Secret, the controller does.
+	status, body := ks.post(g, "/v1/keys/current/rotate", nil, "Token "+key)
+	g.Expect(status).To(Equal(http.StatusOK), "self-rotation: %s", body)
+	var rotated struct{ Key, KeyID string }
+	g.Expect(json.Unmarshal(body, &rotated)).To(Succeed())
+	g.Expect(rotated.Key).NotTo(Equal(key))
+	g.Eventually(func() bool { return ks.verify(g, rotated.Key) }).Should(BeTrue(), "the self-rotated key")
+	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", apikey.DataKey) }).Should(Equal(rotated.Key),
+		"the delivery Secret holds the new key")
+	g.Expect(ks.verify(g, key)).To(BeTrue(), "the old key keeps its grace period")
+
+	g.Expect(k8s.Delete(ctx, svc)).To(Succeed())
+	g.Eventually(func() bool { return ks.verify(g, rotated.Key) }).Should(BeFalse(), "a deleted key is refused")
+
+	// What RBAC must refuse, asked of the API server that enforces it.
+	for _, c := range []struct {
+		sa      string
+		attr    authzv1.ResourceAttributes
+		allowed bool
+	}{
+		{keyServerSA, secrets("get", userNamespace), false},    // a delivery Secret
+		{keyServerSA, secrets("list", ""), false},              // every Secret
+		{keyServerSA, secrets("watch", userNamespace), false},  // a user namespace's Secrets
+		{keyServerSA, secrets("create", opNS), false},          // writes no Secret ...
+		{keyServerSA, secrets("update", opNS), false},          // ... but its certificate
+		{keyServerSA, secrets("delete", opNS), false},          //
+		{keyServerSA, secrets("list", opNS), true},             // hash Secrets, signing keys
+		{keyServerSA, apikeys("update", ""), false},            // no spec writes
+		{keyServerSA, apikeys("patch", ""), false},             //
+		{keyServerSA, apikeys("patch", "status"), true},        // self-rotation, lastUsedAt
+		{controllerSA, secrets("list", ""), false},             // every Secret
+		{controllerSA, secrets("list", userNamespace), false},  // a user namespace's Secrets
+		{controllerSA, secrets("watch", userNamespace), false}, //
+		{controllerSA, secrets("get", userNamespace), true},    // importFrom, its delivery Secrets
+		{controllerSA, secrets("list", opNS), true},            // hash Secrets in its cache
+		{keyServerSA, leases("update"), false},                 // not a leader candidate
+	} {
+		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: "system:serviceaccount:" + opNS + ":" + c.sa, Groups: saGroups, ResourceAttributes: &c.attr,
+		}}
+		g.Expect(k8s.Create(ctx, sar)).To(Succeed())
+		g.Expect(sar.Status.Allowed).To(Equal(c.allowed), "%s may %s %s%s in %q", c.sa, c.attr.Verb, c.attr.Resource,
+			map[bool]string{true: "/" + c.attr.Subresource, false: ""}[c.attr.Subresource != ""], c.attr.Namespace)
+	}
+	// The key server's certificate was written under its narrow rule.
+	cert := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: opNS, Name: operator.KeyServerCertSecret}, cert)).To(Succeed())
+	g.Expect(cert.Data).To(HaveKey("tls.crt"))
+	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User: "system:serviceaccount:" + opNS + ":" + keyServerSA, Groups: saGroups,
+		ResourceAttributes: &authzv1.ResourceAttributes{Verb: "update", Resource: "secrets", Namespace: opNS, Name: operator.KeyServerCertSecret},
+	}}
+	g.Expect(k8s.Create(ctx, sar)).To(Succeed())
+	g.Expect(sar.Status.Allowed).To(BeTrue())
+}
+
+var saGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + opNS, "system:authenticated"}
+
+func secrets(verb, ns string) authzv1.ResourceAttributes {
+	return authzv1.ResourceAttributes{Verb: verb, Resource: "secrets", Namespace: ns}
+}
+
+func apikeys(verb, sub string) authzv1.ResourceAttributes {
+	return authzv1.ResourceAttributes{Verb: verb, Group: kw.GroupVersion.Group, Resource: "apikeys", Subresource: sub, Namespace: userNamespace}
+}
+
+func leases(verb string) authzv1.ResourceAttributes {
+	return authzv1.ResourceAttributes{Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Namespace: opNS}
+}
+
+// as impersonates a ServiceAccount of the operator namespace.
+func as(admin *rest.Config, sa string) *rest.Config {
+	cfg := rest.CopyConfig(admin)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + opNS + ":" + sa, Groups: saGroups}
+	return cfg
+}
+
+// installIdentities creates what config/default renders for the operator's
+// identities: the namespace, ServiceAccounts, (Cluster)Roles and bindings,
+// and the certificate Secrets.
+func installIdentities(t *testing.T, g *WithT, ctx context.Context, k8s client.Client, kubectl string) {
+	t.Helper()
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
+	g.Expect(err).NotTo(HaveOccurred())
+	want := map[string]bool{"Namespace": true, "ServiceAccount": true, "Role": true, "RoleBinding": true,
+		"ClusterRole": true, "ClusterRoleBinding": true, "Secret": true}
+	var sas []string
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil || u.Object == nil || !want[u.GetKind()] {
+			continue
+		}
+		if u.GetKind() == "ServiceAccount" {
+			sas = append(sas, u.GetName())
+		}
+		g.Expect(k8s.Create(ctx, u)).To(Succeed(), "%s %s", u.GetKind(), u.GetName())
+	}
+	g.Expect(sas).To(ConsistOf(controllerSA, keyServerSA), "the rendered ServiceAccounts are the ones this test impersonates")
+}
+
+func startManager(t *testing.T, g *WithT, ctx context.Context, cfg *rest.Config, o operator.Options) context.CancelFunc {
+	t.Helper()
+	o.OperatorNamespace = opNS
+	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
+	o.SkipControllerNameValidation = true
+	o.FailureBurst, o.FailureRefill = 1000, time.Millisecond
+	mgr, err := operator.NewManager(cfg, o)
+	g.Expect(err).NotTo(HaveOccurred())
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return cancel
+}
+
+func freeAddr(g *WithT) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func secretValue(g Gomega, ctx context.Context, k8s client.Client, name, key string) string {
+	sec := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: userNamespace, Name: name}, sec)).To(Succeed())
+	return string(sec.Data[key])
+}
+
+type keyServer struct {
+	base string
+	http *http.Client
+}
+
+// keyServerClient trusts the CA the key server provisioned for itself,
+// after projecting its certificate Secret into certDir as kubelet would.
+func keyServerClient(g *WithT, ctx context.Context, k8s client.Client, addr, certDir string) *keyServer {
+	pool := x509.NewCertPool()
+	g.Eventually(func(g Gomega) {
+		sec := &corev1.Secret{}
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: opNS, Name: operator.KeyServerCertSecret}, sec)).To(Succeed())
+		g.Expect(pool.AppendCertsFromPEM(sec.Data["ca.crt"])).To(BeTrue())
+		for _, k := range []string{"ca.crt", "tls.crt", "tls.key"} {
+			g.Expect(os.WriteFile(filepath.Join(certDir, k), sec.Data[k], 0o600)).To(Succeed())
+		}
+	}).Should(Succeed())
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: operator.KeyServerService + "." + opNS + ".svc"}}
+	return &keyServer{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+}
+
+func (ks *keyServer) post(g Gomega, path string, body any, auth string) (int, []byte) {
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		raw, err := json.Marshal(body)
+		g.Expect(err).NotTo(HaveOccurred())
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(http.MethodPost, ks.base+path, rd)
+	g.Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := ks.http.Do(req)
+	if err != nil {
+		return 0, []byte(fmt.Sprint(err))
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, out
+}
+
+// lockedWriter serialises the managers' log writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (ks *keyServer) verify(g Gomega, key string) bool {
+	status, body := ks.post(g, "/v1/verify", map[string]string{"key": key}, "")
+	if status != http.StatusOK {
+		return false
+	}
+	var out struct{ Valid bool }
+	g.Expect(json.Unmarshal(body, &out)).To(Succeed())
+	return out.Valid
+}
+
+func (ks *keyServer) token(g Gomega, accessKeyID, secretKey string) int {
+	status, _ := ks.post(g, "/v1/tokens", map[string]string{"accessKeyID": accessKeyID, "secretKey": secretKey}, "")
+	return status
+}

@@ -73,6 +73,9 @@ type Reconciler struct {
 	// AfterWrite, when set (tests only), runs after each write; an error
 	// ends the reconcile there, as a crash would.
 	AfterWrite func(context.Context, client.ObjectKey, Step) error
+
+	// own: hash Secret writes whose watch events need no reconcile.
+	own ownedsecret.OwnWrites
 }
 
 // SetupWithManager registers the controller.
@@ -94,7 +97,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		For(&kw.AccessKeyPair{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Hash Secrets (the cache holds the operator namespace's only).
-		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAccessKeyPair)).
+		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAccessKeyPair, &r.own)).
 		// A pair leaving frees a place under its subject's limit.
 		Watches(&kw.AccessKeyPair{}, handler.EnqueueRequestsFromMapFunc(r.siblings)).
 		Complete(r)
@@ -248,8 +251,12 @@ func (r *Reconciler) converge(ctx context.Context, pair *kw.AccessKeyPair, s *st
 	hadPair := rec.Current != nil || st.AccessKeyID != ""
 	switch decidePair(in) {
 	case issuePair:
-		if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
-			return 0, err
+		// A first pair is written by creates alone, which fail rather than
+		// overwrite; a later one overwrites: the cache must be current.
+		if s.hashSecret != nil || s.delivery != nil {
+			if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
+				return 0, err
+			}
 		}
 		id, err := keymaterial.GenerateAccessKeyID()
 		if err != nil {
@@ -329,11 +336,17 @@ func (r *Reconciler) writeRecord(ctx context.Context, pair *kw.AccessKeyPair, s 
 	if err != nil {
 		return err
 	}
-	_, _, err = ownedsecret.Put(ctx, r.Client, pair, s.hashSecret, ownedsecret.Desired{
+	sec, wrote, err := ownedsecret.Put(ctx, r.Client, pair, s.hashSecret, ownedsecret.Desired{
 		Namespace: r.HashNamespace, Name: s.hashName, Type: hashsecret.SecretType,
 		Labels: map[string]string{hashsecret.LabelKind: hashsecret.KindAccessKeyPair},
 		Data:   map[string][]byte{hashsecret.DataRecord: raw},
 	})
+	if err == nil {
+		s.hashSecret = sec
+		if wrote {
+			r.own.Wrote(sec)
+		}
+	}
 	return err
 }
 
@@ -380,6 +393,7 @@ func (r *Reconciler) finalize(ctx context.Context, pair *kw.AccessKeyPair) error
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)
+	r.own.Forget(r.HashNamespace, hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name))
 	patch := client.MergeFrom(pair.DeepCopy())
 	controllerutil.RemoveFinalizer(pair, kw.FinalizerCleanup)
 	return r.Client.Patch(ctx, pair, patch)

@@ -72,6 +72,9 @@ type Reconciler struct {
 	// AfterWrite, when set (tests only), runs after each write of a
 	// reconcile; an error ends the reconcile there, as a crash would.
 	AfterWrite func(context.Context, client.ObjectKey, Step) error
+
+	// own: hash Secret writes whose watch events need no reconcile.
+	own ownedsecret.OwnWrites
 }
 
 // SetupWithManager registers the controller.
@@ -97,7 +100,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, selfRotationRequested))).
 		// Hash Secrets (the cache holds the operator namespace's only): an
 		// edit or deletion is repaired, one whose owner is gone is removed.
-		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAPIKey)).
+		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAPIKey, &r.own)).
 		Complete(r)
 }
 
@@ -189,6 +192,7 @@ func (r *Reconciler) finalize(ctx context.Context, key *kw.APIKey) error {
 		return err
 	}
 	keymetrics.Forget(hashsecret.KindAPIKey, key.Namespace, key.Name)
+	r.own.Forget(r.HashNamespace, hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name))
 	patch := client.MergeFrom(key.DeepCopy())
 	controllerutil.RemoveFinalizer(key, kw.FinalizerCleanup)
 	return r.Client.Patch(ctx, key, patch)

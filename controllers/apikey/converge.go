@@ -75,8 +75,13 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	switch act {
 	case issueVersion:
-		if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
-			return 0, err
+		// A first version is written by creates alone (the delivery Secret
+		// was read live and is absent), which fail rather than overwrite; a
+		// later one overwrites, so the cached hash Secret must be current.
+		if s.hashSecret != nil || s.delivery != nil {
+			if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
+				return 0, err
+			}
 		}
 		k, err := keymaterial.Generate(prefixOf(key))
 		if err != nil {
@@ -297,6 +302,9 @@ func (r *Reconciler) writeRecord(ctx context.Context, key *kw.APIKey, s *state, 
 	})
 	if err == nil {
 		s.hashSecret = sec
+		if wrote {
+			r.own.Wrote(sec)
+		}
 	}
 	return wrote, err
 }

@@ -15,13 +15,16 @@ import (
 	"errors"
 	"maps"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -194,20 +197,68 @@ func Delete(ctx context.Context, c client.Client, secrets ...*corev1.Secret) err
 	return nil
 }
 
+// OwnWrites remembers the resourceVersion of each Secret this process last
+// wrote, so that the watch event of its own write does not trigger another
+// reconcile: it would only re-read what that reconcile just wrote (a live
+// read of the delivery Secret and more, per key). Safe for concurrent use.
+type OwnWrites struct{ m sync.Map }
+
+// Wrote records a write that returned sec.
+func (w *OwnWrites) Wrote(sec *corev1.Secret) {
+	w.m.Store(types.NamespacedName{Namespace: sec.Namespace, Name: sec.Name}, sec.ResourceVersion)
+}
+
+// Forget drops what is remembered of a Secret (it was deleted).
+func (w *OwnWrites) Forget(namespace, name string) {
+	w.m.Delete(types.NamespacedName{Namespace: namespace, Name: name})
+}
+
+func (w *OwnWrites) isOwn(obj client.Object) bool {
+	if w == nil {
+		return false
+	}
+	rv, ok := w.m.Load(types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()})
+	return ok && rv == obj.GetResourceVersion()
+}
+
 // EnqueueHashOwner maps an event on a hash Secret of the given kind to a
 // request for its owner, named by the owner annotation (an owner reference
-// cannot cross namespaces).
-func EnqueueHashOwner(kind string) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+// cannot cross namespaces). Creates and updates that are own's writes are
+// dropped; deletions never are.
+func EnqueueHashOwner(kind string, own *OwnWrites) handler.EventHandler {
+	owner := func(obj client.Object) (reconcile.Request, bool) {
 		if obj.GetLabels()[hashsecret.LabelKind] != kind {
-			return nil
+			return reconcile.Request{}, false
 		}
 		ns, name, ok := strings.Cut(obj.GetAnnotations()[hashsecret.AnnotationOwner], "/")
 		if !ok || ns == "" || name == "" {
-			return nil
+			return reconcile.Request{}, false
 		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
-	})
+		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}, true
+	}
+	add := func(obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if req, ok := owner(obj); ok {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !own.isOwn(e.Object) {
+				add(e.Object, q)
+			}
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !own.isOwn(e.ObjectNew) {
+				add(e.ObjectNew, q)
+			}
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+	}
 }
 
 // DeleteOrphan deletes the hash Secret hashNamespace/hashName when its owner,

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,7 +18,7 @@ import (
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 var indexSizes = []int{1_000, 10_000, 100_000}
@@ -39,17 +37,13 @@ type indexResult struct {
 	Sizes   []indexSize
 	Samples int // timed validations per size
 	// Heap per object in an informer cache, as decoded from the API
-	// server's JSON: the key server's hash Secret cache (managedFields and
-	// the age ciphertext stripped, as its transform does), and for
+	// server's JSON: the key server's hash Secret cache (with its
+	// transform, keyserver.StripHashSecret, applied), and for
 	// information the controllers' caches per APIKey (its hash and delivery
 	// Secrets and the APIKey itself, unstripped).
 	CacheKeyServer   float64
 	CacheControllers float64
-	// CacheMinimal is, for information, the key server's cache if its
-	// transform also dropped labels, uid, creation time and type meta.
-	CacheMinimal   float64
-	RecordBytes    int  // the hash Secret's record.json
-	TransformOK    bool // the bench's copy of the key server's transform is current
+	RecordBytes    int // the hash Secret's record.json
 	HashSecretJSON int
 }
 
@@ -166,54 +160,14 @@ func cacheCost(n int, raws [][]byte, transform func(kruntime.Object)) (float64, 
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n), nil
 }
 
-// stripLikeKeyServer is the key server's cache transform, copied from
-// webhook/keyserver's stripHashSecret (unexported), which
-// transformMatchesKeyServer checks this copy against.
-func stripLikeKeyServer(o kruntime.Object) {
-	if sec, ok := o.(*corev1.Secret); ok {
-		sec.ManagedFields, sec.Annotations, sec.OwnerReferences, sec.Finalizers = nil, nil, nil, nil
-		for k := range sec.Data {
-			if k != hashsecret.DataRecord {
-				delete(sec.Data, k)
-			}
-		}
-	}
-}
-
-// keyServerTransform is the body of webhook/keyserver's stripHashSecret
-// that stripLikeKeyServer copies.
-const keyServerTransform = `	if sec, ok := obj.(*corev1.Secret); ok {
-		sec.ManagedFields, sec.Annotations, sec.OwnerReferences, sec.Finalizers = nil, nil, nil, nil
-		for k := range sec.Data {
-			if k != hashsecret.DataRecord {
-				delete(sec.Data, k)
-			}
-		}
-	}`
-
-// transformMatchesKeyServer reports whether the key server's source still
-// holds the transform this bench copies.
-func transformMatchesKeyServer() bool {
-	src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "webhook", "keyserver", "sources.go"))
-	return err == nil && strings.Contains(string(src), keyServerTransform)
-}
+// stripLikeKeyServer applies the key server's cache transform.
+func stripLikeKeyServer(o kruntime.Object) { _, _ = keyserver.StripHashSecret(o) }
 
 // stripMinimal is a what-if: the key server's transform, also dropping
 // the metadata validation never reads.
-func stripMinimal(o kruntime.Object) {
-	stripLikeKeyServer(o)
-	if sec, ok := o.(*corev1.Secret); ok {
-		sec.Labels, sec.UID, sec.CreationTimestamp = nil, "", metav1.Time{}
-		sec.TypeMeta = metav1.TypeMeta{}
-	}
-}
-
 func benchIndex(shapes *objectShapes, samples int) (*indexResult, error) {
 	progress("figure 2: index scale (%v keys) and heap per key", indexSizes)
-	res := &indexResult{Samples: samples, HashSecretJSON: len(shapes.hashSecret), TransformOK: transformMatchesKeyServer()}
-	if !res.TransformOK {
-		progress("  WARNING: webhook/keyserver's stripHashSecret no longer matches the bench's copy; the cache figure may be off")
-	}
+	res := &indexResult{Samples: samples, HashSecretJSON: len(shapes.hashSecret)}
 	if o, _, err := kubeCodecs().UniversalDeserializer().Decode(shapes.hashSecret, nil, nil); err == nil {
 		if sec, ok := o.(*corev1.Secret); ok {
 			res.RecordBytes = len(sec.Data[hashsecret.DataRecord])
@@ -274,11 +228,8 @@ func benchIndex(shapes *objectShapes, samples int) (*indexResult, error) {
 	if res.CacheControllers, err = cacheCost(cacheObjects, [][]byte{shapes.hashSecret, shapes.deliverySecret, shapes.apiKey}, nil); err != nil {
 		return nil, err
 	}
-	if res.CacheMinimal, err = cacheCost(cacheObjects, [][]byte{shapes.hashSecret}, stripMinimal); err != nil {
-		return nil, err
-	}
-	progress("  informer caches: %.0f B per hash Secret (key server; %.0f B with a minimal transform); %.0f B per APIKey (controllers)",
-		res.CacheKeyServer, res.CacheMinimal, res.CacheControllers)
+	progress("  informer caches: %.0f B per hash Secret (key server); %.0f B per APIKey (controllers)",
+		res.CacheKeyServer, res.CacheControllers)
 	return res, nil
 }
 

@@ -357,13 +357,8 @@ func (r *report) writeIndex(w writer, ix *indexResult) {
 	w("each call timed, the sizes interleaved in 30 rounds so that drift hits them alike. ")
 	w("The informer cache's cost is measured by decoding %s copies of a real hash Secret as the API server served it (%d bytes of JSON), ",
 		num(cacheObjects), ix.HashSecretJSON)
-	w("with the key server's cache transform applied (a copy of `stripHashSecret` in webhook/keyserver/sources.go: managedFields, annotations, owner references, finalizers ")
-	w("and every data key but the record dropped; ")
-	if ix.TransformOK {
-		w("the copy matched the source at run time), kept as a client-go indexer keeps them ")
-	} else {
-		w("**the copy no longer matched the source at run time, so this figure may be off**), kept as a client-go indexer keeps them ")
-	}
+	w("with the key server's cache transform applied (`keyserver.StripHashSecret`: everything but the name, namespace, resourceVersion, type and record dropped), ")
+	w("kept as a client-go indexer keeps them ")
 	w("(a map by namespace/name and the namespace index). All of this after the control plane was stopped, in a quiet heap.\n\n")
 	w("| keys | index heap per key | validation p50 | p90 | p99 |\n|---|---|---|---|---|\n")
 	for _, s := range ix.Sizes {
@@ -373,7 +368,6 @@ func (r *report) writeIndex(w writer, ix *indexResult) {
 	w("| index (at %s keys) | %s B |\n", num(float64(ix.Sizes[len(ix.Sizes)-1].N)), num(ix.Sizes[len(ix.Sizes)-1].HeapPerKey))
 	w("| key server's hash Secret cache | %s B |\n", num(ix.CacheKeyServer))
 	w("| **index + key server cache (the target)** | **%s B** |\n", num(ix.perKey()))
-	w("| for information: the key server's cache if its transform also dropped labels, uid, creation time and type meta | %s B |\n", num(ix.CacheMinimal))
 	w("| for information: the controllers' caches (hash Secret, delivery Secret and the APIKey, unstripped, managedFields included) | %s B |\n\n", num(ix.CacheControllers))
 	w("The target covers what the key server holds per key. A replica that also runs the controllers (the default single binary) ")
 	w("holds the controllers' caches too, about %s B per key in total.\n\n", num(ix.perKey()+ix.CacheControllers))

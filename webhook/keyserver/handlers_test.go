@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -638,5 +639,28 @@ func TestOnlySecretsOfTheHashTypeAreIndexed(t *testing.T) {
 	src.upsert(forged, logr.Discard())
 	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code != "VALID" {
 		t.Fatalf("a hash Secret was not indexed: %s", code)
+	}
+}
+
+func TestTheCacheTransformKeepsOnlyWhatValidationReads(t *testing.T) {
+	sec := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{Kind: "Secret", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: "kw-apikey.team-a.billing", ResourceVersion: "42", UID: "u",
+			Labels: map[string]string{hashsecret.LabelKind: "apikey"}, Annotations: map[string]string{"a": "b"},
+			CreationTimestamp: metav1.Now(), ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "m"}}},
+		Type: hashsecret.SecretType,
+		Data: map[string][]byte{hashsecret.DataRecord: []byte("{}"), hashsecret.DataAge: []byte("age"), "self-rotation.json": []byte("{}")},
+	}
+	out, err := StripHashSecret(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: "kw-apikey.team-a.billing", ResourceVersion: "42"},
+		Type:       hashsecret.SecretType,
+		Data:       map[string][]byte{hashsecret.DataRecord: []byte("{}")},
+	}
+	if !equality.Semantic.DeepEqual(out, want) {
+		t.Fatalf("transformed to %+v, want %+v", out, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -32,7 +33,7 @@ func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
 		DefaultNamespaces: map[string]cache.Config{operatorNamespace: {}},
 		ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasKind)}},
-		DefaultTransform:  stripHashSecret,
+		DefaultTransform:  StripHashSecret,
 	})
 	if err != nil {
 		return err
@@ -55,17 +56,21 @@ func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
 	return mgr.Add(&sources{server: s, hashes: hashes, keys: keys})
 }
 
-// stripHashSecret keeps only what validation reads (the record, the type,
-// the name): the age ciphertext, annotations, owner references and managed
-// fields would only cost memory, per key, in every replica.
-func stripHashSecret(obj any) (any, error) {
+// StripHashSecret is the key server's cache transform: it keeps only what
+// validation and the informer read (name, namespace, resourceVersion, type
+// and the record). The age ciphertext, the self-rotation answer, labels,
+// annotations, owner references and managed fields would only cost memory,
+// per key, in every replica.
+func StripHashSecret(obj any) (any, error) {
 	if sec, ok := obj.(*corev1.Secret); ok {
-		sec.ManagedFields, sec.Annotations, sec.OwnerReferences, sec.Finalizers = nil, nil, nil, nil
+		sec.ObjectMeta = metav1.ObjectMeta{Name: sec.Name, Namespace: sec.Namespace, ResourceVersion: sec.ResourceVersion}
+		sec.TypeMeta = metav1.TypeMeta{}
 		for k := range sec.Data {
 			if k != hashsecret.DataRecord {
 				delete(sec.Data, k)
 			}
 		}
+		sec.StringData = nil
 	}
 	return obj, nil
 }

@@ -43,8 +43,8 @@ type indexResult struct {
 	// Secrets and the APIKey itself, unstripped).
 	CacheKeyServer   float64
 	CacheControllers float64
-	RecordBytes    int // the hash Secret's record.json
-	HashSecretJSON int
+	RecordBytes      int // the hash Secret's record.json
+	HashSecretJSON   int
 }
 
 func (r *indexResult) ratio() float64 {

@@ -45,10 +45,16 @@ type indexResult struct {
 	CacheControllers float64
 	RecordBytes      int // the hash Secret's record.json
 	HashSecretJSON   int
+	// Served is the same scale seen through the whole key server.
+	Served []servedSize
 }
 
 func (r *indexResult) ratio() float64 {
 	return float64(r.Sizes[len(r.Sizes)-1].P50) / float64(r.Sizes[0].P50)
+}
+
+func (r *indexResult) servedRatio() float64 {
+	return float64(r.Served[len(r.Served)-1].P50) / float64(r.Served[0].P50)
 }
 
 // perKey is the target figure: index at the largest size plus the key
@@ -165,7 +171,7 @@ func stripLikeKeyServer(o kruntime.Object) { _, _ = keyserver.StripHashSecret(o)
 
 // stripMinimal is a what-if: the key server's transform, also dropping
 // the metadata validation never reads.
-func benchIndex(shapes *objectShapes, samples int) (*indexResult, error) {
+func benchIndex(lg *loadGen, shapes *objectShapes, samples int) (*indexResult, error) {
 	progress("figure 2: index scale (%v keys) and heap per key", indexSizes)
 	res := &indexResult{Samples: samples, HashSecretJSON: len(shapes.hashSecret)}
 	if o, _, err := kubeCodecs().UniversalDeserializer().Decode(shapes.hashSecret, nil, nil); err == nil {
@@ -220,8 +226,13 @@ func benchIndex(shapes *objectShapes, samples int) (*indexResult, error) {
 	}
 	idx, keys, lat = nil, nil, nil
 	runtime.GC()
+	served, err := benchIndexServed(lg, now)
+	if err != nil {
+		return nil, err
+	}
+	res.Served = served
+	runtime.GC()
 
-	var err error
 	if res.CacheKeyServer, err = cacheCost(cacheObjects, [][]byte{shapes.hashSecret}, stripLikeKeyServer); err != nil {
 		return nil, err
 	}

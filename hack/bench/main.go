@@ -189,7 +189,7 @@ func run(cfg config) error {
 	if cfg.want(figIndex) {
 		// Measured last, with the control plane gone: heap figures want a
 		// quiet process.
-		if rep.index, err = benchIndex(shapes, m.indexSamples); err != nil {
+		if rep.index, err = benchIndex(lg, shapes, m.indexSamples); err != nil {
 			return err
 		}
 	}

@@ -18,8 +18,10 @@ type Options struct {
 	ExpiringSoonWindow time.Duration
 	// MaxPairsPerSubject bounds AccessKeyPairs per subject and namespace.
 	MaxPairsPerSubject int
-	// OperatorNamespace holds the signing key set and every hash Secret.
+	// OperatorNamespace holds the signing key set.
 	OperatorNamespace string
+	// KeysNamespace holds every hash Secret; empty means OperatorNamespace.
+	KeysNamespace string
 	// Resync: how often keys with a delivery or importFrom Secret (in the
 	// users' namespaces, not watched) re-read it; 0 means the default.
 	Resync time.Duration
@@ -53,7 +55,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:           mgr.GetEventRecorder("keyward-accesskeypair"),
 		MaxPerSubject:      o.MaxPairsPerSubject,
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
-		HashNamespace:      o.OperatorNamespace,
+		HashNamespace:      keysNamespace(o),
 		Resync:             o.Resync,
 	}).SetupWithManager(mgr); err != nil {
 		return err
@@ -64,7 +66,14 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Clock:              o.Clock,
 		Recorder:           mgr.GetEventRecorder("keyward-apikey"),
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
-		HashNamespace:      o.OperatorNamespace,
+		HashNamespace:      keysNamespace(o),
 		Resync:             o.Resync,
 	}).SetupWithManager(mgr)
+}
+
+func keysNamespace(o Options) string {
+	if o.KeysNamespace != "" {
+		return o.KeysNamespace
+	}
+	return o.OperatorNamespace
 }

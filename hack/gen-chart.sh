@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Generates charts/keyward from config/default, so the chart and the
 # kustomize install cannot drift: the templates are the rendered install with
-# the namespace, image and replica counts turned into values. The Namespace
-# object is left out (helm install --create-namespace), the CRDs go to crds/.
+# the namespace, image and replica counts turned into values. The operator
+# Namespace object is left out (helm install --create-namespace); the keys
+# namespace (keyward-keys) is part of the chart; the CRDs go to crds/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets="$(hack/envtest-assets.sh)"
@@ -18,7 +19,7 @@ docs = [d for d in open(sys.argv[2]).read().split("\n---\n") if d.strip()]
 for d in docs:
     kind = re.search(r"^kind: (\S+)", d, re.M).group(1)
     name = re.search(r"^  name: (\S+)", d, re.M).group(1)
-    if kind == "Namespace":
+    if kind == "Namespace" and name == "keyward-system":
         continue
     if kind == "CustomResourceDefinition":
         open(f"{out}/crds/{name}.yaml", "w").write(d.rstrip() + "\n")

@@ -254,9 +254,15 @@ type SelfRotationRequest struct {
 	// +kubebuilder:validation:MaxLength=128
 	Proof string `json:"proof"`
 
-	// requestedAt: requests older than a minute are ignored.
+	// requestedAt is when the key server asked.
 	// +required
 	RequestedAt metav1.Time `json:"requestedAt"`
+
+	// deadline: the controller acts on the request only before it, and the
+	// key server waits for the answer a little longer, so a rotation is
+	// never made that the asker has stopped waiting for.
+	// +required
+	Deadline metav1.Time `json:"deadline"`
 }
 
 // SelfRotationResponse answers a SelfRotationRequest.

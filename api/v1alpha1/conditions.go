@@ -77,6 +77,6 @@ const (
 	RefusedBadRequest = "BadRequest"
 )
 
-// SelfRotationRequestTTL: a self-rotation request older than this is
-// ignored; the key server that asked has given up on it.
-const SelfRotationRequestTTL = time.Minute
+// MaxSelfRotationWindow bounds a self-rotation request's deadline after its
+// requestedAt; a request asking for longer is ignored.
+const MaxSelfRotationWindow = 30 * time.Second

@@ -178,12 +178,14 @@ func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*stat
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case !ownedsecret.Controls(pair, hs):
-		// Left by an earlier pair of the same name whose finalizer was
+	case ownedsecret.Stale(pair, hs):
+		// Left by an earlier AccessKeyPair of the same name whose finalizer was
 		// removed by hand: it must not validate anything, nor be adopted.
 		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
 			return nil, err
 		}
+	case !ownedsecret.Controls(pair, hs):
+		return nil, fmt.Errorf("secret %s/%s exists and is not owned by this AccessKeyPair", hs.Namespace, s.hashName)
 	default:
 		s.hashSecret = hs
 		if rec, err := hashsecret.Decode(hs); err == nil {

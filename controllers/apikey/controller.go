@@ -35,10 +35,11 @@ import (
 type Step string
 
 const (
-	// StepDelivered: a new version is in the delivery Secret, not yet in
-	// the hash Secret.
+	// StepDelivered: a new version is in the delivery Secret; for a first
+	// or self-rotated version, not yet in the hash Secret.
 	StepDelivered Step = "delivered"
-	// StepRecorded: the hash Secret is written, the status is not.
+	// StepRecorded: the hash Secret is written, the status is not (and a
+	// scheduled or requested rotation is not delivered yet).
 	StepRecorded Step = "recorded"
 )
 

@@ -65,6 +65,9 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 
 	// plaintext is the current version's key when this reconcile has it.
 	var plaintext *keymaterial.Key
+	// deliverAfterRecord: this reconcile's new version goes to the delivery
+	// Secret after the hash Secret.
+	var deliverAfterRecord bool
 	if in.deliveredMatches {
 		plaintext = s.delivered
 	}
@@ -93,7 +96,15 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 				return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
 			}
 		}
-		if in.wantsSecret {
+		// Write order (docs/decisions.md). A first version, or one its
+		// holder asked for, is delivered before it is recorded: a crash
+		// between the two leaves a delivered version to adopt, not a lost
+		// one. A rotation with a version still in service is recorded first:
+		// whoever reads the delivery Secret never gets a key the key server
+		// does not know yet, and a crash leaves the old key delivered and
+		// valid, to be rotated again.
+		deliverAfterRecord = in.wantsSecret && rec.Current != nil && !in.forced
+		if in.wantsSecret && !deliverAfterRecord {
 			if err := r.writeDelivery(ctx, key, s, k); err != nil {
 				return 0, err
 			}
@@ -108,8 +119,11 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		retire(rec, now, grace)
 		rec.Current = newVersion(k, now)
 	case adoptDelivered:
+		// A version delivered before a crash: a first one, or one its
+		// holder asked for (which must not cut the caller's key off while
+		// it retries), so the old version keeps at least the minimum grace.
 		plaintext = s.delivered
-		retire(rec, now, gracePeriod(key))
+		retire(rec, now, max(gracePeriod(key), MinSelfRotationGrace))
 		rec.Current = newVersion(*s.delivered, now)
 		age = ""
 	case useImported:
@@ -140,6 +154,14 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		return 0, err
 	} else if wrote {
 		if err := r.afterWrite(ctx, key, StepRecorded); err != nil {
+			return 0, err
+		}
+	}
+	if deliverAfterRecord {
+		if err := r.writeDelivery(ctx, key, s, *plaintext); err != nil {
+			return 0, err
+		}
+		if err := r.afterWrite(ctx, key, StepDelivered); err != nil {
 			return 0, err
 		}
 	}

@@ -41,6 +41,7 @@ const (
 const (
 	whyFirst       = "first version"
 	whyLost        = "the delivered key was lost and no copy of it exists"
+	whyUndelivered = "a rotation was recorded but not delivered (interrupted)"
 	whyRecipients  = "the age recipients changed"
 	whyRequested   = "rotation requested with the " + kw.AnnotationRotate + " annotation"
 	whySelfRotated = "rotated by its holder through the key server"
@@ -101,6 +102,12 @@ func decideVersion(in versionInput) (action, string) {
 	}
 	if in.expired {
 		return keepVersion, whyNothingToDo
+	}
+	if in.wantsSecret && in.deliveredIsOld {
+		// A rotation records its new version before delivering it, so
+		// the old one is never refused while still delivered; this one's
+		// plaintext did not survive to be delivered.
+		return issueVersion, whyUndelivered
 	}
 	if in.wantsSecret && !in.deliveredMatches {
 		return issueVersion, whyLost

@@ -39,9 +39,9 @@ func TestDecideVersion(t *testing.T) {
 			in:   versionInput{now: t0, wantsSecret: true, deliveredID: "new"},
 			want: adoptDelivered, wantWhy: whyAdopted,
 		},
-		"a stale delivery of a previous version is never adopted": {
+		"a delivery of a previous version (a rotation interrupted before delivering) is never adopted: issue again": {
 			in:   versionInput{now: t0, current: current, wantsSecret: true, deliveredID: "old", deliveredIsOld: true},
-			want: issueVersion, wantWhy: whyLost,
+			want: issueVersion, wantWhy: whyUndelivered,
 		},
 		"a deleted delivery Secret means the plaintext is lost: issue again": {
 			in:   versionInput{now: t0, current: current, wantsSecret: true},

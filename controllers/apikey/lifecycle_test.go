@@ -405,31 +405,47 @@ var _ = Describe("restarts", func() {
 		Expect(converged(k).Status.KeyID).To(Equal(rec.Current.ID))
 	})
 
-	It("completes a rotation interrupted between delivery and record, keeping the old version's grace", func() {
+	It("records a rotation before delivering it: interrupted in between, the delivered old key stays valid and a newer version follows", func() {
 		k := newKey(ns, "crash-rotation", withRotation(time.Hour, 15*time.Minute))
 		Expect(k8s.Create(ctx, k)).To(Succeed())
 		old := converged(k)
+		var oldKey keymaterial.Key
+		Eventually(func(g Gomega) { oldKey = delivered(g, k) }).Should(Succeed())
 
-		hook, reached := crashAt("crash-rotation", StepDelivered)
+		hook, reached := crashAt("crash-rotation", StepRecorded)
 		h.restart(hook)
 		h.clock.SetTime(old.Status.NextRotationAt.Time)
 		poke(k)
 		Eventually(reached).Should(BeClosed())
 		h.stop()
-		var inFlight keymaterial.Key
+		var recorded string
+		var graceEnd time.Time
 		Eventually(func(g Gomega) {
-			inFlight = delivered(g, k)
-			g.Expect(inFlight.ID).NotTo(Equal(old.Status.KeyID))
-			g.Expect(record(g, k).Current.ID).To(Equal(old.Status.KeyID))
+			rec := record(g, k)
+			recorded = rec.Current.ID
+			g.Expect(recorded).NotTo(Equal(old.Status.KeyID))
+			g.Expect(delivered(g, k).ID).To(Equal(old.Status.KeyID), "the delivery Secret was written before the record")
+			prev := rec.Previous[0]
+			g.Expect(prev.ID).To(Equal(old.Status.KeyID))
+			g.Expect(oldKey.Verify(prev.Hash)).To(BeTrue())
+			g.Expect(prev.ValidAt(h.clock.Now())).To(BeTrue(), "the delivered key must stay valid meanwhile")
+			graceEnd = *prev.NotAfter
 		}).Should(Succeed())
 
 		h.stop = startManager(ns, h.opNS, h.clock, nil)
 		poke(k)
 		Eventually(func(g Gomega) {
 			got := converged(k)
-			g.Expect(got.Status.KeyID).To(Equal(inFlight.ID))
-			g.Expect(got.Status.PreviousKeys).To(HaveLen(1))
-			g.Expect(got.Status.PreviousKeys[0].KeyID).To(Equal(old.Status.KeyID))
+			g.Expect(got.Status.KeyID).NotTo(BeElementOf(old.Status.KeyID, recorded))
+			rec := record(g, k)
+			var oldVersion *hashsecret.Version
+			for i := range rec.Previous {
+				if rec.Previous[i].ID == old.Status.KeyID {
+					oldVersion = &rec.Previous[i]
+				}
+			}
+			g.Expect(oldVersion).NotTo(BeNil())
+			g.Expect(*oldVersion.NotAfter).To(BeTemporally("==", graceEnd), "the old version's grace is kept, not restarted or cut")
 		}).Should(Succeed())
 	})
 })

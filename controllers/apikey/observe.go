@@ -60,12 +60,14 @@ func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case !ownedsecret.Controls(key, hs):
+	case ownedsecret.Stale(key, hs):
 		// Left by an earlier APIKey of the same name whose finalizer was
 		// removed by hand: it must not validate anything, nor be adopted.
 		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
 			return nil, err
 		}
+	case !ownedsecret.Controls(key, hs):
+		return nil, fmt.Errorf("secret %s/%s exists and is not owned by this APIKey", hs.Namespace, s.hashName)
 	default:
 		s.hashSecret = hs
 		rec, err := hashsecret.Decode(hs)

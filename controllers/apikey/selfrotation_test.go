@@ -3,6 +3,7 @@ package apikey
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"time"
 
 	"filippo.io/age"
 	. "github.com/onsi/ginkgo/v2"
@@ -32,7 +33,7 @@ var _ = Describe("self-rotation requests", func() {
 		cur := getKey(k)
 		patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		cur.Status.SelfRotationRequest = selfrotation.NewRequest(reqID, k.Namespace, k.Name, presented.ID, proofHash,
-			id.Recipient().String(), h.clock.Now())
+			id.Recipient().String(), h.clock.Now(), 5*time.Second)
 		Expect(k8s.Status().Patch(ctx, cur, patch)).To(Succeed())
 		return reqID, id
 	}
@@ -117,5 +118,38 @@ var _ = Describe("self-rotation requests", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(plain).To(HavePrefix(kw.DefaultPrefix))
 		Expect(record(Default, k).Current.ID).To(Equal(recorded))
+	})
+
+	It("answers with the version delivered before a crash, and keeps the caller's key for the minimum grace", func() {
+		k := newKey(h.ns, "crash-delivered-self") // no grace period configured
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+		var old keymaterial.Key
+		Eventually(func(g Gomega) { old = delivered(g, k) }).Should(Succeed())
+
+		hook, reached := crashAt("crash-delivered-self", StepDelivered)
+		h.restart(hook)
+		reqID, id := ask(k, old, old.SecretHash())
+		Eventually(reached).Should(BeClosed())
+		h.stop()
+		var inFlight keymaterial.Key
+		Eventually(func(g Gomega) {
+			inFlight = delivered(g, k)
+			g.Expect(inFlight.ID).NotTo(Equal(old.ID))
+			g.Expect(record(g, k).Current.ID).To(Equal(old.ID), "the record was written before the crash")
+		}).Should(Succeed())
+
+		h.stop = startManager(h.ns, h.opNS, h.clock, nil)
+		got := answer(k, reqID)
+		Expect(got.KeyID).To(Equal(inFlight.ID), "the delivered version is the answer, not a third one")
+		plain, err := agecrypt.Decrypt(got.EncryptedKey, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(plain).To(Equal(inFlight.String()))
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).To(Equal(inFlight.ID))
+			g.Expect(rec.Previous).To(ContainElement(And(HaveField("ID", old.ID),
+				HaveField("NotAfter", HaveValue(BeTemporally(">=", h.clock.Now().Add(MinSelfRotationGrace)))))))
+		}).Should(Succeed())
 	})
 })

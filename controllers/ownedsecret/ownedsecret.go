@@ -61,14 +61,16 @@ func Put(ctx context.Context, c client.Client, owner client.Object, current *cor
 	}
 	maps.Copy(labels, d.Labels)
 	annotations := maps.Clone(d.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	// The owner annotation maps a watch event back to the owner, in any
+	// namespace (a key may live in the keys namespace itself).
+	annotations[hashsecret.AnnotationOwner] = owner.GetNamespace() + "/" + owner.GetName()
 	crossNamespace := ns != owner.GetNamespace()
 	if crossNamespace {
 		labels[hashsecret.LabelOwnerNamespace] = owner.GetNamespace()
 		labels[hashsecret.LabelOwnerUID] = string(owner.GetUID())
-		if annotations == nil {
-			annotations = map[string]string{}
-		}
-		annotations[hashsecret.AnnotationOwner] = owner.GetNamespace() + "/" + owner.GetName()
 	}
 	if current != nil && subset(labels, current.Labels) && subset(annotations, current.Annotations) &&
 		maps.EqualFunc(current.Data, d.Data, bytes.Equal) && Controls(owner, current) {
@@ -141,6 +143,16 @@ func OwnerLabel(name string) string {
 	}
 	sum := sha256.Sum256([]byte(name))
 	return name[:54] + "-" + hex.EncodeToString(sum[:4])
+}
+
+// Stale reports whether sec, named for owner, was left by an earlier object
+// of the same name and kind in the same namespace (its finalizer removed by
+// hand): it carries their owner labels with another UID. Anything else not
+// controlled by owner is someone else's and must be left alone.
+func Stale(owner client.Object, sec *corev1.Secret) bool {
+	uid, ok := sec.Labels[hashsecret.LabelOwnerUID]
+	return ok && uid != string(owner.GetUID()) && sec.Labels[hashsecret.LabelOwnerNamespace] == owner.GetNamespace() &&
+		sec.Labels[hashsecret.LabelOwner] == OwnerLabel(owner.GetName())
 }
 
 // Controls reports whether owner owns sec: by its controller reference in

@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -149,10 +151,25 @@ func run(duration time.Duration, n, clients int) error {
 			time.Sleep(10 * time.Second)
 		}
 	}()
-	// Every minute, 10% of the keys rotate.
-	rotations := 0
+	// Every minute, 10% of the keys rotate: half by the rotate annotation,
+	// half by their holder through the key server (the client then holds
+	// the key it was given).
+	rotations, selfRotations, selfRefused := 0, 0, 0
 	for round := 0; time.Now().Before(stop); round++ {
-		for _, i := range rand.Perm(n)[:max(1, n/10)] {
+		for j, i := range rand.Perm(n)[:max(1, n/10)] {
+			if j%2 == 1 {
+				switch key, status := selfRotate(&http.Client{Timeout: 15 * time.Second}, addr, held[i].Load().(string)); status {
+				case http.StatusOK:
+					held[i].Store(key)
+					selfRotations++
+				default:
+					// 409: the held key is no longer current (the client has
+					// not picked up an annotation rotation yet).
+					selfRefused++
+					fmt.Fprintf(os.Stderr, "soak: self-rotation of k%d answered %d\n", i, status)
+				}
+				continue
+			}
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"r%d"}}}`, kw.AnnotationRotate, round)
 			if err := c.Patch(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "soak", Name: fmt.Sprintf("k%d", i)}},
 				client.RawPatch(types.MergePatchType, []byte(patch))); err == nil {
@@ -165,10 +182,29 @@ func run(duration time.Duration, n, clients int) error {
 		}
 	}
 	wg.Wait()
-	fmt.Printf("soak: %v, %d keys, %d rotations, %d validations, %d false rejections inside grace windows\n",
-		duration, n, rotations, checks.Load(), falseRejections.Load())
+	fmt.Printf("soak: %v, %d keys, %d rotations by annotation, %d self-rotations (%d refused), %d validations, %d false rejections inside grace windows\n",
+		duration, n, rotations, selfRotations, selfRefused, checks.Load(), falseRejections.Load())
 	if falseRejections.Load() > 0 {
 		return fmt.Errorf("%d false rejections", falseRejections.Load())
 	}
 	return nil
+}
+
+// selfRotate calls POST /v1/keys/current/rotate with key; it returns the
+// new key and the status.
+func selfRotate(hc *http.Client, addr, key string) (string, int) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/keys/current/rotate", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out struct {
+		Key string `json:"key"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out) != nil {
+		return "", resp.StatusCode
+	}
+	return out.Key, http.StatusOK
 }

@@ -23,14 +23,19 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// CacheOptions keep only the Secrets Keyward writes in the operator
-// namespace in the cache: memory is bounded by the keys Keyward manages, not
-// by every Secret in the cluster, and the controllers need no right to list
-// or watch Secrets anywhere else (docs/security.md).
-func CacheOptions(operatorNamespace string) cache.Options {
+// CacheOptions keep only the Secrets Keyward writes in its own namespaces
+// (the operator's, and the keys namespace of the hash Secrets) in the cache:
+// memory is bounded by the keys Keyward manages, not by every Secret in the
+// cluster, and the controllers need no right to list or watch Secrets
+// anywhere else (docs/security.md).
+func CacheOptions(namespaces ...string) cache.Options {
+	ns := map[string]cache.Config{}
+	for _, n := range namespaces {
+		ns[n] = cache.Config{}
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{operatorNamespace: {}},
+			Namespaces: ns,
 			Label:      labels.SelectorFromSet(labels.Set{hashsecret.LabelManagedBy: hashsecret.ManagedBy}),
 		},
 	}}

@@ -37,6 +37,8 @@ type Options struct {
 	KeyServerBindAddress string
 	KeyServerCertDir     string
 	OperatorNamespace    string
+	// KeysNamespace holds the hash Secrets; empty means OperatorNamespace.
+	KeysNamespace string
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
@@ -74,7 +76,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableAdmissionWebhooks, "enable-admission-webhooks", true, "Serve the validating admission webhooks for the Keyward CRDs.")
 	fs.StringVar(&o.KeyServerBindAddress, "key-server-bind-address", ":8443", "Address the key server listens on.")
 	fs.StringVar(&o.KeyServerCertDir, "key-server-cert-dir", "", "Directory with tls.crt and tls.key for the key server; empty serves plain HTTP.")
-	fs.StringVar(&o.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", DefaultOperatorNamespace), "Namespace of the operator's own objects (signing keys, leader lease).")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", DefaultOperatorNamespace), "Namespace of the operator's own objects (signing keys, serving certificates, leader lease).")
+	fs.StringVar(&o.KeysNamespace, "keys-namespace", "", "Namespace of the hash Secrets (one per key; only the operator writes there); empty means --operator-namespace. A namespace of their own keeps them out of the certificate rotator's unfiltered cache of the operator namespace.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader among replicas before running the controllers (the key server runs on every replica).")
@@ -90,6 +93,13 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
+}
+
+func (o Options) keysNamespace() string {
+	if o.KeysNamespace != "" {
+		return o.KeysNamespace
+	}
+	return o.OperatorNamespace
 }
 
 func envOr(name, def string) string {
@@ -114,7 +124,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Release the lease on shutdown so a rolling update hands over at once.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
-		Cache:                         kube.CacheOptions(o.OperatorNamespace),
+		Cache:                         kube.CacheOptions(o.OperatorNamespace, o.keysNamespace()),
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 	})
 	if err != nil {
@@ -130,7 +140,8 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if o.EnableControllers {
 		if err := controllers.Setup(mgr, controllers.Options{
 			ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject,
-			OperatorNamespace: o.OperatorNamespace, SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
+			OperatorNamespace: o.OperatorNamespace, KeysNamespace: o.keysNamespace(),
+			SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
 		}); err != nil {
 			return nil, err
 		}
@@ -182,7 +193,7 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
 		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
-	if err := ks.AddSources(mgr, o.OperatorNamespace); err != nil {
+	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {
 		return err
 	}
 	if err := mgr.Add(ks); err != nil {

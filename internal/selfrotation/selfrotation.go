@@ -23,7 +23,7 @@ import (
 func Proof(versionHash, namespace, name string, req *kw.SelfRotationRequest) string {
 	m := hmac.New(sha256.New, []byte(versionHash))
 	for _, part := range []string{"keyward-self-rotation/v1", namespace, name, req.ID, req.KeyID, req.Recipient,
-		req.RequestedAt.UTC().Format(time.RFC3339)} {
+		req.RequestedAt.UTC().Format(time.RFC3339), req.Deadline.UTC().Format(time.RFC3339)} {
 		m.Write([]byte(part))
 		m.Write([]byte{0})
 	}
@@ -37,14 +37,16 @@ func Verify(versionHash, namespace, name string, req *kw.SelfRotationRequest) bo
 	return hmac.Equal([]byte(want), []byte(req.Proof))
 }
 
-// Pending reports whether status holds a request not yet answered and not
-// yet stale at now.
+// Pending reports whether status holds a request not yet answered whose
+// deadline is still ahead at now (and within MaxSelfRotationWindow of its
+// asking). Past the deadline the asker has stopped waiting: acting on it
+// would rotate a key with nobody to hand the successor to.
 func Pending(st *kw.APIKeyStatus, now time.Time) bool {
 	req := st.SelfRotationRequest
 	if req == nil || Answered(st) {
 		return false
 	}
-	return now.Sub(req.RequestedAt.Time) < kw.SelfRotationRequestTTL
+	return now.Before(req.Deadline.Time) && req.Deadline.Sub(req.RequestedAt.Time) <= kw.MaxSelfRotationWindow
 }
 
 // Answered reports whether status answers its request.
@@ -53,12 +55,14 @@ func Answered(st *kw.APIKeyStatus) bool {
 		st.SelfRotationResponse.ID == st.SelfRotationRequest.ID
 }
 
-// NewRequest builds a request for the presented version; recipient is the
-// asker's one-time age recipient. RequestedAt is truncated to seconds, as
-// the API server stores it, so the proof survives the round trip.
-func NewRequest(id, namespace, name, keyID, versionHash, recipient string, now time.Time) *kw.SelfRotationRequest {
+// NewRequest builds a request for the presented version, to be acted on
+// within window; recipient is the asker's one-time age recipient. Times are
+// truncated to seconds, as the API server stores them, so the proof
+// survives the round trip.
+func NewRequest(id, namespace, name, keyID, versionHash, recipient string, now time.Time, window time.Duration) *kw.SelfRotationRequest {
+	at := now.UTC().Truncate(time.Second)
 	req := &kw.SelfRotationRequest{ID: id, KeyID: keyID, Recipient: recipient,
-		RequestedAt: metav1.NewTime(now.UTC().Truncate(time.Second))}
+		RequestedAt: metav1.NewTime(at), Deadline: metav1.NewTime(at.Add(window))}
 	req.Proof = Proof(versionHash, namespace, name, req)
 	return req
 }

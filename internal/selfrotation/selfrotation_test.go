@@ -13,7 +13,7 @@ func TestProofBindsEveryField(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	const hash = "sha256:aaaa"
 	base := func() *kw.SelfRotationRequest {
-		return NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1recipient", t0)
+		return NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1recipient", t0, 5*time.Second)
 	}
 	if !Verify(hash, "team-a", "billing", base()) {
 		t.Fatal("a request does not verify with the hash it was made with")
@@ -29,6 +29,7 @@ func TestProofBindsEveryField(t *testing.T) {
 		"another presented version":     {edit: func(r *kw.SelfRotationRequest) { r.KeyID = "kid2" }},
 		"another recipient (redirect)":  {edit: func(r *kw.SelfRotationRequest) { r.Recipient = "age1attacker" }},
 		"another time (replayed later)": {edit: func(r *kw.SelfRotationRequest) { r.RequestedAt = metav1.NewTime(t0.Add(time.Hour)) }},
+		"a later deadline":              {edit: func(r *kw.SelfRotationRequest) { r.Deadline = metav1.NewTime(r.Deadline.Add(time.Hour)) }},
 		"no proof":                      {edit: func(r *kw.SelfRotationRequest) { r.Proof = "" }},
 	}
 	for name, c := range cases {
@@ -56,7 +57,8 @@ func TestProofBindsEveryField(t *testing.T) {
 
 func TestPending(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	req := NewRequest("req-1", "ns", "n", "kid", "h", "age1r", t0)
+	req := NewRequest("req-1", "ns", "n", "kid", "h", "age1r", t0, 5*time.Second)
+	long := NewRequest("req-2", "ns", "n", "kid", "h", "age1r", t0, kw.MaxSelfRotationWindow+time.Second)
 	cases := map[string]struct {
 		st   kw.APIKeyStatus
 		now  time.Time
@@ -64,7 +66,9 @@ func TestPending(t *testing.T) {
 	}{
 		"no request":                  {now: t0},
 		"a fresh request":             {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(time.Second), want: true},
-		"a stale request":             {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(kw.SelfRotationRequestTTL)},
+		"a request at its deadline":   {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(5 * time.Second)},
+		"a request past its deadline": {st: kw.APIKeyStatus{SelfRotationRequest: req}, now: t0.Add(time.Minute)},
+		"a request asking too long":   {st: kw.APIKeyStatus{SelfRotationRequest: long}, now: t0.Add(time.Second)},
 		"an answered request":         {st: kw.APIKeyStatus{SelfRotationRequest: req, SelfRotationResponse: &kw.SelfRotationResponse{ID: "req-1"}}, now: t0},
 		"an earlier request's answer": {st: kw.APIKeyStatus{SelfRotationRequest: req, SelfRotationResponse: &kw.SelfRotationResponse{ID: "req-0"}}, now: t0, want: true},
 	}

@@ -40,11 +40,19 @@ func TestConfigDefaultIsAcceptedByTheAPIServer(t *testing.T) {
 func dryRunApply(t *testing.T, env *envtest.Environment, rendered []byte, what string) {
 	t.Helper()
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
-	// Namespace first, so the namespaced objects' dry run can resolve it.
+	// Namespaces first, so the namespaced objects' dry run can resolve
+	// them: the operator's, and any the render itself creates.
 	apply := env.ControlPlane.KubeCtl()
-	_, errOut, err := apply.Run("create", "namespace", "keyward-system")
-	if err != nil {
-		t.Fatalf("creating the namespace: %v %s", err, readAll(errOut))
+	namespaces := []string{"keyward-system"}
+	for _, o := range parse(t, rendered) {
+		if md, _ := o["metadata"].(map[string]any); o["kind"] == "Namespace" && md["name"] != "keyward-system" {
+			namespaces = append(namespaces, md["name"].(string))
+		}
+	}
+	for _, ns := range namespaces {
+		if _, errOut, err := apply.Run("create", "namespace", ns); err != nil {
+			t.Fatalf("creating the namespace %s: %v %s", ns, err, readAll(errOut))
+		}
 	}
 	cmd := exec.Command(kubectl, append(apply.Opts, "apply", "--server-side", "--dry-run=server", "-f", "-")...)
 	cmd.Stdin = bytes.NewReader(rendered)

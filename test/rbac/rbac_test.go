@@ -24,6 +24,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -46,6 +47,7 @@ import (
 
 const (
 	opNS          = "keyward-system"
+	keysNS        = "keyward-keys"
 	controllerSA  = "keyward-controller-manager"
 	keyServerSA   = "keyward-key-server"
 	userNamespace = "team-a"
@@ -76,9 +78,14 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 	// for `make deploy`.
 	installIdentities(t, g, ctx, k8s, filepath.Join(env.BinaryAssetsDirectory, "kubectl"))
 
+	// The controller Deployment as shipped: leader election, admission
+	// webhooks, and its own serving certificate injected into the webhook
+	// configuration (--cert-provisioning=self).
+	webhookCertDir := t.TempDir()
 	controllers := startManager(t, g, ctx, as(admin, controllerSA), operator.Options{
 		EnableControllers: true, LeaderElect: true, LeaderElectionID: "keyward-controllers.keys.keyward.dev",
-		CertProvisioning: operator.CertsExternal,
+		EnableAdmissionWebhooks: true, WebhookHost: "127.0.0.1", WebhookPort: freePort(g), WebhookCertDir: webhookCertDir,
+		CertProvisioning: operator.CertsSelf,
 	})
 	keyServerAddr := freeAddr(g)
 	certDir := t.TempDir()
@@ -87,6 +94,14 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 		CertProvisioning: operator.CertsSelf,
 	})
 	_, _ = controllers, keyServer
+	project(g, ctx, k8s, operator.WebhookCertSecret, webhookCertDir)
+	g.Eventually(func(g Gomega) {
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: operator.WebhookConfigName}, vwc)).To(Succeed())
+		for _, wh := range vwc.Webhooks {
+			g.Expect(wh.ClientConfig.CABundle).NotTo(BeEmpty(), "the CA was not injected into webhook %s", wh.Name)
+		}
+	}).Should(Succeed())
 
 	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userNamespace}})).To(Succeed())
 	imported := "imported-" + strings.Repeat("x7Kq", 10)
@@ -209,7 +224,7 @@ func installIdentities(t *testing.T, g *WithT, ctx context.Context, k8s client.C
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
 	g.Expect(err).NotTo(HaveOccurred())
 	want := map[string]bool{"Namespace": true, "ServiceAccount": true, "Role": true, "RoleBinding": true,
-		"ClusterRole": true, "ClusterRoleBinding": true, "Secret": true}
+		"ClusterRole": true, "ClusterRoleBinding": true, "Secret": true, "ValidatingWebhookConfiguration": true}
 	var sas []string
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		u := &unstructured.Unstructured{}
@@ -219,6 +234,15 @@ func installIdentities(t *testing.T, g *WithT, ctx context.Context, k8s client.C
 		if u.GetKind() == "ServiceAccount" {
 			sas = append(sas, u.GetName())
 		}
+		if u.GetKind() == "ValidatingWebhookConfiguration" {
+			// Its Service has no endpoints here: the API server's calls
+			// fail, and must not block the test's writes.
+			hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
+			for _, h := range hooks {
+				h.(map[string]any)["failurePolicy"] = "Ignore"
+			}
+			g.Expect(unstructured.SetNestedSlice(u.Object, hooks, "webhooks")).To(Succeed())
+		}
 		g.Expect(k8s.Create(ctx, u)).To(Succeed(), "%s %s", u.GetKind(), u.GetName())
 	}
 	g.Expect(sas).To(ConsistOf(controllerSA, keyServerSA), "the rendered ServiceAccounts are the ones this test impersonates")
@@ -226,7 +250,7 @@ func installIdentities(t *testing.T, g *WithT, ctx context.Context, k8s client.C
 
 func startManager(t *testing.T, g *WithT, ctx context.Context, cfg *rest.Config, o operator.Options) context.CancelFunc {
 	t.Helper()
-	o.OperatorNamespace = opNS
+	o.OperatorNamespace, o.KeysNamespace = opNS, keysNS
 	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
 	o.SkipControllerNameValidation = true
 	o.FailureBurst, o.FailureRefill = 1000, time.Millisecond
@@ -242,6 +266,13 @@ func startManager(t *testing.T, g *WithT, ctx context.Context, cfg *rest.Config,
 		}
 	})
 	return cancel
+}
+
+func freePort(g *WithT) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func freeAddr(g *WithT) string {
@@ -262,18 +293,27 @@ type keyServer struct {
 	http *http.Client
 }
 
-// keyServerClient trusts the CA the key server provisioned for itself,
-// after projecting its certificate Secret into certDir as kubelet would.
-func keyServerClient(g *WithT, ctx context.Context, k8s client.Client, addr, certDir string) *keyServer {
-	pool := x509.NewCertPool()
+// project writes a certificate Secret into dir once it is filled, as
+// kubelet projects a mounted Secret; it returns the Secret's CA.
+func project(g *WithT, ctx context.Context, k8s client.Client, secret, dir string) []byte {
+	var ca []byte
 	g.Eventually(func(g Gomega) {
 		sec := &corev1.Secret{}
-		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: opNS, Name: operator.KeyServerCertSecret}, sec)).To(Succeed())
-		g.Expect(pool.AppendCertsFromPEM(sec.Data["ca.crt"])).To(BeTrue())
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: opNS, Name: secret}, sec)).To(Succeed())
+		g.Expect(sec.Data["tls.crt"]).NotTo(BeEmpty())
 		for _, k := range []string{"ca.crt", "tls.crt", "tls.key"} {
-			g.Expect(os.WriteFile(filepath.Join(certDir, k), sec.Data[k], 0o600)).To(Succeed())
+			g.Expect(os.WriteFile(filepath.Join(dir, k), sec.Data[k], 0o600)).To(Succeed())
 		}
+		ca = sec.Data["ca.crt"]
 	}).Should(Succeed())
+	return ca
+}
+
+// keyServerClient trusts the CA the key server provisioned for itself,
+// after projecting its certificate Secret into certDir.
+func keyServerClient(g *WithT, ctx context.Context, k8s client.Client, addr, certDir string) *keyServer {
+	pool := x509.NewCertPool()
+	g.Expect(pool.AppendCertsFromPEM(project(g, ctx, k8s, operator.KeyServerCertSecret, certDir))).To(BeTrue())
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: operator.KeyServerService + "." + opNS + ".svc"}}
 	return &keyServer{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
 }

@@ -61,6 +61,7 @@ type stack struct {
 	k8s  client.Client
 	base string // the key server's URL
 	opNS string // the operator namespace of the last startOperator
+	keys string // and its keys namespace (hash Secrets)
 	stop func()
 }
 
@@ -76,10 +77,12 @@ func freePort() int {
 func startOperator(s *stack, port int) {
 	opNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-system-"}}
 	Expect(s.k8s.Create(ctx, opNS)).To(Succeed())
-	s.base, s.opNS = fmt.Sprintf("http://127.0.0.1:%d", port), opNS.Name
+	keysNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-keys-"}}
+	Expect(s.k8s.Create(ctx, keysNS)).To(Succeed())
+	s.base, s.opNS, s.keys = fmt.Sprintf("http://127.0.0.1:%d", port), opNS.Name, keysNS.Name
 	mgr, err := operator.NewManager(s.cfg, operator.Options{
 		EnableControllers: true, EnableKeyServer: true,
-		KeyServerBindAddress: fmt.Sprintf("127.0.0.1:%d", port), OperatorNamespace: opNS.Name,
+		KeyServerBindAddress: fmt.Sprintf("127.0.0.1:%d", port), OperatorNamespace: opNS.Name, KeysNamespace: keysNS.Name,
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		TokenIssuer: s.base, MaxTokenLifetime: 24 * time.Hour, SigningKeyPeriod: 24 * time.Hour,
 		ExpiringSoonWindow: time.Hour, MaxPairsPerSubject: 2,
@@ -447,7 +450,7 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		Expect(err).NotTo(HaveOccurred())
 		port := freePort()
 		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
-		Expect(srv.AddSources(mgr, s.opNS)).To(Succeed())
+		Expect(srv.AddSources(mgr, s.opNS, s.keys)).To(Succeed())
 		Expect(mgr.Add(srv)).To(Succeed())
 		mctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

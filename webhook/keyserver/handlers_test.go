@@ -664,3 +664,68 @@ func TestTheCacheTransformKeepsOnlyWhatValidationReads(t *testing.T) {
 		t.Fatalf("transformed to %+v, want %+v", out, want)
 	}
 }
+
+// rotatorFunc adapts a function to Rotator.
+type rotatorFunc func(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (string, string, error)
+
+func (f rotatorFunc) Rotate(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (string, string, error) {
+	return f(ctx, namespace, name, presentedKeyID, presentedHash)
+}
+
+// The self-rotation answer comes back through the APIKey's status, which
+// others may write: only a key the index validates as the same APIKey's
+// new version is handed out.
+func TestSelfRotationHandsOutOnlyAKeyTheIndexConfirms(t *testing.T) {
+	var answer func(f *fixture) (string, string)
+	var gotHash string
+	f := newFixture(t, func(o *Options) {
+		o.ConfirmRotationWait = 200 * time.Millisecond
+		o.Rotator = rotatorFunc(func(_ context.Context, _, _, _, presentedHash string) (string, string, error) {
+			gotHash = presentedHash
+			k, id := answer(nil)
+			return k, id, nil
+		})
+	})
+	current := f.apiKey("billing")
+	mallory := f.apiKey("mallory")
+	successor, _ := keymaterial.Generate("kw")
+	parsed, _ := keymaterial.Parse(current)
+	malloryKey, _ := keymaterial.Parse(mallory)
+	cases := map[string]struct {
+		answer func(*fixture) (string, string)
+		index  bool // index the successor as billing's new version first
+		want   int
+	}{
+		"another APIKey's valid key":          {answer: func(*fixture) (string, string) { return mallory, malloryKey.ID }, want: http.StatusServiceUnavailable},
+		"a key the index does not know":       {answer: func(*fixture) (string, string) { return successor.String(), successor.ID }, want: http.StatusServiceUnavailable},
+		"the indexed successor, wrong key id": {answer: func(*fixture) (string, string) { return successor.String(), "other" }, index: true, want: http.StatusServiceUnavailable},
+		"the indexed successor":               {answer: func(*fixture) (string, string) { return successor.String(), successor.ID }, index: true, want: http.StatusOK},
+	}
+	for _, name := range []string{"another APIKey's valid key", "a key the index does not know", "the indexed successor, wrong key id", "the indexed successor"} {
+		c := cases[name]
+		t.Run(name, func(t *testing.T) {
+			answer = c.answer
+			if c.index {
+				rec := &hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: "billing", Subject: "billing-subject", Access: string(kw.AccessReadWrite),
+					Current:  &hashsecret.Version{ID: successor.ID, Hash: successor.SecretHash(), NotBefore: t0},
+					Previous: []hashsecret.Version{{ID: parsed.ID, Hash: parsed.SecretHash(), NotBefore: t0.Add(-time.Hour)}}}
+				if err := f.s.index.Upsert(hashsecret.Name(hashsecret.KindAPIKey, "team-a", "billing"), rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			req := httptest.NewRequest(http.MethodPost, "/v1/keys/current/rotate", nil)
+			req.Header.Set("Authorization", "Bearer "+current)
+			rr := httptest.NewRecorder()
+			f.s.Handler().ServeHTTP(rr, req)
+			if rr.Code != c.want {
+				t.Fatalf("status %d, want %d: %s", rr.Code, c.want, rr.Body)
+			}
+			if c.want != http.StatusOK && strings.Contains(rr.Body.String(), "kw_") {
+				t.Fatalf("a refused answer leaked a key: %s", rr.Body)
+			}
+			if gotHash != parsed.SecretHash() {
+				t.Fatal("the rotator was not given the presented version's stored hash (the proof's key)")
+			}
+		})
+	}
+}

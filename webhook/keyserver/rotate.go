@@ -67,9 +67,38 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	}
+	if !s.confirmRotated(ctx, key, id, res) {
+		// The answer travels through the APIKey's status, which others with
+		// status rights could write: only a key the index knows as this
+		// APIKey's new version is handed out.
+		logf.FromContext(r.Context()).Info("self-rotation answer not confirmed by the index", "namespace", res.Namespace, "name", res.Name, "keyID", id)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
+		return outcome{result: "UNAVAILABLE"}
+	}
 	writeJSON(w, http.StatusOK, rotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
 		Warning: "store this key now: it is not shown again"})
 	return outcome{result: "ROTATED"}
+}
+
+// confirmRotated waits (until ctx ends) for the index to validate key as
+// version id of the same APIKey as res: the hash Secret's watch event
+// usually lands within milliseconds of the controller's answer.
+func (s *Server) confirmRotated(ctx context.Context, key, id string, res keyindex.Result) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ConfirmRotationWait)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got := s.index.ValidateAPIKey(key, s.opts.Clock.Now())
+		if got.Code == keyindex.Valid && got.KeyID == id && got.Namespace == res.Namespace && got.Name == res.Name {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // presentedHash is the stored hash of a credential that just validated.

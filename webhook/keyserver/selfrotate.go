@@ -36,6 +36,11 @@ type StatusRotator struct {
 // errRotationInProgress: another self-rotation of the key is pending.
 var errRotationInProgress = errors.New("another rotation of this key is in progress")
 
+// SelfRotationWindow is how long the controller may act on a request; the
+// key server waits for the answer until the caller's context ends (the
+// handler allows a few seconds more than this).
+const SelfRotationWindow = 5 * time.Second
+
 // Rotate implements Rotator.
 func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (string, string, error) {
 	identity, err := age.GenerateX25519Identity()
@@ -60,7 +65,7 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 		// Optimistic lock: a request written meanwhile is not overwritten.
 		patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		obj.Status.SelfRotationRequest = selfrotation.NewRequest(reqID, namespace, name, presentedKeyID, presentedHash,
-			identity.Recipient().String(), sr.Clock.Now())
+			identity.Recipient().String(), sr.Clock.Now(), SelfRotationWindow)
 		return sr.Client.Status().Patch(ctx, obj, patch)
 	})
 	switch {

@@ -61,7 +61,10 @@ type Options struct {
 	CertReady <-chan struct{}
 	// Rotator rotates an APIKey for the self-rotate endpoint; nil disables it.
 	Rotator Rotator
-	Clock   clock.PassiveClock
+	// ConfirmRotationWait bounds the wait for the index to know a
+	// self-rotated key before it is handed out (default 2s).
+	ConfirmRotationWait time.Duration
+	Clock               clock.PassiveClock
 }
 
 // Server serves the key server's endpoints. It is a manager.Runnable.
@@ -86,6 +89,9 @@ func New(opts Options) *Server {
 	}
 	if opts.FailureRefill == 0 {
 		opts.FailureRefill = 3 * time.Second
+	}
+	if opts.ConfirmRotationWait == 0 {
+		opts.ConfirmRotationWait = 2 * time.Second
 	}
 	if opts.Issuer == "" {
 		opts.Issuer = "https://keyward.invalid"

@@ -20,18 +20,18 @@ import (
 )
 
 // AddSources gives the server its own caches, separate from the
-// controllers', both of the operator namespace alone (the only namespace
-// where the key server may read Secrets): one of hash Secrets (selected by
-// label, their age ciphertext stripped) feeding the index, and one of the
-// signing key Secret. Neither can hold a delivery Secret.
-func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace string) error {
+// controllers', of the only namespaces where the key server may read
+// Secrets: one of hash Secrets in keysNamespace (selected by label and
+// stripped, StripHashSecret) feeding the index, and one of the signing key
+// Secret in operatorNamespace. Neither can hold a delivery Secret.
+func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace, keysNamespace string) error {
 	hasKind, err := labels.NewRequirement(hashsecret.LabelKind, selection.Exists, nil)
 	if err != nil {
 		return err
 	}
 	hashes, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		DefaultNamespaces: map[string]cache.Config{operatorNamespace: {}},
+		DefaultNamespaces: map[string]cache.Config{keysNamespace: {}},
 		ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasKind)}},
 		DefaultTransform:  StripHashSecret,
 	})

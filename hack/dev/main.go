@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +47,7 @@ func run() error {
 	_ = flag.Set("metrics-bind-address", "127.0.0.1:8080")
 	_ = flag.Set("health-probe-bind-address", "127.0.0.1:8081")
 	_ = flag.Set("operator-namespace", "default")
+	_ = flag.Set("keys-namespace", "keyward-keys") // as the installer: hash Secrets apart
 	flag.Parse()
 	ctrl.SetLogger(logging.Capped(zap.New(zap.UseFlagOptions(&zapOpts))))
 
@@ -77,6 +80,11 @@ func run() error {
 	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
 	if err != nil {
 		return err
+	}
+	if opts.KeysNamespace != "" && opts.KeysNamespace != opts.OperatorNamespace {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.KeysNamespace}}); err != nil {
+			return fmt.Errorf("creating the keys namespace: %w", err)
+		}
 	}
 
 	// The API server calls the admission webhooks at the address and with

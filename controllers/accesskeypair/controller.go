@@ -55,7 +55,7 @@ const StepDelivered Step = "delivered"
 const DefaultResync = 5 * time.Minute
 
 // MaxConcurrentReconciles is how many keys are reconciled at once.
-const MaxConcurrentReconciles = 8
+const MaxConcurrentReconciles = 16
 
 // Reconciler reconciles AccessKeyPairs.
 type Reconciler struct {
@@ -93,7 +93,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("accesskeypair").
 		// Keys are independent and each is handled by one worker at a
 		// time; one worker made 1,000 keys take 30x the API server's
-		// write floor (docs/benchmarks.md).
+		// write floor, and 8 left it idle half the time
+		// (docs/performance-log.md).
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		For(&kw.AccessKeyPair{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Hash Secrets (the cache holds the operator namespace's only).

@@ -54,7 +54,7 @@ const (
 )
 
 // MaxConcurrentReconciles is how many keys are reconciled at once.
-const MaxConcurrentReconciles = 8
+const MaxConcurrentReconciles = 16
 
 // Reconciler reconciles APIKeys.
 type Reconciler struct {
@@ -93,7 +93,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("apikey").
 		// Keys are independent and each is handled by one worker at a
 		// time; one worker made 1,000 keys take 30x the API server's
-		// write floor (docs/benchmarks.md).
+		// write floor, and 8 left it idle half the time
+		// (docs/performance-log.md).
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		// Spec changes, the rotate annotation, deletion and the key
 		// server's self-rotation requests; not our own status writes.

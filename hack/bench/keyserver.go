@@ -76,8 +76,13 @@ func benchKeyServer(ctx context.Context, lg *loadGen, cl *cluster, cr credential
 	gc0 := readGC()
 	defer func() { res.GC = summarizeGC(gc0, readGC()) }()
 	for i, ep := range eps {
+		// The bare handler gets the same request as the endpoint (method,
+		// headers, body), so the client's and net/http's share of the work
+		// is the same on both sides of the ratio.
 		b := bare
 		b.name = fmt.Sprintf("bare-%d", i+1)
+		b.title = fmt.Sprintf("bare net/http handler (%s, 200)", ep.targets[0].Method)
+		b.targets = sameRequestAt(bareURL, cl.base, ep.targets)
 		progress(" %s, interleaved with the bare handler", ep.title)
 		caps, err := lg.maxRates(ctx, []endpoint{b, ep}, []bool{i == 0, true})
 		if err != nil {
@@ -187,4 +192,14 @@ func benchTokens(ctx context.Context, lg *loadGen, cl *cluster, cr credentials) 
 		return nil, errors.New("POST /v1/tokens did not answer a token after the run")
 	}
 	return res, nil
+}
+
+// sameRequestAt copies targets to the server at url instead of base.
+func sameRequestAt(url, base string, targets []vegeta.Target) []vegeta.Target {
+	out := make([]vegeta.Target, len(targets))
+	for i, t := range targets {
+		t.URL = url + strings.TrimPrefix(t.URL, base)
+		out[i] = t
+	}
+	return out
 }

@@ -266,7 +266,7 @@ func (r *report) writeMethodHTTP(w writer) {
 	m := r.cfg.mode()
 	w("Method (figures 1 and 5): the whole operator runs in this process against envtest (a real kube-apiserver and etcd), ")
 	w("its key server on `127.0.0.1`, plain HTTP; the floor is a bare `net/http` server in the same process, with the key server's ")
-	w("limits and timeouts, answering 200 to everything. One HTTP/1.1 keep-alive client loads one endpoint at a time: ")
+	w("limits and timeouts, answering 200 to everything; each endpoint is paired with the bare handler receiving the same request (method, headers, body). One HTTP/1.1 keep-alive client loads one endpoint at a time: ")
 	w("[vegeta](https://github.com/tsenart/vegeta) as a library, open loop (requests leave at the asked rate whatever the answers' latency; up to %d in flight). ", maxWorkers)
 	w("For each endpoint: %d runs of %s at %d/s give low-rate p99s (the table shows their median); a %s closed-loop probe (%d concurrent requests, ",
 		lowRuns, m.lowDur, lowRate, m.probeDur, 8*r.machine.gomaxprocs)

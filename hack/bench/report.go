@@ -220,6 +220,7 @@ func (r *report) markdown() string {
 	w("(see the load average above, for %d CPUs) — so absolute rates and latencies drift from run to run and machine to machine; ", r.machine.nproc)
 	w("ratios of back-to-back or interleaved measurements hold better (the notes say how much noise is left). Absolute numbers are given for context only. ")
 	w("The latency targets (2 ms, 1 s) are absolute by nature; they are the ones most exposed to a busy machine.\n\n")
+	w("What the profiles showed for each missed target, what was changed, and the figures before and after: [performance-log.md](performance-log.md).\n\n")
 
 	w("## Summary\n\n")
 	w("| # | figure | value | target | result | reproduce |\n|---|---|---|---|---|---|\n")

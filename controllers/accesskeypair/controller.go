@@ -65,7 +65,7 @@ type Reconciler struct {
 	Recorder           events.EventRecorder
 	MaxPerSubject      int
 	ExpiringSoonWindow time.Duration
-	// HashNamespace is where hash Secrets live: the operator's namespace.
+	// HashNamespace is where hash Secrets live: the keys namespace.
 	HashNamespace string
 	// Resync is how often the delivery Secret is re-read: it lives where
 	// the controllers may not watch Secrets. Defaults to DefaultResync.
@@ -87,7 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Resync = DefaultResync
 	}
 	if r.HashNamespace == "" {
-		return errors.New("accesskeypair: HashNamespace (the operator namespace) is required")
+		return errors.New("accesskeypair: HashNamespace (the keys namespace) is required")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("accesskeypair").
@@ -97,7 +97,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// (docs/performance-log.md).
 		WithOptions(controller.Options{MaxConcurrentReconciles: MaxConcurrentReconciles}).
 		For(&kw.AccessKeyPair{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		// Hash Secrets (the cache holds the operator namespace's only).
+		// Hash Secrets (the cache holds Secrets of Keyward's namespaces only).
 		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAccessKeyPair, &r.own)).
 		// A pair leaving frees a place under its subject's limit.
 		Watches(&kw.AccessKeyPair{}, handler.EnqueueRequestsFromMapFunc(r.siblings)).
@@ -179,7 +179,7 @@ func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*stat
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case ownedsecret.Stale(pair, hs):
+	case ownedsecret.Stale(pair, "AccessKeyPair", hs):
 		// Left by an earlier AccessKeyPair of the same name whose finalizer was
 		// removed by hand: it must not validate anything, nor be adopted.
 		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
@@ -195,7 +195,7 @@ func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*stat
 	}
 
 	// Read live: the controllers may not list or watch Secrets outside the
-	// operator namespace (docs/security.md).
+	// Keyward's own namespaces (docs/security.md).
 	ds := &corev1.Secret{}
 	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: pair.Namespace, Name: pair.Spec.SecretName}, ds); {
 	case apierrors.IsNotFound(err):

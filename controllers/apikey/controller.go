@@ -64,7 +64,7 @@ type Reconciler struct {
 	APIReader client.Reader
 	Clock     clock.PassiveClock
 	Recorder  events.EventRecorder
-	// HashNamespace is where hash Secrets live: the operator's namespace.
+	// HashNamespace is where hash Secrets live: the keys namespace.
 	HashNamespace string
 	// ExpiringSoonWindow: how long before expiry Ready's reason becomes
 	// ExpiringSoon and the ExpiringSoon event is emitted.
@@ -87,7 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Resync = DefaultResync
 	}
 	if r.HashNamespace == "" {
-		return errors.New("apikey: HashNamespace (the operator namespace) is required")
+		return errors.New("apikey: HashNamespace (the keys namespace) is required")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apikey").
@@ -100,7 +100,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// server's self-rotation requests; not our own status writes.
 		For(&kw.APIKey{}, builder.WithPredicates(predicate.Or[client.Object](
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, selfRotationRequested))).
-		// Hash Secrets (the cache holds the operator namespace's only): an
+		// Hash Secrets (the cache holds Secrets of Keyward's namespaces only): an
 		// edit or deletion is repaired, one whose owner is gone is removed.
 		Watches(&corev1.Secret{}, ownedsecret.EnqueueHashOwner(hashsecret.KindAPIKey, &r.own)).
 		Complete(r)

@@ -49,7 +49,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		ageUpToDate:    age != "" && slices.Equal(rec.AgeRecipients, recipients(key)),
 		suspended:      key.Spec.Suspended,
 		rotatePending:  rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
-		deliveredIsOld: s.delivered != nil && isPrevious(rec, s.delivered.ID),
+		deliveredIsOld: s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
 		forced:         s.forceRotate,
 	}
 	if s.delivered != nil {
@@ -86,6 +86,11 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 				return 0, err
 			}
 		}
+		if in.forced && s.selfRotation != nil && !r.Clock.Now().Before(s.selfRotation.Deadline.Time) {
+			// Checked again before the first write: past the deadline the
+			// asker has stopped waiting for the answer.
+			return 0, errSelfRotationExpired
+		}
 		k, err := keymaterial.Generate(prefixOf(key))
 		if err != nil {
 			return 0, err
@@ -115,6 +120,13 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		grace := gracePeriod(key)
 		if in.forced {
 			grace = max(grace, MinSelfRotationGrace)
+		}
+		if why == whyUndelivered && rec.Current != nil && st.KeyID != rec.Current.ID {
+			// The current version was recorded but its delivery never
+			// completed (status, written last, does not report it): nobody
+			// holds it, so it gets no grace, nor pushes the delivered old
+			// key out of the bounded list of previous versions on retries.
+			grace = 0
 		}
 		retire(rec, now, grace)
 		rec.Current = newVersion(k, now)

@@ -139,6 +139,10 @@ func retire(rec *hashsecret.Record, now time.Time, grace time.Duration) {
 	}
 	old := *rec.Current
 	rec.Current = nil
+	rec.Retired = append([]string{old.ID}, slices.DeleteFunc(slices.Clone(rec.Retired), func(id string) bool { return id == old.ID })...)
+	if len(rec.Retired) > hashsecret.MaxVersions {
+		rec.Retired = rec.Retired[:hashsecret.MaxVersions]
+	}
 	if grace <= 0 {
 		return
 	}

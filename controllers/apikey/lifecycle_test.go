@@ -450,6 +450,43 @@ var _ = Describe("restarts", func() {
 	})
 })
 
+var _ = Describe("a rotation that cuts the old key off (no grace)", func() {
+	It("never revives the old key when it crashes between the record and the delivery", func() {
+		h := newHarness()
+		k := newKey(h.ns, "leaked")
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+		var leaked keymaterial.Key
+		Eventually(func(g Gomega) { leaked = delivered(g, k) }).Should(Succeed())
+
+		hook, reached := crashAt("leaked", StepRecorded)
+		h.restart(hook)
+		cur := getKey(k)
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Annotations = map[string]string{kw.AnnotationRotate: "leak-1"}
+		Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
+		Eventually(reached).Should(BeClosed())
+		h.stop()
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).NotTo(Equal(leaked.ID))
+			g.Expect(rec.Versions()).NotTo(ContainElement(HaveField("ID", leaked.ID)), "a rotation without grace ends the old version at once")
+			g.Expect(delivered(g, k).ID).To(Equal(leaked.ID), "the crash came before the delivery")
+		}).Should(Succeed())
+
+		h.stop = startManager(h.ns, h.opNS, h.clock, nil)
+		poke(k)
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).NotTo(Equal(leaked.ID))
+			g.Expect(delivered(g, k).ID).To(Equal(rec.Current.ID))
+		}).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(record(g, k).Versions()).NotTo(ContainElement(HaveField("ID", leaked.ID)), "the leaked key was adopted back")
+		}, "2s", "100ms").Should(Succeed())
+	})
+})
+
 var _ = Describe("secrecy", func() {
 	var (
 		h  *harness

@@ -60,7 +60,7 @@ func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
-	case ownedsecret.Stale(key, hs):
+	case ownedsecret.Stale(key, "APIKey", hs):
 		// Left by an earlier APIKey of the same name whose finalizer was
 		// removed by hand: it must not validate anything, nor be adopted.
 		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
@@ -79,7 +79,7 @@ func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error
 	}
 
 	// The delivery Secret is read live: the controllers may not list or
-	// watch Secrets outside the operator namespace (docs/security.md).
+	// watch Secrets outside Keyward's own namespaces (docs/security.md).
 	if name := key.Spec.SecretName; name != "" {
 		ds := &corev1.Secret{}
 		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, ds); {

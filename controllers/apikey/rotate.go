@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -14,6 +15,10 @@ import (
 // self-rotation even without spec.rotation.gracePeriod, so a response lost
 // on the way back cannot lock the caller out before it retries.
 const MinSelfRotationGrace = 5 * time.Minute
+
+// errSelfRotationExpired stops a reconcile whose self-rotation request
+// reached its deadline before the first write; the next reconcile ignores it.
+var errSelfRotationExpired = errors.New("the self-rotation request reached its deadline before the rotation began")
 
 // DataSelfRotation, in the hash Secret, holds the answer to the last
 // self-rotation request (the new key encrypted to the asker's one-time

@@ -1,5 +1,5 @@
 // Package ownedsecret writes the Secrets a Keyward resource owns (its hash
-// Secret in the operator namespace and its delivery Secret in its own):
+// Secret in the keys namespace and its delivery Secret in its own):
 // labelled so the caches select them, owned — by an owner reference in the
 // owner's namespace, so a real cluster's garbage collector also cleans them
 // up, and by owner labels across namespaces, where references cannot point —
@@ -145,11 +145,16 @@ func OwnerLabel(name string) string {
 	return name[:54] + "-" + hex.EncodeToString(sum[:4])
 }
 
-// Stale reports whether sec, named for owner, was left by an earlier object
+// Stale reports whether sec, named for owner (of the given kind), was left by an earlier object
 // of the same name and kind in the same namespace (its finalizer removed by
 // hand): it carries their owner labels with another UID. Anything else not
 // controlled by owner is someone else's and must be left alone.
-func Stale(owner client.Object, sec *corev1.Secret) bool {
+func Stale(owner client.Object, kind string, sec *corev1.Secret) bool {
+	if sec.Namespace == owner.GetNamespace() {
+		// Owner references say it: the same kind and name, another object.
+		ref := metav1.GetControllerOf(sec)
+		return ref != nil && ref.UID != owner.GetUID() && ref.Name == owner.GetName() && ref.Kind == kind
+	}
 	uid, ok := sec.Labels[hashsecret.LabelOwnerUID]
 	return ok && uid != string(owner.GetUID()) && sec.Labels[hashsecret.LabelOwnerNamespace] == owner.GetNamespace() &&
 		sec.Labels[hashsecret.LabelOwner] == OwnerLabel(owner.GetName())

@@ -78,3 +78,38 @@ func TestEnqueueHashOwnerSkipsOnlyItsOwnWrites(t *testing.T) {
 		t.Fatal("a forgotten write still suppresses its event")
 	}
 }
+
+func TestStaleOnlyForAnEarlierObjectOfTheSameName(t *testing.T) {
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "billing", UID: "new"}} // any object will do
+	labelled := func(ns, uid string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Labels: map[string]string{
+			hashsecret.LabelOwnerNamespace: "team-a", hashsecret.LabelOwner: "billing", hashsecret.LabelOwnerUID: uid}}}
+	}
+	referenced := func(kind, name, uid string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", OwnerReferences: []metav1.OwnerReference{
+			{Kind: kind, Name: name, UID: types.UID(uid), Controller: ptrTo(true)}}}}
+	}
+	unlabelled := labelled("keyward-keys", "old")
+	delete(unlabelled.Labels, hashsecret.LabelOwnerUID)
+	cases := map[string]struct {
+		sec  *corev1.Secret
+		want bool
+	}{
+		"another namespace, an earlier owner's UID":     {labelled("keyward-keys", "old"), true},
+		"another namespace, this owner's UID":           {labelled("keyward-keys", "new"), false},
+		"another namespace, no owner UID (hand-made)":   {unlabelled, false},
+		"same namespace, an earlier owner of this kind": {referenced("APIKey", "billing", "old"), true},
+		"same namespace, this owner":                    {referenced("APIKey", "billing", "new"), false},
+		"same namespace, another kind's":                {referenced("Deployment", "billing", "old"), false},
+		"same namespace, no owner reference":            {&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a"}}, false},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := Stale(owner, "APIKey", c.sec); got != c.want {
+				t.Fatalf("Stale = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -97,6 +97,10 @@ type Record struct {
 	// RotateRequest is the last keys.keyward.dev/rotate value acted on,
 	// kept with the versions so a crash cannot make it rotate twice.
 	RotateRequest string `json:"rotateRequest,omitempty"`
+	// Retired lists the ids of the last versions that stopped being
+	// current (newest first, at most MaxVersions): one still found in the
+	// delivery Secret is an old key, never a version to adopt.
+	Retired []string `json:"retired,omitempty"`
 }
 
 // TokenPolicy is an AccessKeyPair's bounds on the tokens issued for it.
@@ -152,7 +156,7 @@ func jsonErrorKind(err error) string {
 }
 
 func (r *Record) validate() error {
-	if len(r.Previous)+1 > MaxVersions {
+	if len(r.Previous)+1 > MaxVersions || len(r.Retired) > MaxVersions {
 		return fmt.Errorf("%w: too many versions", ErrCorrupt)
 	}
 	for _, v := range r.Versions() {

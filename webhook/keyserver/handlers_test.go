@@ -697,11 +697,12 @@ func TestSelfRotationHandsOutOnlyAKeyTheIndexConfirms(t *testing.T) {
 		want   int
 	}{
 		"another APIKey's valid key":          {answer: func(*fixture) (string, string) { return mallory, malloryKey.ID }, want: http.StatusServiceUnavailable},
+		"the presented key itself":            {answer: func(*fixture) (string, string) { return current, parsed.ID }, want: http.StatusServiceUnavailable},
 		"a key the index does not know":       {answer: func(*fixture) (string, string) { return successor.String(), successor.ID }, want: http.StatusServiceUnavailable},
 		"the indexed successor, wrong key id": {answer: func(*fixture) (string, string) { return successor.String(), "other" }, index: true, want: http.StatusServiceUnavailable},
 		"the indexed successor":               {answer: func(*fixture) (string, string) { return successor.String(), successor.ID }, index: true, want: http.StatusOK},
 	}
-	for _, name := range []string{"another APIKey's valid key", "a key the index does not know", "the indexed successor, wrong key id", "the indexed successor"} {
+	for _, name := range []string{"another APIKey's valid key", "the presented key itself", "a key the index does not know", "the indexed successor, wrong key id", "the indexed successor"} {
 		c := cases[name]
 		t.Run(name, func(t *testing.T) {
 			answer = c.answer

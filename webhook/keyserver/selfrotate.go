@@ -36,10 +36,13 @@ type StatusRotator struct {
 // errRotationInProgress: another self-rotation of the key is pending.
 var errRotationInProgress = errors.New("another rotation of this key is in progress")
 
-// SelfRotationWindow is how long the controller may act on a request; the
-// key server waits for the answer until the caller's context ends (the
-// handler allows a few seconds more than this).
-const SelfRotationWindow = 5 * time.Second
+// SelfRotationWindow is how long the controller may begin acting on a
+// request; the key server waits AnswerMargin longer for the answer, time for
+// the controller's writes after its last deadline check.
+const (
+	SelfRotationWindow = 4 * time.Second
+	AnswerMargin       = 3 * time.Second
+)
 
 // Rotate implements Rotator.
 func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (string, string, error) {
@@ -53,6 +56,7 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 	}
 	reqID := hex.EncodeToString(raw[:])
 	ref := types.NamespacedName{Namespace: namespace, Name: name}
+	var deadline time.Time
 
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		obj := &kw.APIKey{}
@@ -64,8 +68,9 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 		}
 		// Optimistic lock: a request written meanwhile is not overwritten.
 		patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		obj.Status.SelfRotationRequest = selfrotation.NewRequest(reqID, namespace, name, presentedKeyID, presentedHash,
+		req := selfrotation.NewRequest(reqID, namespace, name, presentedKeyID, presentedHash,
 			identity.Recipient().String(), sr.Clock.Now(), SelfRotationWindow)
+		obj.Status.SelfRotationRequest, deadline = req, req.Deadline.Time
 		return sr.Client.Status().Patch(ctx, obj, patch)
 	})
 	switch {
@@ -76,8 +81,10 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 	}
 
 	var answer *kw.SelfRotationResponse
+	wctx, cancel := context.WithDeadline(ctx, deadline.Add(AnswerMargin))
+	defer cancel()
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Cap: 250 * time.Millisecond, Steps: 1 << 30}
-	err = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+	err = wait.ExponentialBackoffWithContext(wctx, backoff, func(ctx context.Context) (bool, error) {
 		obj := &kw.APIKey{}
 		if err := sr.Client.Get(ctx, ref, obj); err != nil {
 			return false, client.IgnoreNotFound(err)

@@ -20,7 +20,8 @@ type Options struct {
 	MaxPairsPerSubject int
 	// OperatorNamespace holds the signing key set.
 	OperatorNamespace string
-	// KeysNamespace holds every hash Secret; empty means OperatorNamespace.
+	// KeysNamespace holds every hash Secret (operator.Options resolves its
+	// default).
 	KeysNamespace string
 	// Resync: how often keys with a delivery or importFrom Secret (in the
 	// users' namespaces, not watched) re-read it; 0 means the default.
@@ -55,7 +56,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:           mgr.GetEventRecorder("keyward-accesskeypair"),
 		MaxPerSubject:      o.MaxPairsPerSubject,
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
-		HashNamespace:      keysNamespace(o),
+		HashNamespace:      o.KeysNamespace,
 		Resync:             o.Resync,
 	}).SetupWithManager(mgr); err != nil {
 		return err
@@ -66,14 +67,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Clock:              o.Clock,
 		Recorder:           mgr.GetEventRecorder("keyward-apikey"),
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
-		HashNamespace:      keysNamespace(o),
+		HashNamespace:      o.KeysNamespace,
 		Resync:             o.Resync,
 	}).SetupWithManager(mgr)
-}
-
-func keysNamespace(o Options) string {
-	if o.KeysNamespace != "" {
-		return o.KeysNamespace
-	}
-	return o.OperatorNamespace
 }

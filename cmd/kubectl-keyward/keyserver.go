@@ -22,6 +22,7 @@ import (
 
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 // maxResponse bounds what is read from the key server.
@@ -235,19 +236,6 @@ func (a *app) pairFromSecret(name string) (string, string, error) {
 	return strings.TrimSpace(string(sec.Data[accesskeypair.DataAccessKeyID])), sk, nil
 }
 
-// verifyResponse is the key server's verify answer.
-type verifyResponse struct {
-	Valid     bool       `json:"valid"`
-	Code      string     `json:"code"`
-	Subject   string     `json:"subject,omitempty"`
-	Groups    []string   `json:"groups,omitempty"`
-	Scopes    []string   `json:"scopes,omitempty"`
-	KeyID     string     `json:"keyID,omitempty"`
-	Namespace string     `json:"namespace,omitempty"`
-	Access    string     `json:"access,omitempty"`
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-}
-
 // verify checks a key read from stdin at the key server.
 func (a *app) verify(args []string) error {
 	var scopes []string
@@ -286,7 +274,7 @@ func (a *app) verify(args []string) error {
 	if resp.status != http.StatusOK {
 		return fmt.Errorf("the key server did not answer the verification (%s)", resp.describeError())
 	}
-	var res verifyResponse
+	var res keyserver.VerifyResponse
 	if err := json.Unmarshal(resp.body, &res); err != nil {
 		return errors.New("the key server's answer is not a verify response")
 	}
@@ -305,7 +293,7 @@ func (a *app) verify(args []string) error {
 	return nil
 }
 
-func printVerify(w io.Writer, key string, res verifyResponse) {
+func printVerify(w io.Writer, key string, res keyserver.VerifyResponse) {
 	if !res.Valid {
 		fmt.Fprintf(w, "invalid: %s\n", res.Code)
 		if res.Code == "INSUFFICIENT_SCOPE" {

@@ -28,6 +28,7 @@ import (
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 const patience = 20 * time.Second
@@ -87,7 +88,7 @@ var _ = Describe("create apikey", func() {
 		Expect(key.Status.AgeDelivery).NotTo(BeNil())
 		Expect(key.Status.AgeDelivery.EncryptedKey).NotTo(ContainSubstring(plain))
 
-		Eventually(func() verifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
+		Eventually(func() keyserver.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
 			HaveField("Valid", true), HaveField("KeyID", key.Status.KeyID),
 			HaveField("Subject", "billing-reporter"), HaveField("Scopes", ContainElement("invoices:read"))))
 
@@ -119,7 +120,7 @@ var _ = Describe("create apikey", func() {
 		Expect(key.Spec.Delivery).To(BeNil())
 		Expect(key.Spec.Rotation.GracePeriod.Duration).To(Equal(time.Hour))
 		Expect(r.stdout).To(ContainSubstring(key.Status.KeyID))
-		Eventually(func() verifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
+		Eventually(func() keyserver.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
 			HaveField("Valid", true), HaveField("Subject", "batch-jobs")))
 	})
 
@@ -353,7 +354,7 @@ var _ = Describe("the key server commands", func() {
 
 		r = plugin(ns, tok+"\n", "verify", "-o", "json")
 		Expect(r.code).To(Equal(0), r.String())
-		var v verifyResponse
+		var v keyserver.VerifyResponse
 		Expect(json.Unmarshal([]byte(r.stdout), &v)).To(Succeed())
 		Expect(v.Subject).To(Equal("alice"))
 

@@ -31,6 +31,7 @@ import (
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 // The plugin's commands, run in-process against a real API server with the
@@ -144,7 +145,7 @@ func getKey(ns, name string) *kw.APIKey {
 }
 
 // verifyAt asks the key server directly, not through the plugin.
-func verifyAt(key string) verifyResponse {
+func verifyAt(key string) keyserver.VerifyResponse {
 	GinkgoHelper()
 	body, _ := json.Marshal(map[string]string{"key": key})
 	resp, err := http.Post(server+"/v1/verify", "application/json", bytes.NewReader(body))
@@ -152,7 +153,7 @@ func verifyAt(key string) verifyResponse {
 	defer func() { _ = resp.Body.Close() }()
 	raw, _ := io.ReadAll(resp.Body)
 	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(raw))
-	var out verifyResponse
+	var out keyserver.VerifyResponse
 	Expect(json.Unmarshal(raw, &out)).To(Succeed())
 	return out
 }

@@ -174,20 +174,11 @@ type state struct {
 
 func (r *Reconciler) observe(ctx context.Context, pair *kw.AccessKeyPair) (*state, error) {
 	s := &state{hashName: hashsecret.Name(hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name)}
-	hs := &corev1.Secret{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.HashNamespace, Name: s.hashName}, hs); {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	hs, err := ownedsecret.GetHash(ctx, r.Client, pair, "AccessKeyPair", r.HashNamespace, s.hashName)
+	if err != nil {
 		return nil, err
-	case ownedsecret.Stale(pair, "AccessKeyPair", hs):
-		// Left by an earlier AccessKeyPair of the same name whose finalizer was
-		// removed by hand: it must not validate anything, nor be adopted.
-		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
-			return nil, err
-		}
-	case !ownedsecret.Controls(pair, hs):
-		return nil, fmt.Errorf("secret %s/%s exists and is not owned by this AccessKeyPair", hs.Namespace, s.hashName)
-	default:
+	}
+	if hs != nil {
 		s.hashSecret = hs
 		if rec, err := hashsecret.Decode(hs); err == nil {
 			s.record = rec

@@ -55,23 +55,13 @@ type importedKey struct{ id, hash string }
 func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error) {
 	s := &state{hashName: hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name)}
 
-	hs := &corev1.Secret{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.HashNamespace, Name: s.hashName}, hs); {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	hs, err := ownedsecret.GetHash(ctx, r.Client, key, "APIKey", r.HashNamespace, s.hashName)
+	if err != nil {
 		return nil, err
-	case ownedsecret.Stale(key, "APIKey", hs):
-		// Left by an earlier APIKey of the same name whose finalizer was
-		// removed by hand: it must not validate anything, nor be adopted.
-		if err := ownedsecret.Delete(ctx, r.Client, hs); err != nil {
-			return nil, err
-		}
-	case !ownedsecret.Controls(key, hs):
-		return nil, fmt.Errorf("secret %s/%s exists and is not owned by this APIKey", hs.Namespace, s.hashName)
-	default:
+	}
+	if hs != nil {
 		s.hashSecret = hs
-		rec, err := hashsecret.Decode(hs)
-		if err != nil {
+		if rec, err := hashsecret.Decode(hs); err != nil {
 			s.corrupt = true
 		} else {
 			s.record = rec

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -158,6 +159,25 @@ func Stale(owner client.Object, kind string, sec *corev1.Secret) bool {
 	uid, ok := sec.Labels[hashsecret.LabelOwnerUID]
 	return ok && uid != string(owner.GetUID()) && sec.Labels[hashsecret.LabelOwnerNamespace] == owner.GetNamespace() &&
 		sec.Labels[hashsecret.LabelOwner] == OwnerLabel(owner.GetName())
+}
+
+// GetHash reads owner's hash Secret namespace/name through c (the cache):
+// nil when it is absent, or when it was left by an earlier object of the
+// same name (it is then deleted: it must validate nothing, nor be adopted);
+// an error when it belongs to someone else.
+func GetHash(ctx context.Context, c client.Client, owner client.Object, kind, namespace, name string) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	switch err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case Stale(owner, kind, sec):
+		return nil, Delete(ctx, c, sec)
+	case !Controls(owner, sec):
+		return nil, fmt.Errorf("secret %s/%s exists and is not owned by this %s", namespace, name, kind)
+	}
+	return sec, nil
 }
 
 // Controls reports whether owner owns sec: by its controller reference in

@@ -96,13 +96,16 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// verifyRequest / verifyResponse are the JSON verify API.
-type verifyRequest struct {
+// VerifyRequest / VerifyResponse are the JSON verify API.
+// VerifyRequest is the body of POST /v1/verify.
+type VerifyRequest struct {
 	Key    string   `json:"key"`
 	Scopes []string `json:"scopes,omitempty"`
 }
 
-type verifyResponse struct {
+// VerifyResponse is the answer of POST /v1/verify (the kubectl plugin
+// decodes it too).
+type VerifyResponse struct {
 	Valid     bool       `json:"valid"`
 	Code      string     `json:"code"`
 	Subject   string     `json:"subject,omitempty"`
@@ -116,7 +119,7 @@ type verifyResponse struct {
 
 // verify answers whether a key is valid, and whose it is, as JSON.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
-	var req verifyRequest
+	var req VerifyRequest
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -135,7 +138,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 	res := s.identify(req.Key, nil)
 	failed := res.Code != keyindex.Valid
 	res = keyindex.RequireScopes(res, req.Scopes)
-	out := verifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
+	out := VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt

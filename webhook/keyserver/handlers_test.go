@@ -186,10 +186,10 @@ func TestAuthzRefusals(t *testing.T) {
 	}
 }
 
-func verifyBody(t *testing.T, f *fixture, body string) (int, verifyResponse) {
+func verifyBody(t *testing.T, f *fixture, body string) (int, VerifyResponse) {
 	t.Helper()
 	rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(body)))
-	var out verifyResponse
+	var out VerifyResponse
 	if rec.Code == http.StatusOK {
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package operator
 
 import (
 	"flag"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,5 +35,47 @@ func TestFlagDefaults(t *testing.T) {
 func TestNewManagerRefusesToRunNothing(t *testing.T) {
 	if _, err := NewManager(nil, Options{}); err == nil {
 		t.Fatal("a manager with every part disabled was built")
+	}
+}
+
+func TestTheTokenReviewListenerIsOffByDefault(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("keyward", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{"--token-review-cluster-groups=platform/admins, ci/deployers", "--token-review-cluster-groups=ops/oncall"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.TokenReviewBindAddress != "" {
+		t.Fatalf("TokenReview listens on %q by default", o.TokenReviewBindAddress)
+	}
+	if got := strings.Join(o.TokenReviewClusterGroups, ","); got != "platform/admins,ci/deployers,ops/oncall" {
+		t.Fatalf("cluster groups %q", got)
+	}
+}
+
+func TestTokenReviewFlagsThatCannotWorkAreRefused(t *testing.T) {
+	ok := Options{EnableKeyServer: true, TokenReviewBindAddress: ":8444", KeyServerCertDir: "/certs", TokenReviewClientCA: "/ca/ca.crt"}
+	cases := map[string]struct {
+		mut   func(*Options)
+		fails bool
+	}{
+		"listener, TLS and client CA":            {func(*Options) {}, false},
+		"disabled":                               {func(o *Options) { *o = Options{EnableKeyServer: true} }, false},
+		"no client CA: anyone could call it":     {func(o *Options) { o.TokenReviewClientCA = "" }, true},
+		"no TLS: no client certificate either":   {func(o *Options) { o.KeyServerCertDir = "" }, true},
+		"no key server to answer from":           {func(o *Options) { o.EnableKeyServer = false }, true},
+		"a client CA for a disabled listener":    {func(o *Options) { o.TokenReviewBindAddress = "" }, true},
+		"an allow-list entry that is not ns/grp": {func(o *Options) { o.TokenReviewClusterGroups = []string{"admins"} }, true},
+	}
+	for name, c := range cases {
+		o := ok
+		c.mut(&o)
+		tro, err := o.tokenReview(nil)
+		if (err != nil) != c.fails {
+			t.Errorf("%s: error %v, want failure %v", name, err, c.fails)
+		}
+		if err == nil && (tro == nil) != (o.TokenReviewBindAddress == "") {
+			t.Errorf("%s: options %+v", name, tro)
+		}
 	}
 }

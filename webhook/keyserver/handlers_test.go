@@ -441,20 +441,20 @@ func TestTheSameKeyGivesTheSameIdentityThroughEveryFrontEnd(t *testing.T) {
 	rec := f.do(authzReq("/v1/authz", func(h http.Header) { h.Set("Authorization", "apk "+key) }))
 	_, v := verifyBody(t, f, `{"key":"`+key+`"}`)
 	body, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: key}})
-	trRec := f.do(httptest.NewRequest(http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body)))
+	trRec := f.tokenReview(bytes.NewReader(body))
 	var tr authnv1.TokenReview
 	if err := json.Unmarshal(trRec.Body.Bytes(), &tr); err != nil {
 		t.Fatal(err)
 	}
 	u := tr.Status.User
 	if !tr.Status.Authenticated || u.Username != "keyward:team-a:"+v.Subject || rec.Header().Get(HeaderSubject) != v.Subject ||
-		strings.Join(u.Groups, ",") != "keyward:reporting,keyward:authenticated" || strings.Join(v.Groups, ",") != rec.Header().Get(HeaderGroups) ||
+		strings.Join(u.Groups, ",") != "keyward:team-a:reporting,keyward:authenticated" || strings.Join(v.Groups, ",") != rec.Header().Get(HeaderGroups) ||
 		rec.Header().Get(HeaderNamespace) != "team-a" || v.Namespace != "team-a" || len(tr.Status.Audiences) != 0 ||
 		u.Extra[ExtraKeyID][0] != v.KeyID || rec.Header().Get(HeaderKeyID) != v.KeyID || u.Extra[ExtraNamespace][0] != "team-a" {
 		t.Fatalf("identities differ: authz %v, verify %+v, tokenreview %+v", rec.Header(), v, tr.Status)
 	}
 	body, _ = json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: "kw_bogus"}})
-	trRec = f.do(httptest.NewRequest(http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body)))
+	trRec = f.tokenReview(bytes.NewReader(body))
 	tr = authnv1.TokenReview{}
 	_ = json.Unmarshal(trRec.Body.Bytes(), &tr)
 	if tr.Status.Authenticated || tr.Status.User.Username != "" {
@@ -578,7 +578,7 @@ func TestTokenReviewFailuresAreNotRateLimited(t *testing.T) {
 	key := f.apiKey("billing")
 	review := func(tok string) bool {
 		body, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok}})
-		rec := f.do(httptest.NewRequest(http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body)))
+		rec := f.tokenReview(bytes.NewReader(body))
 		if rec.Code != 200 {
 			t.Fatalf("status %d", rec.Code)
 		}

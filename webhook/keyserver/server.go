@@ -1,8 +1,8 @@
 // Package keyserver is the HTTP server that validates keys for gateways
 // (forward-auth), services (a JSON verify API) and the Kubernetes API server
-// (TokenReview), and exchanges access key pairs for signed tokens. It answers
-// from an in-memory index fed by informers: no API server call on the
-// request path.
+// (TokenReview, on a listener of its own), and exchanges access key pairs
+// for signed tokens. It answers from an in-memory index fed by informers: no
+// API server call on the request path.
 package keyserver
 
 import (
@@ -112,7 +112,7 @@ func New(opts Options) *Server {
 		mux.Handle("GET /v1/token", s.limited(frontendTokens, s.dceToken))
 	}
 	mux.Handle("POST /v1/keys/current/rotate", s.limited(frontendRotate, s.rotate))
-	mux.Handle("POST /apis/authentication.k8s.io/v1/tokenreviews", s.limited(frontendTokenReview, s.tokenReview))
+	// TokenReview is served only on its own listener (TokenReviewServer).
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	authz := s.limited(frontendAuthz, s.authz)
@@ -173,15 +173,6 @@ func (s *Server) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {
 		return err
@@ -198,7 +189,20 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.addr <- ln.Addr()
 	log.Info("serving", "address", ln.Addr().String(), "tls", s.opts.CertDir != "")
+	return serve(ctx, ln, s.handler)
+}
 
+// serve serves h on ln, with the key server's bounds, until ctx is done.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -65,7 +66,10 @@ type Options struct {
 	EnableDCETokenGET  bool
 	FailureBurst       int
 	FailureRefill      time.Duration
-	CertProvisioning   string
+	// TrustedProxies: peers whose X-Forwarded-For names the client the key
+	// server counts failed attempts against (--trusted-proxies).
+	TrustedProxies   []netip.Prefix
+	CertProvisioning string
 
 	// SkipControllerNameValidation lets tests run several managers in one
 	// process; not a flag.
@@ -108,6 +112,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
 	fs.IntVar(&o.FailureBurst, "failed-attempts-burst", 20, "Failed validations a client address may make in a burst before the key server answers 429.")
 	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
+	fs.Func("trusted-proxies", "Comma-separated CIDRs or addresses of the gateways and proxies in front of the key server (repeatable). A request from one of them is counted, for --failed-attempts-*, against the right-most X-Forwarded-For entry that is not one of them; from any other peer X-Forwarded-For is ignored. Empty (the default): the TCP peer is the client.", func(v string) error {
+		p, err := keyserver.ParseTrustedProxies(v)
+		o.TrustedProxies = append(o.TrustedProxies, p...)
+		return err
+	})
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
@@ -249,7 +258,7 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
-		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
+		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
 		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {

@@ -2,6 +2,9 @@ package operator
 
 import (
 	"flag"
+	"io"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +27,31 @@ func TestFlagDefaults(t *testing.T) {
 		"signing keys rotate every 30 days":                  {o.SigningKeyPeriod, 30 * 24 * time.Hour},
 		"the DCE GET token endpoint is off":                  {o.EnableDCETokenGET, false},
 		"leader election is opt-in (the Deployment sets it)": {o.LeaderElect, false},
+		"no trusted proxies: the TCP peer is the client":     {len(o.TrustedProxies), 0},
 	}
 	for name, c := range cases {
 		if c.got != c.want {
 			t.Errorf("%s: got %v, want %v", name, c.got, c.want)
 		}
+	}
+}
+
+func TestTrustedProxiesFlag(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("keyward", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{"--trusted-proxies=10.0.0.0/8, 192.168.1.5", "--trusted-proxies=fd00::/8"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.5/32"), netip.MustParsePrefix("fd00::/8")}
+	if !slices.Equal(o.TrustedProxies, want) {
+		t.Fatalf("TrustedProxies = %v, want %v", o.TrustedProxies, want)
+	}
+	fs = flag.NewFlagSet("keyward", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	(&Options{}).BindFlags(fs)
+	if err := fs.Parse([]string{"--trusted-proxies=gateway.example"}); err == nil {
+		t.Fatal("a host name was accepted as a trusted proxy")
 	}
 }
 

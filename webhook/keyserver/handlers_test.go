@@ -387,27 +387,29 @@ func TestTokensOfASuspendedOrDeletedPairAreRefused(t *testing.T) {
 func TestFailedAttemptsAreLimitedPerAddress(t *testing.T) {
 	f := newFixture(t)
 	good := f.apiKey("good")
-	bad := func(addr string) int {
+	bad := func(addr string) *httptest.ResponseRecorder {
 		r := authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", "kw_nope") })
 		r.RemoteAddr = addr
-		return f.do(r).Code
+		return f.do(r)
 	}
 	for range 5 {
-		if code := bad("198.51.100.1:1"); code != 401 {
+		if code := bad("198.51.100.1:1").Code; code != 401 {
 			t.Fatalf("status %d before the limit", code)
 		}
 	}
-	r := authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", good) })
-	r.RemoteAddr = "198.51.100.1:2"
-	rec := f.do(r)
-	if rec.Code != 429 || rec.Header().Get("Retry-After") != "10" {
+	if rec := bad("198.51.100.1:2"); rec.Code != 429 || rec.Header().Get("Retry-After") != "10" {
 		t.Fatalf("after 5 failures: %d Retry-After=%q, want 429 and 10", rec.Code, rec.Header().Get("Retry-After"))
 	}
-	if code := bad("198.51.100.2:1"); code != 401 {
+	r := authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", good) })
+	r.RemoteAddr = "198.51.100.1:3"
+	if code := f.do(r).Code; code != 200 {
+		t.Fatalf("a valid key from the limited address: %d, want 200", code)
+	}
+	if code := bad("198.51.100.2:1").Code; code != 401 {
 		t.Fatalf("another address was limited too: %d", code)
 	}
 	f.clock.Step(10 * time.Second)
-	if code := bad("198.51.100.1:3"); code != 401 {
+	if code := bad("198.51.100.1:3").Code; code != 401 {
 		t.Fatalf("after the refill: %d, want 401", code)
 	}
 }

@@ -38,16 +38,23 @@ type rotateResponse struct {
 // key": the caller authenticates with an API key and gets its successor,
 // once.
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
-	cred := credentialFrom(r)
+	cred, err := credentialFrom(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		return outcome{result: resultTwoCredentials}
+	}
 	if looksLikeJWT(cred) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "authenticate with the API key to rotate, not a token"})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	res := s.identify(cred, nil)
 	if res.Code != keyindex.Valid || res.Kind != hashsecret.KindAPIKey {
+		if cred != "" && s.limitFailure(w, r, bucketKeyID(cred)) {
+			return outcome{result: resultRateLimited}
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Message: "a valid API key is required"})
-		return outcome{result: string(res.Code), failed: true}
+		return outcome{result: string(res.Code)}
 	}
 	if s.opts.Rotator == nil {
 		writeJSON(w, http.StatusNotImplemented, errorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})

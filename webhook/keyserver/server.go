@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,11 @@ type Options struct {
 	// a burst; one more is allowed every FailureRefill.
 	FailureLimit  int
 	FailureRefill time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
+	// client address of a request from one of them is the right-most
+	// entry that is not itself a trusted proxy. Empty: the peer is the
+	// client, whatever it forwards.
+	TrustedProxies []netip.Prefix
 	// CertReady, when set, is closed once CertDir holds a certificate; the
 	// server waits for it before listening.
 	CertReady <-chan struct{}

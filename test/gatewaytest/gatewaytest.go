@@ -247,9 +247,10 @@ func KeywardHeaders(h http.Header) http.Header {
 }
 
 // Forged is what an attacker adds to a request: the key server's five
-// headers with another identity, in other cases and repeated, a header of
+// headers with another identity, in other cases and repeated, headers of
 // that prefix the key server never sets, and aliases an upstream may fold
-// into X-Keyward-* names. The keys are written as they stand (Go's client
+// into X-Keyward-* names (Go canonicalises them to X.keyward.subject,
+// X-Keyward_scopes and the like). The keys are written as they stand (Go's client
 // does not canonicalise a header map's keys).
 func Forged() http.Header {
 	return http.Header{
@@ -265,6 +266,7 @@ func Forged() http.Header {
 		"X_Keyward_Namespace": {"billing"},
 		"X.Keyward.Subject":   {"admin"},
 		"x~keyward~groups":    {"admins"},
+		"x-keyward_scopes":    {"invoices:write"},
 	}
 }
 

@@ -3,8 +3,8 @@
 // server, and checks what a client gets through it.
 //
 // It needs an nginx binary with the auth_request module, on PATH or in
-// /usr/sbin (.ci/install-nginx.sh installs one). Without one it skips,
-// except in CI (CI=true), where it fails. nginx runs as the test's user,
+// /usr/sbin, and the headers-more module (.ci/install-nginx.sh installs
+// both). Without them it skips, except in CI (CI=true), where it fails. nginx runs as the test's user,
 // with every file it writes in the test's temporary directory.
 package nginx_test
 
@@ -455,12 +455,13 @@ func startNginx(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile st
 	block = replaceOnce(t, block, docKeyServer, "server "+keyServerAddr+";")
 	block = replaceOnce(t, block, docApp, "server "+appAddr+";")
 	block = replaceOnce(t, block, docCA, caFile)
+	modules := headersMore(t, bin)
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before nginx binds it
 		port := freePort(t)
 		conf := replaceOnce(t, block, docListen, fmt.Sprintf("listen 127.0.0.1:%d;", port))
-		base, err := runNginx(t, bin, dir, conf, port)
+		base, err := runNginx(t, bin, dir, modules, conf, port)
 		if err == nil {
 			return base
 		}
@@ -473,7 +474,36 @@ func startNginx(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile st
 	return ""
 }
 
-func runNginx(t *testing.T, bin, dir, block string, port int) (string, error) {
+// headersMore is the main-context line that loads the headers-more module
+// the documented block needs (Debian: libnginx-mod-http-headers-more-filter,
+// under nginx's --modules-path), or "" when nginx has it built in.
+func headersMore(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -V: %v\n%s", bin, err, out)
+	}
+	if strings.Contains(string(out), "headers-more") { // compiled in, as in OpenResty
+		return ""
+	}
+	dir := "/usr/lib/nginx/modules"
+	for _, arg := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(arg, "--modules-path="); ok {
+			dir = v
+		}
+	}
+	so := filepath.Join(dir, "ngx_http_headers_more_filter_module.so")
+	if _, err := os.Stat(so); err != nil {
+		msg := "the nginx headers-more module is missing (" + so + "): run .ci/install-nginx.sh (as root) to install it"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return "load_module " + so + ";"
+}
+
+func runNginx(t *testing.T, bin, dir, modules, block string, port int) (string, error) {
 	t.Helper()
 	prefix := filepath.Join(dir, fmt.Sprintf("nginx-%d", port))
 	for _, d := range []string{"logs", "temp"} {
@@ -483,7 +513,8 @@ func runNginx(t *testing.T, bin, dir, block string, port int) (string, error) {
 	}
 	errorLog := filepath.Join(prefix, "logs", "error.log")
 	temp := filepath.Join(prefix, "temp")
-	conf := fmt.Sprintf(`daemon off;
+	conf := fmt.Sprintf(`%[5]s
+daemon off;
 master_process off;
 worker_processes 1;
 pid %[1]s/logs/nginx.pid;
@@ -500,7 +531,7 @@ http {
 
 %[4]s
 }
-`, prefix, errorLog, temp, block)
+`, prefix, errorLog, temp, block, modules)
 	confFile := filepath.Join(prefix, "nginx.conf")
 	write(t, confFile, []byte(conf))
 

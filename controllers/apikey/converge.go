@@ -145,7 +145,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	if act == issueVersion || act == adoptDelivered {
 		s.issued = plaintext
-		if err := answerSelfRotation(s); err != nil {
+		if err := answerSelfRotation(key, s); err != nil {
 			return 0, err
 		}
 	}

@@ -80,18 +80,22 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 	in.recipientOK = err == nil
 	in.rotatable = key.Spec.ImportFrom == nil && !key.Spec.Suspended && key.DeletionTimestamp.IsZero() &&
 		!keystatus.ExpiredAt(effectiveExpiry(key.Spec, key.CreationTimestamp), now)
+	var presentedHash string
 	if s.record != nil {
 		for _, v := range s.record.Versions() {
 			if v.ID == req.KeyID {
 				in.knownKey = true
 				in.proofOK = selfrotation.Verify(v.Hash, key.Namespace, key.Name, req)
+				if in.proofOK {
+					presentedHash = v.Hash
+				}
 			}
 		}
 		in.current = s.record.Current != nil && s.record.Current.ID == req.KeyID
 	}
 	switch act, reason := decideSelfRotation(in); act {
 	case srRotate:
-		s.forceRotate, s.selfRotation = true, req
+		s.forceRotate, s.selfRotation, s.selfRotationHash = true, req, presentedHash
 	case srReanswer:
 		s.answer = stored
 	case srRefuse:
@@ -100,8 +104,10 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 }
 
 // answerSelfRotation encrypts the version converge issued to the request's
-// recipient; the answer is written into the hash Secret with the version.
-func answerSelfRotation(s *state) error {
+// recipient and authenticates the answer with the presented version's hash
+// (selfrotation.AnswerMAC); the answer is written into the hash Secret with
+// the version.
+func answerSelfRotation(key *kw.APIKey, s *state) error {
 	if s.selfRotation == nil || s.issued == nil {
 		return nil
 	}
@@ -110,6 +116,7 @@ func answerSelfRotation(s *state) error {
 		return err
 	}
 	s.answer = &kw.SelfRotationResponse{ID: s.selfRotation.ID, KeyID: s.issued.ID, EncryptedKey: ct}
+	s.answer.MAC = selfrotation.AnswerMAC(s.selfRotationHash, key.Namespace, key.Name, s.answer)
 	return nil
 }
 

@@ -58,6 +58,11 @@ type Options struct {
 	EnableDCETokenGET  bool
 	FailureBurst       int
 	FailureRefill      time.Duration
+	// Per-key limits on self-rotation and token minting (attack 10).
+	SelfRotationBurst  int
+	SelfRotationRefill time.Duration
+	TokenBurst         int
+	TokenRefill        time.Duration
 	CertProvisioning   string
 
 	// SkipControllerNameValidation lets tests run several managers in one
@@ -91,6 +96,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
 	fs.IntVar(&o.FailureBurst, "failed-attempts-burst", 20, "Failed validations a client address may make in a burst before the key server answers 429.")
 	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
+	fs.IntVar(&o.SelfRotationBurst, "self-rotation-burst", keyserver.DefaultSelfRotationBurst, "Self-rotations (POST /v1/keys/current/rotate) one APIKey may make in a burst before the key server answers 429; each costs the controllers a reconcile.")
+	fs.DurationVar(&o.SelfRotationRefill, "self-rotation-refill", keyserver.DefaultSelfRotationRefill, "After the burst, one more self-rotation of an APIKey is allowed per this interval.")
+	fs.IntVar(&o.TokenBurst, "token-burst", keyserver.DefaultTokenBurst, "Tokens (POST /v1/tokens, GET /v1/token) one AccessKeyPair may mint in a burst before the key server answers 429.")
+	fs.DurationVar(&o.TokenRefill, "token-refill", keyserver.DefaultTokenRefill, "After the burst, one more token per AccessKeyPair is allowed per this interval (100ms: 10 a second).")
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
@@ -191,6 +200,8 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
+		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
+		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
 		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {

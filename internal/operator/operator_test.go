@@ -23,6 +23,10 @@ func TestFlagDefaults(t *testing.T) {
 		"signing keys rotate every 30 days":                  {o.SigningKeyPeriod, 30 * 24 * time.Hour},
 		"the DCE GET token endpoint is off":                  {o.EnableDCETokenGET, false},
 		"leader election is opt-in (the Deployment sets it)": {o.LeaderElect, false},
+		"two self-rotations per key at once":                 {o.SelfRotationBurst, 2},
+		"then one self-rotation a minute":                    {o.SelfRotationRefill, time.Minute},
+		"twenty tokens per pair at once":                     {o.TokenBurst, 20},
+		"then ten tokens a second":                           {o.TokenRefill, 100 * time.Millisecond},
 	}
 	for name, c := range cases {
 		if c.got != c.want {

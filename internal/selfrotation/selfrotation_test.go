@@ -69,14 +69,16 @@ func TestAnswerMACBindsEveryField(t *testing.T) {
 		hash, ns, name string
 		edit           func(*kw.SelfRotationResponse)
 	}{
-		"another version's hash":          {hash: "sha256:bbbb"},
-		"another namespace":               {ns: "team-b"},
-		"another APIKey":                  {name: "payroll"},
-		"another request (replayed)":      {edit: func(r *kw.SelfRotationResponse) { r.ID = "req-0" }},
-		"another version's id":            {edit: func(r *kw.SelfRotationResponse) { r.KeyID = "kid0" }},
-		"another ciphertext":              {edit: func(r *kw.SelfRotationResponse) { r.EncryptedKey += "x" }},
-		"no MAC":                          {edit: func(r *kw.SelfRotationResponse) { r.MAC = "" }},
-		"the request's proof as its MAC":  {edit: func(r *kw.SelfRotationResponse) { r.MAC = NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1r", time.Now(), time.Second).Proof }},
+		"another version's hash":     {hash: "sha256:bbbb"},
+		"another namespace":          {ns: "team-b"},
+		"another APIKey":             {name: "payroll"},
+		"another request (replayed)": {edit: func(r *kw.SelfRotationResponse) { r.ID = "req-0" }},
+		"another version's id":       {edit: func(r *kw.SelfRotationResponse) { r.KeyID = "kid0" }},
+		"another ciphertext":         {edit: func(r *kw.SelfRotationResponse) { r.EncryptedKey += "x" }},
+		"no MAC":                     {edit: func(r *kw.SelfRotationResponse) { r.MAC = "" }},
+		"the request's proof as its MAC": {edit: func(r *kw.SelfRotationResponse) {
+			r.MAC = NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1r", time.Now(), time.Second).Proof
+		}},
 		"a field moved into the next one": {edit: func(r *kw.SelfRotationResponse) { r.ID, r.KeyID = "req-1k", "id2" }},
 	}
 	for name, c := range cases {

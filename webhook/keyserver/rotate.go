@@ -62,6 +62,11 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 			Message: ErrNotRotatable.Error() + ": only the key's current version can rotate it, and this one has been replaced"})
 		return outcome{result: "NOT_ROTATABLE"}
 	}
+	// Per APIKey, whichever version is presented: each rotation costs the
+	// controllers a reconcile and several writes.
+	if wait, ok := s.rotations.take(res.Namespace, res.Name); !ok {
+		return limitedKey(w, wait, "this key was rotated too often")
+	}
 	// Under the server's 10 s write timeout: the request's window, the
 	// answer's margin and the index's confirmation fit in it.
 	ctx, cancel := context.WithTimeout(r.Context(), 9500*time.Millisecond)

@@ -92,6 +92,10 @@ func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Durat
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
 		return outcome{result: "BAD_REQUEST"}
 	}
+	// Per pair, whichever front end or access key version is used.
+	if wait, ok := s.mints.take(res.Namespace, res.Name); !ok {
+		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
+	}
 	// A token never outlives its pair.
 	if res.ExpiresAt != nil && now.Add(lifetime).After(*res.ExpiresAt) {
 		lifetime = res.ExpiresAt.Sub(now)

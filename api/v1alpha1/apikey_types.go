@@ -3,7 +3,9 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // AnnotationRotate, when its value changes, makes the controller issue a new
-// key version now (the previous one keeps its grace period).
+// key version now (the previous one keeps its grace period). Per key, two
+// changes are acted on at once, then one a minute (--annotation-rotation-*
+// flags); a later change waits, and its latest value is then acted on.
 const AnnotationRotate = "keys.keyward.dev/rotate"
 
 // DefaultPrefix is the human-readable prefix of generated keys.

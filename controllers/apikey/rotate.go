@@ -3,7 +3,11 @@ package apikey
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
@@ -118,6 +122,18 @@ func answerSelfRotation(key *kw.APIKey, s *state) error {
 	s.answer = &kw.SelfRotationResponse{ID: s.selfRotation.ID, KeyID: s.issued.ID, EncryptedKey: ct}
 	s.answer.MAC = selfrotation.AnswerMAC(s.selfRotationHash, key.Namespace, key.Name, s.answer)
 	return nil
+}
+
+// noteDeferredRotation says on the Ready condition why the rotate
+// annotation's value was not acted on yet (status.rotateRequest shows the
+// last one that was).
+func noteDeferredRotation(key *kw.APIKey, until time.Time) {
+	c := meta.FindStatusCondition(key.Status.Conditions, kw.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return
+	}
+	c.Message += fmt.Sprintf("; the rotation requested with the %s annotation is deferred until %s: rotations requested of one key are rate-limited",
+		kw.AnnotationRotate, until.UTC().Format(time.RFC3339))
 }
 
 // storedAnswer reads the hash Secret's last self-rotation answer.

@@ -27,6 +27,8 @@ func TestFlagDefaults(t *testing.T) {
 		"then one self-rotation a minute":                    {o.SelfRotationRefill, time.Minute},
 		"twenty tokens per pair at once":                     {o.TokenBurst, 20},
 		"then ten tokens a second":                           {o.TokenRefill, 100 * time.Millisecond},
+		"two rotations by annotation per key at once":        {o.AnnotationRotationBurst, 2},
+		"then one by annotation a minute":                    {o.AnnotationRotationRefill, time.Minute},
 	}
 	for name, c := range cases {
 		if c.got != c.want {

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	clocktesting "k8s.io/utils/clock/testing"
-
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
@@ -136,64 +134,4 @@ func TestAttack10TokenMintingIsLimitedPerPair(t *testing.T) {
 		t.Fatalf("after the refill: %d %s", got.status, got.body)
 	}
 	expectLimited(t, f.do(jsonToken(ak, sk, "")), 1)
-}
-
-func TestKeyLimitsTakeTheirSettingsOrTheDefaults(t *testing.T) {
-	clk := clocktesting.NewFakeClock(t0)
-	cases := map[string]struct {
-		burst     int
-		refill    time.Duration
-		wantBurst int
-		wantWait  time.Duration
-	}{
-		"defaults":   {wantBurst: DefaultSelfRotationBurst, wantWait: DefaultSelfRotationRefill},
-		"configured": {burst: 5, refill: 10 * time.Second, wantBurst: 5, wantWait: 10 * time.Second},
-	}
-	for name, c := range cases {
-		t.Run(name, func(t *testing.T) {
-			l := newKeyLimiter(c.burst, c.refill, DefaultSelfRotationBurst, DefaultSelfRotationRefill, clk)
-			for i := range c.wantBurst {
-				if _, ok := l.take("team-a", "billing"); !ok {
-					t.Fatalf("refused within the burst, at %d", i+1)
-				}
-			}
-			if wait, ok := l.take("team-a", "billing"); ok || wait != c.wantWait {
-				t.Fatalf("after the burst: ok=%v wait=%v, want a wait of %v", ok, wait, c.wantWait)
-			}
-			if _, ok := l.take("team-a", "payroll"); !ok {
-				t.Fatal("another key was refused")
-			}
-		})
-	}
-}
-
-func TestKeyLimitsStayBoundedUnderManyKeys(t *testing.T) {
-	clk := clocktesting.NewFakeClock(t0)
-	l := newKeyLimiter(2, time.Minute, 0, 0, clk)
-	l.max = 64
-	for i := range 1000 {
-		l.take("team-a", strconv.Itoa(i))
-		if len(l.keys) > l.max {
-			t.Fatalf("%d buckets tracked, bound %d", len(l.keys), l.max)
-		}
-	}
-	// Buckets that refilled are forgotten first: they owe nothing.
-	l = newKeyLimiter(2, time.Hour, 0, 0, clk)
-	l.max = 64
-	l.take("team-a", "busy")
-	l.take("team-a", "busy")
-	for i := range l.max - 1 {
-		l.take("team-b", strconv.Itoa(i))
-	}
-	clk.Step(time.Hour) // team-b's buckets are full again, busy's holds 1
-	l.take("team-c", "new")
-	if len(l.keys) != 2 {
-		t.Fatalf("%d buckets after eviction, want busy's and the new one", len(l.keys))
-	}
-	if _, ok := l.take("team-a", "busy"); !ok {
-		t.Fatal("busy's refilled token was refused")
-	}
-	if _, ok := l.take("team-a", "busy"); ok {
-		t.Fatal("a key over its limit was forgotten while refilled buckets could go")
-	}
 }

@@ -64,7 +64,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	// Per APIKey, whichever version is presented: each rotation costs the
 	// controllers a reconcile and several writes.
-	if wait, ok := s.rotations.take(res.Namespace, res.Name); !ok {
+	if wait, ok := s.rotations.Take(res.Namespace, res.Name); !ok {
 		return limitedKey(w, wait, "this key was rotated too often")
 	}
 	// Under the server's 10 s write timeout: the request's window, the

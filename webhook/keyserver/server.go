@@ -21,6 +21,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/signingkeys"
 )
 
@@ -83,7 +84,7 @@ type Server struct {
 	synced  atomic.Pointer[func() bool]
 	limiter *failureLimiter
 	// rotations and mints: per-key limits (keylimits.go).
-	rotations, mints *keyLimiter
+	rotations, mints *keylimit.Limiter
 	usage            *usage
 	handler          http.Handler
 	addr             chan net.Addr
@@ -110,9 +111,9 @@ func New(opts Options) *Server {
 		opts:    opts,
 		index:   keyindex.New(),
 		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
-		rotations: newKeyLimiter(opts.SelfRotationBurst, opts.SelfRotationRefill,
+		rotations: keylimit.New(opts.SelfRotationBurst, opts.SelfRotationRefill,
 			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
-		mints: newKeyLimiter(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
+		mints: keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
 		usage: newUsage(),
 		addr:  make(chan net.Addr, 1),
 	}

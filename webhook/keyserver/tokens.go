@@ -93,7 +93,7 @@ func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Durat
 		return outcome{result: "BAD_REQUEST"}
 	}
 	// Per pair, whichever front end or access key version is used.
-	if wait, ok := s.mints.take(res.Namespace, res.Name); !ok {
+	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {
 		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
 	}
 	// A token never outlives its pair.

@@ -76,6 +76,11 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	case errors.Is(err, ErrNotRotatable):
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
+	case errors.Is(err, errForgedAnswer):
+		logf.FromContext(r.Context()).Info("self-rotation answer refused", "namespace", res.Namespace, "name", res.Name, "reason", err.Error())
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable",
+			Message: "the answer to the rotation request failed its integrity check (someone other than the controller wrote it) and was not handed out; the key you presented keeps working; retry"})
+		return outcome{result: "UNAVAILABLE"}
 	case err != nil:
 		logf.FromContext(r.Context()).Error(err, "self-rotation failed", "namespace", res.Namespace, "name", res.Name)
 		// Nothing half-done is lost: the controller rotates at most once per

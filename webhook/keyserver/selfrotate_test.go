@@ -103,6 +103,10 @@ func encryptedTo(t *testing.T, k keymaterial.Key, req *kw.SelfRotationRequest) s
 // holds, e.g. a leaked key that was rotated away), encrypted to the
 // request's recipient. The caller must not adopt it.
 func TestAttack9AForgedSelfRotationAnswer(t *testing.T) {
+	// Answers without a MAC made with the presented version's hash are
+	// refused as such; the others fail the newer-than check.
+	forged := map[string]bool{"a previous version in its grace period, without the MAC": true,
+		"a new current version, with a MAC keyed by another version": true}
 	cases := map[string]func(b *selfRotationBench, c client.Client, req *kw.SelfRotationRequest) *kw.SelfRotationResponse{
 		"a previous version in its grace period, without the MAC": func(b *selfRotationBench, _ client.Client, req *kw.SelfRotationRequest) *kw.SelfRotationResponse {
 			return &kw.SelfRotationResponse{ID: req.ID, KeyID: b.previous.ID, EncryptedKey: encryptedTo(t, b.previous, req)}
@@ -135,6 +139,9 @@ func TestAttack9AForgedSelfRotationAnswer(t *testing.T) {
 			rr := b.rotate(b.current.String())
 			if rr.Code != http.StatusServiceUnavailable {
 				t.Fatalf("the forged answer was handed out: status %d: %s", rr.Code, rr.Body)
+			}
+			if forged[name] != strings.Contains(rr.Body.String(), "integrity check") {
+				t.Fatalf("the refusal does not say why: %s", rr.Body)
 			}
 			if strings.Contains(rr.Body.String(), b.previous.String()) || strings.Contains(rr.Body.String(), "kw_") {
 				t.Fatalf("a refused answer leaked a key: %s", rr.Body)

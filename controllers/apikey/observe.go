@@ -48,6 +48,9 @@ type state struct {
 	// response to write into status (and, with a new key, the hash Secret).
 	selfRotation *kw.SelfRotationRequest
 	answer       *kw.SelfRotationResponse
+	// selfRotationHash is the presented version's hash: the key of the
+	// answer's MAC.
+	selfRotationHash string
 }
 
 type importedKey struct{ id, hash string }

@@ -120,6 +120,8 @@ type record struct {
 	expiresAt                        int64 // noBound when the key never expires
 	kind                             kind
 	suspended                        bool
+	// hasCurrent: versions[0] is the record's current version.
+	hasCurrent bool
 }
 
 // secretRef names a hash Secret (in the operator namespace).
@@ -439,6 +441,22 @@ func (x *Index) PairIdentity(namespace, name, accessKeyID string, now time.Time)
 	return Result{}, false
 }
 
+// CurrentVersion returns the id and notBefore of the current version of
+// the record of kind (hashsecret.KindAPIKey or KindAccessKeyPair) owned by
+// namespace/name, as indexed; ok is false when there is none. Both are
+// public. Self-rotation uses it to hand out only a version that replaced
+// the presented one.
+func (x *Index) CurrentVersion(kind, namespace, name string) (id string, notBefore time.Time, ok bool) {
+	x.mu.RLock()
+	r := x.byName[hashsecret.Name(kind, namespace, name)]
+	x.mu.RUnlock()
+	if r == nil || !r.hasCurrent || r.kind.String() != kind || r.namespace != namespace || r.name != name {
+		return "", time.Time{}, false
+	}
+	v := r.versions[0]
+	return v.id, time.Unix(0, v.notBefore).UTC(), true
+}
+
 // judge turns a verified version into a Result at now. Its caller has
 // proven it holds the secret, so the precise failure may be told.
 func (r *record) judge(v *version, now time.Time) Result {
@@ -547,6 +565,7 @@ func build(name string, k kind, in *hashsecret.Record) (*record, secretRef) {
 	}
 	if in.Current != nil {
 		add(in.Current)
+		r.hasCurrent = len(r.versions) == 1
 	}
 	for i := range in.Previous {
 		add(&in.Previous[i])

@@ -68,8 +68,16 @@ type Options struct {
 	FailureRefill      time.Duration
 	// TrustedProxies: peers whose X-Forwarded-For names the client the key
 	// server counts failed attempts against (--trusted-proxies).
-	TrustedProxies   []netip.Prefix
-	CertProvisioning string
+	TrustedProxies []netip.Prefix
+	// Per-key limits on self-rotation and token minting (attack 10).
+	SelfRotationBurst  int
+	SelfRotationRefill time.Duration
+	TokenBurst         int
+	TokenRefill        time.Duration
+	// AnnotationRotationBurst/Refill limit rotations by annotation per key.
+	AnnotationRotationBurst  int
+	AnnotationRotationRefill time.Duration
+	CertProvisioning         string
 
 	// SkipControllerNameValidation lets tests run several managers in one
 	// process; not a flag.
@@ -117,6 +125,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.TrustedProxies = append(o.TrustedProxies, p...)
 		return err
 	})
+	fs.IntVar(&o.SelfRotationBurst, "self-rotation-burst", keyserver.DefaultSelfRotationBurst, "Self-rotations (POST /v1/keys/current/rotate) one APIKey may make in a burst before the key server answers 429; each costs the controllers a reconcile.")
+	fs.DurationVar(&o.SelfRotationRefill, "self-rotation-refill", keyserver.DefaultSelfRotationRefill, "After the burst, one more self-rotation of an APIKey is allowed per this interval.")
+	fs.IntVar(&o.TokenBurst, "token-burst", keyserver.DefaultTokenBurst, "Tokens (POST /v1/tokens, GET /v1/token) one AccessKeyPair may mint in a burst before the key server answers 429.")
+	fs.DurationVar(&o.TokenRefill, "token-refill", keyserver.DefaultTokenRefill, "After the burst, one more token per AccessKeyPair is allowed per this interval (100ms: 10 a second).")
+	fs.IntVar(&o.AnnotationRotationBurst, "annotation-rotation-burst", apikey.DefaultRequestedRotationBurst, "Rotations one APIKey may be asked for with the keys.keyward.dev/rotate annotation at once; more are deferred (not dropped) until the budget refills.")
+	fs.DurationVar(&o.AnnotationRotationRefill, "annotation-rotation-refill", apikey.DefaultRequestedRotationRefill, "After the burst, one more rotation by annotation per APIKey per this interval.")
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
@@ -210,6 +224,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject,
 			OperatorNamespace: o.OperatorNamespace, KeysNamespace: o.keysNamespace(),
 			SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
+			AnnotationRotationBurst: o.AnnotationRotationBurst, AnnotationRotationRefill: o.AnnotationRotationRefill,
 		}); err != nil {
 			return nil, err
 		}
@@ -259,6 +274,8 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
+		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
+		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
 		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {

@@ -28,6 +28,12 @@ func TestFlagDefaults(t *testing.T) {
 		"the DCE GET token endpoint is off":                  {o.EnableDCETokenGET, false},
 		"leader election is opt-in (the Deployment sets it)": {o.LeaderElect, false},
 		"no trusted proxies: the TCP peer is the client":     {len(o.TrustedProxies), 0},
+		"two self-rotations per key at once":                 {o.SelfRotationBurst, 2},
+		"then one self-rotation a minute":                    {o.SelfRotationRefill, time.Minute},
+		"twenty tokens per pair at once":                     {o.TokenBurst, 20},
+		"then ten tokens a second":                           {o.TokenRefill, 100 * time.Millisecond},
+		"two rotations by annotation per key at once":        {o.AnnotationRotationBurst, 2},
+		"then one by annotation a minute":                    {o.AnnotationRotationRefill, time.Minute},
 	}
 	for name, c := range cases {
 		if c.got != c.want {

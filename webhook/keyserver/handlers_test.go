@@ -88,6 +88,18 @@ func (f *fixture) apiKey(name string, opts ...keyOpt) string {
 	return k.String()
 }
 
+// apiKeyAs indexes k as the only version of APIKey name.
+func (f *fixture) apiKeyAs(name string, k keymaterial.Key) {
+	f.t.Helper()
+	rec := &hashsecret.Record{
+		Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: name, Subject: name + "-subject", Access: string(kw.AccessReadWrite),
+		Current: &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: t0.Add(-time.Hour)},
+	}
+	if err := f.s.index.Upsert(hashsecret.Name(hashsecret.KindAPIKey, "team-a", name), rec); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // pair indexes an access key pair and returns its AK and SK.
 func (f *fixture) pair(name string, opts ...keyOpt) (string, string) {
 	f.t.Helper()
@@ -680,10 +692,13 @@ func (f rotatorFunc) Rotate(ctx context.Context, namespace, name, presentedKeyID
 func TestSelfRotationHandsOutOnlyAKeyTheIndexConfirms(t *testing.T) {
 	var answer func(f *fixture) (string, string)
 	var gotHash string
+	var onRotate func()
 	f := newFixture(t, func(o *Options) {
 		o.ConfirmRotationWait = 200 * time.Millisecond
+		o.SelfRotationBurst = 100 // one key rotates in every case; the limit has its own tests
 		o.Rotator = rotatorFunc(func(_ context.Context, _, _, _, presentedHash string) (string, string, error) {
 			gotHash = presentedHash
+			onRotate()
 			k, id := answer(nil)
 			return k, id, nil
 		})
@@ -708,7 +723,11 @@ func TestSelfRotationHandsOutOnlyAKeyTheIndexConfirms(t *testing.T) {
 		c := cases[name]
 		t.Run(name, func(t *testing.T) {
 			answer = c.answer
-			if c.index {
+			// The controller's rotation: the successor becomes current.
+			onRotate = func() {
+				if !c.index {
+					return
+				}
 				rec := &hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: "billing", Subject: "billing-subject", Access: string(kw.AccessReadWrite),
 					Current:  &hashsecret.Version{ID: successor.ID, Hash: successor.SecretHash(), NotBefore: t0},
 					Previous: []hashsecret.Version{{ID: parsed.ID, Hash: parsed.SecretHash(), NotBefore: t0.Add(-time.Hour)}}}
@@ -716,6 +735,7 @@ func TestSelfRotationHandsOutOnlyAKeyTheIndexConfirms(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			defer f.apiKeyAs("billing", parsed) // billing's current version again
 			req := httptest.NewRequest(http.MethodPost, "/v1/keys/current/rotate", nil)
 			req.Header.Set("Authorization", "Bearer "+current)
 			rr := httptest.NewRecorder()

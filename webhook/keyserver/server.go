@@ -22,6 +22,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/signingkeys"
 )
 
@@ -70,7 +71,15 @@ type Options struct {
 	// ConfirmRotationWait bounds the wait for the index to know a
 	// self-rotated key before it is handed out (default 2s).
 	ConfirmRotationWait time.Duration
-	Clock               clock.PassiveClock
+	// SelfRotationBurst self-rotations of one APIKey are allowed at once,
+	// then one per SelfRotationRefill; TokenBurst tokens for one
+	// AccessKeyPair, then one per TokenRefill (zero: keylimits.go's
+	// defaults).
+	SelfRotationBurst  int
+	SelfRotationRefill time.Duration
+	TokenBurst         int
+	TokenRefill        time.Duration
+	Clock              clock.PassiveClock
 }
 
 // Server serves the key server's endpoints. It is a manager.Runnable.
@@ -80,9 +89,11 @@ type Server struct {
 	keys    atomic.Pointer[signingkeys.Loaded]
 	synced  atomic.Pointer[func() bool]
 	limiter *failureLimiter
-	usage   *usage
-	handler http.Handler
-	addr    chan net.Addr
+	// rotations and mints: per-key limits (keylimits.go).
+	rotations, mints *keylimit.Limiter
+	usage            *usage
+	handler          http.Handler
+	addr             chan net.Addr
 }
 
 // New builds the server and its routes. Feed it with Sources.
@@ -106,8 +117,11 @@ func New(opts Options) *Server {
 		opts:    opts,
 		index:   keyindex.New(),
 		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
-		usage:   newUsage(),
-		addr:    make(chan net.Addr, 1),
+		rotations: keylimit.New(opts.SelfRotationBurst, opts.SelfRotationRefill,
+			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
+		mints: keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
+		usage: newUsage(),
+		addr:  make(chan net.Addr, 1),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })

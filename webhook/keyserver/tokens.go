@@ -106,6 +106,10 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
 		return outcome{result: "BAD_REQUEST"}
 	}
+	// Per pair, whichever front end or access key version is used.
+	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {
+		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
+	}
 	// A token never outlives its pair.
 	if res.ExpiresAt != nil && now.Add(lifetime).After(*res.ExpiresAt) {
 		lifetime = res.ExpiresAt.Sub(now)

@@ -25,6 +25,7 @@ const (
 )
 
 func withRefusingRotator(o *Options) {
+	o.SelfRotationBurst = 1000 // every case reaches the rotator; the per-key limit has its own tests
 	o.Rotator = rotatorFunc(func(context.Context, string, string, string, string) (string, string, error) {
 		return "", "", ErrNotRotatable
 	})

@@ -196,6 +196,48 @@ var _ = Describe("attack 2: shadowing another key through importFrom", func() {
 		}).Should(Succeed())
 	})
 
+	It("makes a shadow bound before this check let go, on its next reconcile", func() {
+		h := newHarness()
+		victim := newKey(h.ns, "victim")
+		Expect(k8s.Create(ctx, victim)).To(Succeed())
+		waitReady(victim)
+		var victimKey keymaterial.Key
+		Eventually(func(g Gomega) { victimKey = delivered(g, victim) }).Should(Succeed())
+
+		// The shadow and its record as an earlier Keyward wrote them, a
+		// minute later: the victim's key under its own id, suspended.
+		h.stop()
+		h.stop = func() {}
+		h.clock.Step(time.Minute)
+		shadow := newKey(h.ns, "shadow", withImport(victim.Spec.SecretName), withSuspended())
+		Expect(k8s.Create(ctx, shadow)).To(Succeed())
+		rec := &hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: h.ns, Name: "shadow", Subject: "shadow", Suspended: true,
+			Current: &hashsecret.Version{ID: victimKey.ID, Hash: victimKey.SecretHash(), NotBefore: h.clock.Now(), Hint: hashsecret.HintImported}}
+		raw, err := hashsecret.Encode(rec)
+		Expect(err).NotTo(HaveOccurred())
+		hk := hashSecretKey(shadow)
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: hk.Namespace, Name: hk.Name,
+				Labels: map[string]string{hashsecret.LabelManagedBy: hashsecret.ManagedBy, hashsecret.LabelKind: hashsecret.KindAPIKey,
+					hashsecret.LabelOwner: "shadow", hashsecret.LabelOwnerNamespace: h.ns, hashsecret.LabelOwnerUID: string(shadow.UID)},
+				Annotations: map[string]string{hashsecret.AnnotationOwner: h.ns + "/shadow"}},
+			Type: hashsecret.SecretType, Data: map[string][]byte{hashsecret.DataRecord: raw},
+		})).To(Succeed())
+		Eventually(func(g Gomega) {
+			res := indexOf(g, h.opNS).ValidateAPIKey(victimKey.String(), h.clock.Now())
+			g.Expect(res.Code).To(Equal(keyindex.Valid), "the key server answers for the key bound first")
+			g.Expect(res.Name).To(Equal("victim"))
+		}).Should(Succeed())
+
+		h.stop = startManager(h.ns, h.opNS, h.clock, nil)
+		Eventually(func(g Gomega) string { return readyReason(g, shadow) }).Should(Equal(kw.ReasonImportConflict))
+		Eventually(func(g Gomega) { g.Expect(record(g, shadow).Versions()).To(BeEmpty()) }).Should(Succeed())
+		Expect(getKey(shadow).Status.KeyID).To(BeEmpty())
+		Eventually(func(g Gomega) {
+			g.Expect(indexOf(g, h.opNS).ValidateAPIKey(victimKey.String(), h.clock.Now()).Name).To(Equal("victim"))
+		}).Should(Succeed())
+	})
+
 	It("never binds a key already bound to another APIKey to a second one", func() {
 		h := newHarness()
 		const legacy = "Lg7-Zq2xP9rT4mW8vK1nB6yH3cJ5sD0fA_eU"

@@ -147,6 +147,7 @@ var _ = Describe("importing a key", func() {
 
 		// Rewrite the record as an earlier Keyward wrote it.
 		h.stop()
+		h.stop = func() {}
 		bound := h.clock.Now().Add(-24 * time.Hour).UTC()
 		sec := &corev1.Secret{}
 		Expect(k8s.Get(ctx, hashSecretKey(k), sec)).To(Succeed())

@@ -144,6 +144,24 @@ var _ = Describe("attack 1: reading the key in use by editing its APIKey", func(
 		Eventually(func() []string { return eventReasons(k) }).Should(ContainElement(kw.EventRecipientsChanged))
 	})
 
+	It("keeps the version in use valid for a few minutes when recipients are added to a key without a grace period", func() {
+		h := newHarness()
+		k := newKey(h.ns, "no-grace")
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+		var inUse keymaterial.Key
+		Eventually(func(g Gomega) { inUse = delivered(g, k) }).Should(Succeed())
+		cur := getKey(k)
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Spec.Delivery = &kw.Delivery{AgeRecipients: []string{newIdentity().Recipient().String()}}
+		Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := getKey(k)
+			g.Expect(got.Status.KeyID).NotTo(Equal(inUse.ID))
+			g.Expect(got.Status.PreviousKeys).To(ConsistOf(kw.PreviousKey{KeyID: inUse.ID, ValidUntil: metav1.NewTime(h.clock.Now().Add(MinRecipientsGrace))}))
+		}).Should(Succeed())
+	})
+
 	It("encrypts the version in use again when recipients are only removed: each of them already holds it", func() {
 		h := newHarness()
 		alice, bob := newIdentity(), newIdentity()

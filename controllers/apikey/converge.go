@@ -125,6 +125,12 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		if in.forced {
 			grace = max(grace, MinSelfRotationGrace)
 		}
+		if why == whyRecipients && in.wantsSecret {
+			// Nobody asked for a rotation, and the version in use is no
+			// secret to those who hold it: the workload reading the
+			// delivery Secret gets time to pick up the new one.
+			grace = max(grace, MinRecipientsGrace)
+		}
 		if why == whyUndelivered && rec.Current != nil && st.KeyID != rec.Current.ID {
 			// The current version was recorded but its delivery never
 			// completed (status, written last, does not report it): nobody
@@ -210,6 +216,13 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	return wait, nil
 }
+
+// MinRecipientsGrace keeps the version in use valid for a while when age
+// recipients are added to a key with a delivery Secret, even without
+// spec.rotation.gracePeriod: the rotation only keeps the version in use from
+// the new recipients, and a workload needs time to read the new one (a
+// mounted Secret is refreshed within about a minute).
+const MinRecipientsGrace = 5 * time.Minute
 
 // BlockedResync is how often a blocked key is looked at again: what blocks it
 // (a Secret of someone else's, a missing import) is outside the watched cache.

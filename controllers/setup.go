@@ -9,6 +9,7 @@ import (
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/controllers/signingkey"
+	"github.com/keyward/keyward/internal/keylimit"
 )
 
 // Options tune the controllers.
@@ -31,6 +32,11 @@ type Options struct {
 	// MaxTokenLifetime: the longest token the key server issues; a retired
 	// signing key stays published this long.
 	MaxTokenLifetime time.Duration
+	// AnnotationRotationBurst rotations of one APIKey may be asked for with
+	// the rotate annotation at once, then one per AnnotationRotationRefill
+	// (zero: apikey's defaults); more are deferred.
+	AnnotationRotationBurst  int
+	AnnotationRotationRefill time.Duration
 	// Clock is the controllers' time source; nil means the real clock.
 	Clock clock.PassiveClock
 }
@@ -69,5 +75,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
 		HashNamespace:      o.KeysNamespace,
 		Resync:             o.Resync,
+		RequestedRotations: keylimit.New(o.AnnotationRotationBurst, o.AnnotationRotationRefill,
+			apikey.DefaultRequestedRotationBurst, apikey.DefaultRequestedRotationRefill, o.Clock),
 	}).SetupWithManager(mgr)
 }

@@ -25,6 +25,10 @@ for d in docs:
         open(f"{out}/crds/{name}.yaml", "w").write(d.rstrip() + "\n")
         continue
     d = d.replace("namespace: keyward-system", "namespace: {{ .Release.Namespace }}")
+    if kind == "ValidatingAdmissionPolicy":
+        # Its CEL names the controllers' ServiceAccount and Keyward's
+        # namespaces; the operator's is the release's.
+        d = d.replace("keyward-system", "{{ .Release.Namespace }}")
     d = d.replace("image: ghcr.io/keyward/keyward:latest", "image: {{ .Values.image.repository }}:{{ .Values.image.tag }}")
     if kind == "Deployment":
         key = "keyServer" if name == "keyward-key-server" else "controller"

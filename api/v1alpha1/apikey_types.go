@@ -3,7 +3,9 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // AnnotationRotate, when its value changes, makes the controller issue a new
-// key version now (the previous one keeps its grace period).
+// key version now (the previous one keeps its grace period). Per key, two
+// changes are acted on at once, then one a minute (--annotation-rotation-*
+// flags); a later change waits, and its latest value is then acted on.
 const AnnotationRotate = "keys.keyward.dev/rotate"
 
 // DefaultPrefix is the human-readable prefix of generated keys.
@@ -116,12 +118,16 @@ type APIKeySpec struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.period)",message="rotation.gracePeriod must be shorter than rotation.period"
 type RotationPolicy struct {
-	// period between key versions, as a Go duration such as "720h".
+	// period between key versions, as a Go duration such as "720h"; at
+	// least 1h: each rotation costs the controllers several writes, and a
+	// key that rotated every minute would keep a worker busy for its
+	// tenant alone. Rotate sooner on demand with the keys.keyward.dev/rotate
+	// annotation or self-rotation.
 	// +required
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('87600h')",message="rotation.period must be between 1m and 87600h (10 years)"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('87600h')",message="rotation.period must be between 1h and 87600h (10 years)"
 	Period metav1.Duration `json:"period"`
 
 	// gracePeriod during which the previous version keeps validating after
@@ -281,6 +287,14 @@ type SelfRotationResponse struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	EncryptedKey string `json:"encryptedKey,omitempty"`
+
+	// mac authenticates an answer carrying a key: HMAC-SHA256, keyed by the
+	// presented version's hash, over the request id, the owner, keyID and
+	// encryptedKey (hex). The key server hands out nothing without it, so
+	// others allowed to write status cannot answer in the controller's name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	MAC string `json:"mac,omitempty"`
 
 	// refused says why no version was issued (a documented reason).
 	// +optional

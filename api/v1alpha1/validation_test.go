@@ -143,7 +143,12 @@ var _ = Describe("APIKey validation", func() {
 		}, "rotation.gracePeriod must be shorter than rotation.period"),
 		Entry("a rotation period under a minute", func(k *kw.APIKey) {
 			k.Spec.Rotation = &kw.RotationPolicy{Period: *dur("30s")}
-		}, "rotation.period must be between 1m and 87600h (10 years)"),
+		}, "rotation.period must be between 1h and 87600h (10 years)"),
+		// Attack 10: a key rotating every minute keeps a controller worker
+		// busy for one tenant.
+		Entry("attack 10: a rotation period under an hour", func(k *kw.APIKey) {
+			k.Spec.Rotation = &kw.RotationPolicy{Period: *dur("59m59s")}
+		}, "rotation.period must be between 1h and 87600h (10 years)"),
 		Entry("a lifetime over ten years", func(k *kw.APIKey) {
 			k.Spec.Lifetime = dur("87601h")
 		}, "lifetime must be between 1m and 87600h (10 years)"),

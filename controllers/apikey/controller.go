@@ -28,6 +28,7 @@ import (
 	"github.com/keyward/keyward/controllers/keystatus"
 	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keylimit"
 )
 
 // Step names a point between two writes of one reconcile, for fault
@@ -53,6 +54,14 @@ const (
 	DefaultResync = 5 * time.Minute
 )
 
+// Defaults of Reconciler.RequestedRotations: rotations by annotation, per
+// key, like self-rotations: 2 at once, then one a minute. An incident that
+// must cut a key off deletes or suspends it, which is never limited.
+const (
+	DefaultRequestedRotationBurst  = 2
+	DefaultRequestedRotationRefill = time.Minute
+)
+
 // MaxConcurrentReconciles is how many keys are reconciled at once.
 const MaxConcurrentReconciles = 16
 
@@ -73,6 +82,9 @@ type Reconciler struct {
 	// AfterWrite, when set (tests only), runs after each write of a
 	// reconcile; an error ends the reconcile there, as a crash would.
 	AfterWrite func(context.Context, client.ObjectKey, Step) error
+	// RequestedRotations limits, per key, the rotations asked for with the
+	// rotate annotation (the excess is deferred, not dropped); nil: none.
+	RequestedRotations *keylimit.Limiter
 
 	// own: hash Secret writes whose watch events need no reconcile.
 	own ownedsecret.OwnWrites

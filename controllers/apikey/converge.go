@@ -74,6 +74,17 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	if in.deliveredMatches {
 		plaintext = s.delivered
 	}
+	// Rotations asked for with the annotation are limited per key: each is
+	// a reconcile and several writes, and anyone who may edit the APIKey
+	// can ask in a loop (attack 10 of issue 12). Deferred, never dropped:
+	// the latest value is acted on when the key's bucket refills.
+	var deferredUntil *time.Time
+	if in.rotatePending && r.RequestedRotations != nil {
+		if d := r.RequestedRotations.Wait(key.Namespace, key.Name); d > 0 {
+			t := now.Add(d).Truncate(time.Second).Add(time.Second)
+			in.rotatePending, deferredUntil = false, &t
+		}
+	}
 	act, why := decideVersion(in)
 	hadVersion := rec.Current != nil || st.KeyID != ""
 	if act == issueVersion && why == whyFirst && hadVersion {
@@ -169,7 +180,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	if act == issueVersion || act == adoptDelivered {
 		s.issued = plaintext
-		if err := answerSelfRotation(s); err != nil {
+		if err := answerSelfRotation(key, s); err != nil {
 			return 0, err
 		}
 	}
@@ -186,6 +197,10 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	if wrote, err := r.writeRecord(ctx, key, s, rec, age); err != nil {
 		return 0, err
 	} else if wrote {
+		if why == whyRequested && r.RequestedRotations != nil {
+			// Spent once recorded: a failed attempt costs nothing.
+			r.RequestedRotations.Take(key.Namespace, key.Name)
+		}
 		if err := r.afterWrite(ctx, key, StepRecorded); err != nil {
 			return 0, err
 		}
@@ -201,8 +216,11 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 
 	r.setStatus(key, rec, age, now, expiry)
 	r.setConditions(key, now, expiry, "", "")
+	if deferredUntil != nil {
+		noteDeferredRotation(key, *deferredUntil)
+	}
 	var instants []*time.Time
-	instants = append(instants, nextRotation(key.Spec, rec, expiry, now), expiry)
+	instants = append(instants, nextRotation(key.Spec, rec, expiry, now), expiry, deferredUntil)
 	if expiry != nil {
 		soon := expiry.Add(-r.ExpiringSoonWindow)
 		instants = append(instants, &soon)

@@ -51,6 +51,9 @@ type state struct {
 	// response to write into status (and, with a new key, the hash Secret).
 	selfRotation *kw.SelfRotationRequest
 	answer       *kw.SelfRotationResponse
+	// selfRotationHash is the presented version's hash: the key of the
+	// answer's MAC.
+	selfRotationHash string
 }
 
 // importedKey is what is recorded of an imported key: its hash and how the

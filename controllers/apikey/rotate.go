@@ -3,7 +3,11 @@ package apikey
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/keystatus"
@@ -80,18 +84,22 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 	in.recipientOK = err == nil
 	in.rotatable = key.Spec.ImportFrom == nil && !key.Spec.Suspended && key.DeletionTimestamp.IsZero() &&
 		!keystatus.ExpiredAt(effectiveExpiry(key.Spec, key.CreationTimestamp), now)
+	var presentedHash string
 	if s.record != nil {
 		for _, v := range s.record.Versions() {
 			if v.ID == req.KeyID {
 				in.knownKey = true
 				in.proofOK = selfrotation.Verify(v.Hash, key.Namespace, key.Name, req)
+				if in.proofOK {
+					presentedHash = v.Hash
+				}
 			}
 		}
 		in.current = s.record.Current != nil && s.record.Current.ID == req.KeyID
 	}
 	switch act, reason := decideSelfRotation(in); act {
 	case srRotate:
-		s.forceRotate, s.selfRotation = true, req
+		s.forceRotate, s.selfRotation, s.selfRotationHash = true, req, presentedHash
 	case srReanswer:
 		s.answer = stored
 	case srRefuse:
@@ -100,8 +108,10 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 }
 
 // answerSelfRotation encrypts the version converge issued to the request's
-// recipient; the answer is written into the hash Secret with the version.
-func answerSelfRotation(s *state) error {
+// recipient and authenticates the answer with the presented version's hash
+// (selfrotation.AnswerMAC); the answer is written into the hash Secret with
+// the version.
+func answerSelfRotation(key *kw.APIKey, s *state) error {
 	if s.selfRotation == nil || s.issued == nil {
 		return nil
 	}
@@ -110,7 +120,20 @@ func answerSelfRotation(s *state) error {
 		return err
 	}
 	s.answer = &kw.SelfRotationResponse{ID: s.selfRotation.ID, KeyID: s.issued.ID, EncryptedKey: ct}
+	s.answer.MAC = selfrotation.AnswerMAC(s.selfRotationHash, key.Namespace, key.Name, s.answer)
 	return nil
+}
+
+// noteDeferredRotation says on the Ready condition why the rotate
+// annotation's value was not acted on yet (status.rotateRequest shows the
+// last one that was).
+func noteDeferredRotation(key *kw.APIKey, until time.Time) {
+	c := meta.FindStatusCondition(key.Status.Conditions, kw.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return
+	}
+	c.Message += fmt.Sprintf("; the rotation requested with the %s annotation is deferred until %s: rotations requested of one key are rate-limited",
+		kw.AnnotationRotate, until.UTC().Format(time.RFC3339))
 }
 
 // storedAnswer reads the hash Secret's last self-rotation answer.

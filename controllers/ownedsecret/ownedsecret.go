@@ -56,11 +56,16 @@ func Put(ctx context.Context, c client.Client, owner client.Object, current *cor
 	} else {
 		sec = sec.DeepCopy()
 	}
-	labels := map[string]string{
-		hashsecret.LabelManagedBy: hashsecret.ManagedBy,
-		hashsecret.LabelOwner:     OwnerLabel(owner.GetName()),
+	labels := maps.Clone(d.Labels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	maps.Copy(labels, d.Labels)
+	// Outside Keyward's namespaces the API server accepts the controllers'
+	// Secret writes only for Secrets with this label and a controller
+	// reference to an APIKey or AccessKeyPair (config/policy): no caller
+	// may drop it. An existing Secret missing it gets it back.
+	labels[hashsecret.LabelManagedBy] = hashsecret.ManagedBy
+	labels[hashsecret.LabelOwner] = OwnerLabel(owner.GetName())
 	annotations := maps.Clone(d.Annotations)
 	if annotations == nil {
 		annotations = map[string]string{}

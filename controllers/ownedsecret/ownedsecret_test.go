@@ -8,10 +8,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/kube"
 )
 
 func hashSecret(rv string) *corev1.Secret {
@@ -113,3 +117,56 @@ func TestStaleOnlyForAnEarlierObjectOfTheSameName(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// The admission policy that bounds the controllers (config/policy) accepts a
+// delivery Secret only with the managed-by label and a controller reference
+// to its APIKey: Put writes both on every Secret, and puts the label back on
+// one that lost it (written before the label, or stripped by hand).
+func TestPutMarksEveryDeliverySecretKeywards(t *testing.T) {
+	ctx := context.Background()
+	owner := &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "billing", UID: "u1"}}
+	c := fake.NewClientBuilder().WithScheme(kube.Scheme()).WithObjects(owner).Build()
+	d := Desired{Name: "billing-key", Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"key": []byte("k1")},
+		Labels: map[string]string{hashsecret.LabelManagedBy: "someone-else", "team": "a"}}
+	marked := func(sec *corev1.Secret) {
+		t.Helper()
+		if got := sec.Labels[hashsecret.LabelManagedBy]; got != hashsecret.ManagedBy {
+			t.Errorf("managed-by label %q, want %q", got, hashsecret.ManagedBy)
+		}
+		if sec.Labels["team"] != "a" {
+			t.Error("the caller's own label was dropped")
+		}
+		if ref := metav1.GetControllerOf(sec); ref == nil || ref.UID != owner.UID || ref.Kind != "APIKey" ||
+			ref.APIVersion != kw.GroupVersion.String() {
+			t.Errorf("controller reference %+v, want the APIKey's", ref)
+		}
+		if sec.Type != corev1.SecretTypeOpaque {
+			t.Errorf("type %q", sec.Type)
+		}
+	}
+
+	created, wrote, err := Put(ctx, c, owner, nil, d)
+	if err != nil || !wrote {
+		t.Fatalf("create: wrote %v, %v", wrote, err)
+	}
+	marked(created)
+
+	stripped := created.DeepCopy()
+	delete(stripped.Labels, hashsecret.LabelManagedBy)
+	if err := c.Update(ctx, stripped); err != nil {
+		t.Fatal(err)
+	}
+	updated, wrote, err := Put(ctx, c, owner, stripped, d)
+	if err != nil || !wrote {
+		t.Fatalf("the same data without the label: wrote %v, %v; want the label written back", wrote, err)
+	}
+	marked(updated)
+	live := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(updated), live); err != nil {
+		t.Fatal(err)
+	}
+	marked(live)
+	if _, wrote, _ := Put(ctx, c, owner, live, d); wrote {
+		t.Error("an unchanged Secret was written again")
+	}
+}

@@ -1,11 +1,13 @@
 // Package keyindex is the key server's in-memory index of hash Secret
-// records: it answers "is this key valid, and whose is it?" in O(1) by key
-// id, or by hash for imported keys, with no I/O. Whoever watches the hash Secrets feeds it with Upsert and
-// Delete; every record it holds is immutable, so readers never see a record
-// half-updated.
+// records: it answers "is this key valid, and whose is it?" in O(1), by key
+// id, or by hash for imported keys, with no I/O. Whoever watches the hash
+// Secrets feeds it with Upsert and Delete; every record it holds is
+// immutable, so readers never see a record half-updated.
 //
-// The package never logs, and neither a presented key nor a stored hash ever
-// ends up in a Result, an error or a map key.
+// The package never logs; a presented key never ends up in a Result, an
+// error or a map key, nor a stored hash in a Result or an error. (Imported
+// versions are found by their hash as a map key: a hash, never a secret, and
+// the match is then confirmed in constant time.)
 package keyindex
 
 import (
@@ -173,6 +175,8 @@ type record struct {
 	expiresAt                        int64 // noBound when the key never expires
 	kind                             kind
 	suspended                        bool
+	// hasCurrent: versions[0] is the record's current version.
+	hasCurrent bool
 }
 
 // secretRef names a hash Secret (in the operator namespace).
@@ -512,6 +516,22 @@ func (x *Index) PairIdentity(namespace, name, accessKeyID string, now time.Time)
 	return Result{}, false
 }
 
+// CurrentVersion returns the id and notBefore of the current version of
+// the record of kind (hashsecret.KindAPIKey or KindAccessKeyPair) owned by
+// namespace/name, as indexed; ok is false when there is none. Both are
+// public. Self-rotation uses it to hand out only a version that replaced
+// the presented one.
+func (x *Index) CurrentVersion(kind, namespace, name string) (id string, notBefore time.Time, ok bool) {
+	x.mu.RLock()
+	r := x.byName[hashsecret.Name(kind, namespace, name)]
+	x.mu.RUnlock()
+	if r == nil || !r.hasCurrent || r.kind.String() != kind || r.namespace != namespace || r.name != name {
+		return "", time.Time{}, false
+	}
+	v := r.versions[0]
+	return v.id, time.Unix(0, v.notBefore).UTC(), true
+}
+
 // judge turns a verified version into a Result at now. Its caller has
 // proven it holds the secret, so the precise failure may be told.
 func (r *record) judge(v *version, now time.Time) Result {
@@ -620,6 +640,7 @@ func build(name string, k kind, in *hashsecret.Record) (*record, secretRef) {
 	}
 	if in.Current != nil {
 		add(in.Current)
+		r.hasCurrent = len(r.versions) == 1
 	}
 	for i := range in.Previous {
 		add(&in.Previous[i])

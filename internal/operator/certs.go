@@ -21,8 +21,9 @@ const (
 	// (cert-manager, a mounted Secret, make dev's envtest), or TLS is off.
 	CertsExternal = "external"
 	// CertsSelf: the operator keeps a CA and serving certificates in Secrets
-	// of its namespace, renews them before they expire and injects the CA
-	// into the webhook configuration (open-policy-agent/cert-controller).
+	// of its namespace, renews them before they expire
+	// (open-policy-agent/cert-controller) and injects the CA into the
+	// webhook configuration (caInjector).
 	CertsSelf = "self"
 )
 
@@ -35,12 +36,12 @@ const (
 	WebhookConfigName   = "keyward-validating-webhook-configuration"
 )
 
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;update;patch
-
 // certRotators adds a cert-controller rotator for each TLS server this
-// manager runs, and returns channels closed once each one's certificate is
-// in its cert dir (nil when the part is off or certificates are external).
-func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady, keyServerReady <-chan struct{}, err error) {
+// manager runs, and returns what each must wait for before it serves: its
+// certificate in its cert dir and, for the admission webhooks, the CA in
+// the webhook configuration (nil when the part is off or certificates are
+// external).
+func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady []<-chan struct{}, keyServerReady <-chan struct{}, err error) {
 	if o.CertProvisioning != CertsSelf {
 		return nil, nil, nil
 	}
@@ -48,7 +49,9 @@ func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady, 
 	if err != nil {
 		return nil, nil, err
 	}
-	add := func(name, secret, service, dir string, webhooks []rotator.WebhookInfo) (<-chan struct{}, error) {
+	// No rotator injects the CA (its cache would list every webhook
+	// configuration in the cluster): caInjector does.
+	add := func(name, secret, service, dir string) (<-chan struct{}, error) {
 		if dir == "" {
 			return nil, fmt.Errorf("--cert-provisioning=self needs a cert dir for the %s", name)
 		}
@@ -65,7 +68,6 @@ func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady, 
 			DNSName:        svc,
 			ExtraDNSNames:  []string{svc + ".cluster.local", service + "." + o.OperatorNamespace},
 			IsReady:        ready,
-			Webhooks:       webhooks,
 			ControllerName: "cert-rotator-" + name,
 			// Every replica needs its files; the Secret update is
 			// resourceVersion-guarded, so racing replicas converge.
@@ -74,13 +76,18 @@ func certRotators(mgr ctrl.Manager, cfg *rest.Config, o Options) (webhookReady, 
 		return ready, err
 	}
 	if o.EnableAdmissionWebhooks {
-		if webhookReady, err = add("webhooks", WebhookCertSecret, WebhookService, o.WebhookCertDir,
-			[]rotator.WebhookInfo{{Name: WebhookConfigName, Type: rotator.Validating}}); err != nil {
+		mounted, err := add("webhooks", WebhookCertSecret, WebhookService, o.WebhookCertDir)
+		if err != nil {
 			return nil, nil, err
 		}
+		injected, err := addCAInjector(mgr, cfg, o.OperatorNamespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		webhookReady = []<-chan struct{}{mounted, injected}
 	}
 	if o.EnableKeyServer {
-		if keyServerReady, err = add("key-server", KeyServerCertSecret, KeyServerService, o.KeyServerCertDir, nil); err != nil {
+		if keyServerReady, err = add("key-server", KeyServerCertSecret, KeyServerService, o.KeyServerCertDir); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -107,22 +114,22 @@ func ensureSecret(c client.Client, namespace, name string) error {
 	return nil
 }
 
-// afterReady runs setup once ready is closed; a manager.Runnable that needs
-// no leader.
+// afterReady runs setup once every ready channel is closed; a
+// manager.Runnable that needs no leader.
 type afterReady struct {
-	ready <-chan struct{}
+	ready []<-chan struct{}
 	setup func() error
 }
 
 func (a afterReady) NeedLeaderElection() bool { return false }
 
 func (a afterReady) Start(ctx context.Context) error {
-	select {
-	case <-a.ready:
-		if err := a.setup(); err != nil {
-			return err
+	for _, ready := range a.ready {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
 		}
-	case <-ctx.Done():
 	}
-	return nil
+	return a.setup()
 }

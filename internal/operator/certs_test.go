@@ -118,4 +118,15 @@ func TestSelfProvisionedCertificates(t *testing.T) {
 		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: operator.WebhookCertSecret}, sec)).To(Succeed())
 		g.Expect(got.Webhooks[0].ClientConfig.CABundle).To(Equal(sec.Data["ca.crt"]), "the CA was not injected")
 	}).Should(Succeed())
+
+	// Re-applying the install empties the CA bundle; it is injected again.
+	got := &admissionv1.ValidatingWebhookConfiguration{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Name: operator.WebhookConfigName}, got)).To(Succeed())
+	ca := got.Webhooks[0].ClientConfig.CABundle
+	got.Webhooks[0].ClientConfig.CABundle = nil
+	g.Expect(k8s.Update(ctx, got)).To(Succeed())
+	g.Eventually(func(g Gomega) []byte {
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: operator.WebhookConfigName}, got)).To(Succeed())
+		return got.Webhooks[0].ClientConfig.CABundle
+	}).Should(Equal(ca), "the CA was not injected again")
 }

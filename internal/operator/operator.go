@@ -5,8 +5,11 @@ package operator
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -40,6 +43,11 @@ type Options struct {
 	// KeysNamespace holds the hash Secrets; empty means OperatorNamespace.
 	KeysNamespace string
 
+	// TokenReview listener: empty address disables it.
+	TokenReviewBindAddress   string
+	TokenReviewClientCA      string
+	TokenReviewClusterGroups []string
+
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
 	LeaderElect            bool
@@ -58,7 +66,18 @@ type Options struct {
 	EnableDCETokenGET  bool
 	FailureBurst       int
 	FailureRefill      time.Duration
-	CertProvisioning   string
+	// TrustedProxies: peers whose X-Forwarded-For names the client the key
+	// server counts failed attempts against (--trusted-proxies).
+	TrustedProxies []netip.Prefix
+	// Per-key limits on self-rotation and token minting (attack 10).
+	SelfRotationBurst  int
+	SelfRotationRefill time.Duration
+	TokenBurst         int
+	TokenRefill        time.Duration
+	// AnnotationRotationBurst/Refill limit rotations by annotation per key.
+	AnnotationRotationBurst  int
+	AnnotationRotationRefill time.Duration
+	CertProvisioning         string
 
 	// SkipControllerNameValidation lets tests run several managers in one
 	// process; not a flag.
@@ -72,10 +91,20 @@ const DefaultOperatorNamespace = "keyward-system"
 // BindFlags registers the manager's flags on fs.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableControllers, "enable-controllers", true, "Run the APIKey, AccessKeyPair and signing-key controllers (leader-elected).")
-	fs.BoolVar(&o.EnableKeyServer, "enable-key-server", true, "Run the key server (validation, tokens, TokenReview, JWKS) on every replica.")
+	fs.BoolVar(&o.EnableKeyServer, "enable-key-server", true, "Run the key server (validation, tokens, JWKS, and TokenReview with --token-review-bind-address) on every replica.")
 	fs.BoolVar(&o.EnableAdmissionWebhooks, "enable-admission-webhooks", true, "Serve the validating admission webhooks for the Keyward CRDs.")
 	fs.StringVar(&o.KeyServerBindAddress, "key-server-bind-address", ":8443", "Address the key server listens on.")
 	fs.StringVar(&o.KeyServerCertDir, "key-server-cert-dir", "", "Directory with tls.crt and tls.key for the key server; empty serves plain HTTP.")
+	fs.StringVar(&o.TokenReviewBindAddress, "token-review-bind-address", "", "Address of kube-apiserver's TokenReview webhook listener (TLS with the key server's certificate, client certificate required); empty disables it. TokenReview is never served on --key-server-bind-address.")
+	fs.StringVar(&o.TokenReviewClientCA, "token-review-client-ca", "", "PEM file of the CA bundle whose client certificates the TokenReview listener accepts: any certificate it signed is accepted, so use a CA that signs kube-apiserver's webhook client certificate only. Read again when it changes.")
+	fs.Func("token-review-cluster-groups", "Comma-separated <namespace>/<group> entries: a key of that namespace carrying that group also receives the cluster-wide group keyward:<group> (every group is keyward:<namespace>:<group> otherwise). Repeatable.", func(v string) error {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				o.TokenReviewClusterGroups = append(o.TokenReviewClusterGroups, e)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&o.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", DefaultOperatorNamespace), "Namespace of the operator's own objects (signing keys, serving certificates, leader lease).")
 	fs.StringVar(&o.KeysNamespace, "keys-namespace", "", "Namespace of the hash Secrets (one per key; only the operator writes there); empty means --operator-namespace. A namespace of their own keeps them out of the certificate rotator's unfiltered cache of the operator namespace.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
@@ -91,6 +120,17 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.EnableDCETokenGET, "enable-dce-token-get", false, "Serve DCE's GET /v1/token?ak=&sk=&cycle=. Off by default: a secret key in a URL ends up in access logs.")
 	fs.IntVar(&o.FailureBurst, "failed-attempts-burst", 20, "Failed validations a client address may make in a burst before the key server answers 429.")
 	fs.DurationVar(&o.FailureRefill, "failed-attempts-refill", 3*time.Second, "After the burst, one more failed attempt is allowed per this interval.")
+	fs.Func("trusted-proxies", "Comma-separated CIDRs or addresses of the gateways and proxies in front of the key server (repeatable). A request from one of them is counted, for --failed-attempts-*, against the right-most X-Forwarded-For entry that is not one of them; from any other peer X-Forwarded-For is ignored. Empty (the default): the TCP peer is the client.", func(v string) error {
+		p, err := keyserver.ParseTrustedProxies(v)
+		o.TrustedProxies = append(o.TrustedProxies, p...)
+		return err
+	})
+	fs.IntVar(&o.SelfRotationBurst, "self-rotation-burst", keyserver.DefaultSelfRotationBurst, "Self-rotations (POST /v1/keys/current/rotate) one APIKey may make in a burst before the key server answers 429; each costs the controllers a reconcile.")
+	fs.DurationVar(&o.SelfRotationRefill, "self-rotation-refill", keyserver.DefaultSelfRotationRefill, "After the burst, one more self-rotation of an APIKey is allowed per this interval.")
+	fs.IntVar(&o.TokenBurst, "token-burst", keyserver.DefaultTokenBurst, "Tokens (POST /v1/tokens, GET /v1/token) one AccessKeyPair may mint in a burst before the key server answers 429.")
+	fs.DurationVar(&o.TokenRefill, "token-refill", keyserver.DefaultTokenRefill, "After the burst, one more token per AccessKeyPair is allowed per this interval (100ms: 10 a second).")
+	fs.IntVar(&o.AnnotationRotationBurst, "annotation-rotation-burst", apikey.DefaultRequestedRotationBurst, "Rotations one APIKey may be asked for with the keys.keyward.dev/rotate annotation at once; more are deferred (not dropped) until the budget refills.")
+	fs.DurationVar(&o.AnnotationRotationRefill, "annotation-rotation-refill", apikey.DefaultRequestedRotationRefill, "After the burst, one more rotation by annotation per APIKey per this interval.")
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
@@ -100,6 +140,45 @@ func (o Options) keysNamespace() string {
 		return o.KeysNamespace
 	}
 	return o.OperatorNamespace
+}
+
+// addTokenReview adds the TokenReview listener when it is enabled.
+func addTokenReview(mgr ctrl.Manager, ks *keyserver.Server, o Options, certReady <-chan struct{}) error {
+	tro, err := o.tokenReview(certReady)
+	if err != nil || tro == nil {
+		return err
+	}
+	trs, err := keyserver.NewTokenReviewServer(ks, *tro)
+	if err != nil {
+		return err
+	}
+	return mgr.Add(trs)
+}
+
+// tokenReview is the TokenReview listener's configuration, nil when it is
+// disabled; flags that cannot work together are refused here, before
+// anything starts.
+func (o Options) tokenReview(certReady <-chan struct{}) (*keyserver.TokenReviewOptions, error) {
+	if o.TokenReviewBindAddress == "" {
+		if o.TokenReviewClientCA != "" || len(o.TokenReviewClusterGroups) > 0 {
+			return nil, errors.New("--token-review-client-ca and --token-review-cluster-groups need --token-review-bind-address")
+		}
+		return nil, nil
+	}
+	if !o.EnableKeyServer {
+		return nil, errors.New("--token-review-bind-address needs the key server (--enable-key-server)")
+	}
+	if o.KeyServerCertDir == "" || o.TokenReviewClientCA == "" {
+		return nil, errors.New("--token-review-bind-address needs --key-server-cert-dir (TLS) and --token-review-client-ca (kube-apiserver's client certificate is what authorizes a TokenReview)")
+	}
+	groups, err := keyserver.ParseClusterGroups(o.TokenReviewClusterGroups)
+	if err != nil {
+		return nil, fmt.Errorf("--token-review-cluster-groups: %w", err)
+	}
+	return &keyserver.TokenReviewOptions{
+		BindAddress: o.TokenReviewBindAddress, CertDir: o.KeyServerCertDir, ClientCAFile: o.TokenReviewClientCA,
+		ClusterGroups: groups, CertReady: certReady,
+	}, nil
 }
 
 func envOr(name, def string) string {
@@ -113,6 +192,9 @@ func envOr(name, def string) string {
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if !o.EnableControllers && !o.EnableKeyServer && !o.EnableAdmissionWebhooks {
 		return nil, errors.New("nothing to run: enable at least one of --enable-controllers, --enable-key-server, --enable-admission-webhooks")
+	}
+	if _, err := o.tokenReview(nil); err != nil {
+		return nil, err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  kube.Scheme(),
@@ -142,6 +224,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			ExpiringSoonWindow: o.ExpiringSoonWindow, MaxPairsPerSubject: o.MaxPairsPerSubject,
 			OperatorNamespace: o.OperatorNamespace, KeysNamespace: o.keysNamespace(),
 			SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
+			AnnotationRotationBurst: o.AnnotationRotationBurst, AnnotationRotationRefill: o.AnnotationRotationRefill,
 		}); err != nil {
 			return nil, err
 		}
@@ -193,7 +276,9 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
-		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, CertReady: certReady,
+		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
+		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
+		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
 		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
 	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {
@@ -203,6 +288,9 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		return err
 	}
 	if err := mgr.Add(&keyserver.UsageWriter{Server: ks, Client: live}); err != nil {
+		return err
+	}
+	if err := addTokenReview(mgr, ks, o, certReady); err != nil {
 		return err
 	}
 	return mgr.AddReadyzCheck("key-server-caches", func(*http.Request) error {

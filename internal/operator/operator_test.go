@@ -2,6 +2,10 @@ package operator
 
 import (
 	"flag"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,6 +27,13 @@ func TestFlagDefaults(t *testing.T) {
 		"signing keys rotate every 30 days":                  {o.SigningKeyPeriod, 30 * 24 * time.Hour},
 		"the DCE GET token endpoint is off":                  {o.EnableDCETokenGET, false},
 		"leader election is opt-in (the Deployment sets it)": {o.LeaderElect, false},
+		"no trusted proxies: the TCP peer is the client":     {len(o.TrustedProxies), 0},
+		"two self-rotations per key at once":                 {o.SelfRotationBurst, 2},
+		"then one self-rotation a minute":                    {o.SelfRotationRefill, time.Minute},
+		"twenty tokens per pair at once":                     {o.TokenBurst, 20},
+		"then ten tokens a second":                           {o.TokenRefill, 100 * time.Millisecond},
+		"two rotations by annotation per key at once":        {o.AnnotationRotationBurst, 2},
+		"then one by annotation a minute":                    {o.AnnotationRotationRefill, time.Minute},
 	}
 	for name, c := range cases {
 		if c.got != c.want {
@@ -31,8 +42,69 @@ func TestFlagDefaults(t *testing.T) {
 	}
 }
 
+func TestTrustedProxiesFlag(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("keyward", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{"--trusted-proxies=10.0.0.0/8, 192.168.1.5", "--trusted-proxies=fd00::/8"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.5/32"), netip.MustParsePrefix("fd00::/8")}
+	if !slices.Equal(o.TrustedProxies, want) {
+		t.Fatalf("TrustedProxies = %v, want %v", o.TrustedProxies, want)
+	}
+	fs = flag.NewFlagSet("keyward", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	(&Options{}).BindFlags(fs)
+	if err := fs.Parse([]string{"--trusted-proxies=gateway.example"}); err == nil {
+		t.Fatal("a host name was accepted as a trusted proxy")
+	}
+}
+
 func TestNewManagerRefusesToRunNothing(t *testing.T) {
 	if _, err := NewManager(nil, Options{}); err == nil {
 		t.Fatal("a manager with every part disabled was built")
+	}
+}
+
+func TestTheTokenReviewListenerIsOffByDefault(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("keyward", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{"--token-review-cluster-groups=platform/admins, ci/deployers", "--token-review-cluster-groups=ops/oncall"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.TokenReviewBindAddress != "" {
+		t.Fatalf("TokenReview listens on %q by default", o.TokenReviewBindAddress)
+	}
+	if got := strings.Join(o.TokenReviewClusterGroups, ","); got != "platform/admins,ci/deployers,ops/oncall" {
+		t.Fatalf("cluster groups %q", got)
+	}
+}
+
+func TestTokenReviewFlagsThatCannotWorkAreRefused(t *testing.T) {
+	ok := Options{EnableKeyServer: true, TokenReviewBindAddress: ":8444", KeyServerCertDir: "/certs", TokenReviewClientCA: "/ca/ca.crt"}
+	cases := map[string]struct {
+		mut   func(*Options)
+		fails bool
+	}{
+		"listener, TLS and client CA":            {func(*Options) {}, false},
+		"disabled":                               {func(o *Options) { *o = Options{EnableKeyServer: true} }, false},
+		"no client CA: anyone could call it":     {func(o *Options) { o.TokenReviewClientCA = "" }, true},
+		"no TLS: no client certificate either":   {func(o *Options) { o.KeyServerCertDir = "" }, true},
+		"no key server to answer from":           {func(o *Options) { o.EnableKeyServer = false }, true},
+		"a client CA for a disabled listener":    {func(o *Options) { o.TokenReviewBindAddress = "" }, true},
+		"an allow-list entry that is not ns/grp": {func(o *Options) { o.TokenReviewClusterGroups = []string{"admins"} }, true},
+	}
+	for name, c := range cases {
+		o := ok
+		c.mut(&o)
+		tro, err := o.tokenReview(nil)
+		if (err != nil) != c.fails {
+			t.Errorf("%s: error %v, want failure %v", name, err, c.fails)
+		}
+		if err == nil && (tro == nil) != (o.TokenReviewBindAddress == "") {
+			t.Errorf("%s: options %+v", name, tro)
+		}
 	}
 }

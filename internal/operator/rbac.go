@@ -9,6 +9,13 @@ package operator
 // label, so list/watch anywhere would let them read every Secret. Hash
 // Secrets, signing keys and certificates live in the operator namespace,
 // where the cache lists and watches them.
+//
+// Nor can RBAC say which Secrets the controllers may write outside their
+// namespaces: the ValidatingAdmissionPolicy in config/policy limits those
+// writes to delivery Secrets (Opaque, labelled managed-by keyward,
+// controlled by an APIKey or AccessKeyPair) that were Keyward's already, and
+// their Secrets anywhere to Opaque and hash Secrets, so their token can
+// neither mint a ServiceAccount token Secret nor touch anyone else's Secret.
 
 // +kubebuilder:rbac:groups=keys.keyward.dev,resources=apikeys;accesskeypairs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=keys.keyward.dev,resources=apikeys/status;accesskeypairs/status,verbs=get;update;patch

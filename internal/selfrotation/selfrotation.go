@@ -37,6 +37,28 @@ func Verify(versionHash, namespace, name string, req *kw.SelfRotationRequest) bo
 	return hmac.Equal([]byte(want), []byte(req.Proof))
 }
 
+// AnswerMAC authenticates an answer that carries a key to the asker:
+// HMAC-SHA256 keyed by the presented version's stored hash (the request's
+// proof key, which only the controller and the asker know) over the request
+// id, the owner, the new version's id and the ciphertext. Whoever else may
+// write apikeys/status cannot make one, so cannot slip the asker a key of
+// its choosing, such as an old version it holds.
+func AnswerMAC(versionHash, namespace, name string, resp *kw.SelfRotationResponse) string {
+	m := hmac.New(sha256.New, []byte(versionHash))
+	for _, part := range []string{"keyward-self-rotation-answer/v1", namespace, name, resp.ID, resp.KeyID, resp.EncryptedKey} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyAnswer reports, in constant time, whether resp's MAC was made with
+// versionHash.
+func VerifyAnswer(versionHash, namespace, name string, resp *kw.SelfRotationResponse) bool {
+	want := AnswerMAC(versionHash, namespace, name, resp)
+	return hmac.Equal([]byte(want), []byte(resp.MAC))
+}
+
 // Pending reports whether status holds a request not yet answered whose
 // deadline is still ahead at now (and within MaxSelfRotationWindow of its
 // asking). Past the deadline the asker has stopped waiting: acting on it

@@ -55,6 +55,55 @@ func TestProofBindsEveryField(t *testing.T) {
 	}
 }
 
+func TestAnswerMACBindsEveryField(t *testing.T) {
+	const hash = "sha256:aaaa"
+	base := func() *kw.SelfRotationResponse {
+		r := &kw.SelfRotationResponse{ID: "req-1", KeyID: "kid2", EncryptedKey: "-----BEGIN AGE ENCRYPTED FILE-----"}
+		r.MAC = AnswerMAC(hash, "team-a", "billing", r)
+		return r
+	}
+	if !VerifyAnswer(hash, "team-a", "billing", base()) {
+		t.Fatal("an answer does not verify with the hash it was made with")
+	}
+	cases := map[string]struct {
+		hash, ns, name string
+		edit           func(*kw.SelfRotationResponse)
+	}{
+		"another version's hash":     {hash: "sha256:bbbb"},
+		"another namespace":          {ns: "team-b"},
+		"another APIKey":             {name: "payroll"},
+		"another request (replayed)": {edit: func(r *kw.SelfRotationResponse) { r.ID = "req-0" }},
+		"another version's id":       {edit: func(r *kw.SelfRotationResponse) { r.KeyID = "kid0" }},
+		"another ciphertext":         {edit: func(r *kw.SelfRotationResponse) { r.EncryptedKey += "x" }},
+		"no MAC":                     {edit: func(r *kw.SelfRotationResponse) { r.MAC = "" }},
+		"the request's proof as its MAC": {edit: func(r *kw.SelfRotationResponse) {
+			r.MAC = NewRequest("req-1", "team-a", "billing", "kid1", hash, "age1r", time.Now(), time.Second).Proof
+		}},
+		"a field moved into the next one": {edit: func(r *kw.SelfRotationResponse) { r.ID, r.KeyID = "req-1k", "id2" }},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			h, ns, n := hash, "team-a", "billing"
+			if c.hash != "" {
+				h = c.hash
+			}
+			if c.ns != "" {
+				ns = c.ns
+			}
+			if c.name != "" {
+				n = c.name
+			}
+			r := base()
+			if c.edit != nil {
+				c.edit(r)
+			}
+			if VerifyAnswer(h, ns, n, r) {
+				t.Fatal("verified")
+			}
+		})
+	}
+}
+
 func TestPending(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	req := NewRequest("req-1", "ns", "n", "kid", "h", "age1r", t0, 5*time.Second)

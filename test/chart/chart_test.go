@@ -102,4 +102,17 @@ func TestChartValuesApply(t *testing.T) {
 	if img != "ghcr.io/keyward/keyward:v9" {
 		t.Errorf("image.tag not applied: %v", img)
 	}
+	// The policies bounding the controllers name their ServiceAccount and
+	// namespace: the release's.
+	for _, name := range []string{"keyward-controller-secrets", "keyward-controller-webhook-configuration"} {
+		policy, _ := yaml.Marshal(charted["ValidatingAdmissionPolicy/"+name])
+		if !strings.Contains(string(policy), "'system:serviceaccount:keys:keyward-controller-manager'") ||
+			strings.Contains(string(policy), "keyward-system") {
+			t.Errorf("ValidatingAdmissionPolicy %s does not match the release's controllers:\n%s", name, policy)
+		}
+	}
+	secrets, _ := yaml.Marshal(charted["ValidatingAdmissionPolicy/keyward-controller-secrets"])
+	if !strings.Contains(string(secrets), "request.namespace in ['keys', 'keyward-keys']") {
+		t.Errorf("the Secrets policy does not exempt the release namespace:\n%s", secrets)
+	}
 }

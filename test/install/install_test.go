@@ -141,9 +141,10 @@ func TestTheInstallIsTwoHardenedDeploymentsWithTheNamesTheOperatorUses(t *testin
 			"keyward-controller-manager", "keyward-controller-manager",
 			[]string{"--leader-elect", "--enable-key-server=false", "--cert-provisioning=self"},
 		},
-		"the key server: no controllers, no webhooks": {
+		"the key server: no controllers, no webhooks, TokenReview on a port of its own for client certificates": {
 			"keyward-key-server", "keyward-key-server",
-			[]string{"--enable-controllers=false", "--enable-admission-webhooks=false", "--cert-provisioning=self"},
+			[]string{"--enable-controllers=false", "--enable-admission-webhooks=false", "--cert-provisioning=self",
+				"--token-review-bind-address=:8444", "--token-review-client-ca=/token-review-client-ca/ca.crt"},
 		},
 	}
 	for name, c := range cases {

@@ -27,11 +27,13 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -225,7 +227,8 @@ func installIdentities(t *testing.T, g *WithT, ctx context.Context, k8s client.C
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()
 	g.Expect(err).NotTo(HaveOccurred())
 	want := map[string]bool{"Namespace": true, "ServiceAccount": true, "Role": true, "RoleBinding": true,
-		"ClusterRole": true, "ClusterRoleBinding": true, "Secret": true, "ValidatingWebhookConfiguration": true}
+		"ClusterRole": true, "ClusterRoleBinding": true, "Secret": true, "ValidatingWebhookConfiguration": true,
+		"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true}
 	var sas []string
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		u := &unstructured.Unstructured{}
@@ -366,4 +369,228 @@ func (ks *keyServer) verify(g Gomega, key string) bool {
 func (ks *keyServer) token(g Gomega, accessKeyID, secretKey string) int {
 	status, _ := ks.post(g, "/v1/tokens", map[string]string{"accessKeyID": accessKeyID, "secretKey": secretKey}, "")
 	return status
+}
+
+// The name config/default gives the policy that bounds the controllers'
+// Secret writes, and what its refusals say.
+const (
+	secretsPolicy = "keyward-controller-secrets"
+	webhookPolicy = "keyward-controller-webhook-configuration"
+)
+
+// A compromised controller (its ServiceAccount's token, or its process)
+// tries to turn its rights into cluster-admin's: a token Secret for a
+// kube-system account, a write to a Secret that is not Keyward's, another
+// admission webhook switched off, or its own webhook configuration turned
+// into a tap on every Secret. RBAC and the ValidatingAdmissionPolicy the
+// install ships refuse each; the controllers' own work goes on under them.
+func TestAttack8TurningTheControllersIdentityIntoClusterAdmin(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &bytes.Buffer{}
+	ctrl.SetLogger(zap.New(zap.WriteTo(&lockedWriter{w: logs})))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("operator logs:\n%s", logs.String())
+		}
+	})
+
+	env, admin, err := testenv.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = env.Stop() })
+	k8s, err := client.New(admin, client.Options{Scheme: kube.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	installIdentities(t, g, ctx, k8s, filepath.Join(env.BinaryAssetsDirectory, "kubectl"))
+	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userNamespace}})).To(Succeed())
+	ctl, err := client.New(as(admin, controllerSA), client.Options{Scheme: kube.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	saToken := func(labelled bool) *corev1.Secret {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "admin-token",
+			Annotations: map[string]string{corev1.ServiceAccountNameKey: "default"}}, Type: corev1.SecretTypeServiceAccountToken}
+		if labelled {
+			sec.Labels = map[string]string{"app.kubernetes.io/managed-by": "keyward"}
+		}
+		return sec
+	}
+	// The API server loads a new policy asynchronously: wait until it
+	// refuses a dry run of the attack, then try it for real.
+	g.Eventually(func() error { return ctl.Create(ctx, saToken(false), client.DryRunAll) }).
+		Should(MatchError(ContainSubstring(secretsPolicy)), "a token Secret for a kube-system account")
+	for _, labelled := range []bool{false, true} {
+		err := ctl.Create(ctx, saToken(labelled))
+		g.Expect(err).To(MatchError(ContainSubstring(secretsPolicy)), "a token Secret for a kube-system account (labelled: %v)", labelled)
+		g.Expect(err).To(MatchError(ContainSubstring("only Opaque Secrets")))
+	}
+
+	// A Secret in a tenant namespace that is not Keyward's: not created, not
+	// written, not taken over by adding the label, not deleted.
+	unlabelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "planted"},
+		Type: corev1.SecretTypeOpaque, StringData: map[string]string{"config": "x"}}
+	g.Expect(ctl.Create(ctx, unlabelled)).To(MatchError(ContainSubstring(secretsPolicy)), "an unlabelled Opaque Secret")
+	labelledOnly := unlabelled.DeepCopy()
+	labelledOnly.Labels = map[string]string{"app.kubernetes.io/managed-by": "keyward"}
+	g.Expect(ctl.Create(ctx, labelledOnly)).To(MatchError(ContainSubstring(secretsPolicy)),
+		"a labelled Opaque Secret that no APIKey or AccessKeyPair controls")
+
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "db-password"},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"password": []byte("hunter2")}}
+	g.Expect(k8s.Create(ctx, foreign)).To(Succeed())
+	overwritten := foreign.DeepCopy()
+	overwritten.Data["password"] = []byte("attacker")
+	g.Expect(ctl.Update(ctx, overwritten)).To(MatchError(ContainSubstring(secretsPolicy)), "overwriting a foreign Secret")
+	takenOver := overwritten.DeepCopy()
+	takenOver.Labels = map[string]string{"app.kubernetes.io/managed-by": "keyward"}
+	g.Expect(ctl.Update(ctx, takenOver)).To(MatchError(ContainSubstring(secretsPolicy)), "labelling a foreign Secret Keyward's")
+	g.Expect(ctl.Delete(ctx, foreign)).To(MatchError(ContainSubstring(secretsPolicy)), "deleting a foreign Secret")
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+	g.Expect(foreign.Data["password"]).To(Equal([]byte("hunter2")), "the foreign Secret lost nothing")
+	g.Expect(foreign.Labels).To(BeEmpty())
+
+	// Another admission webhook: not readable, not writable.
+	other := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "other-policy-engine"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "pods.policy.example.com", AdmissionReviewVersions: []string{"v1"},
+			SideEffects:   ptr.To(admissionregistrationv1.SideEffectClassNone),
+			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+			ClientConfig:  admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://policy.example.com/validate")},
+			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+		}},
+	}
+	g.Expect(k8s.Create(ctx, other)).To(Succeed())
+	switchedOff := client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/webhooks/0/rules/0/operations","value":["CONNECT"]}]`))
+	g.Expect(ctl.Patch(ctx, other.DeepCopy(), switchedOff)).To(Satisfy(apierrors.IsForbidden), "switching off another webhook")
+	g.Expect(ctl.List(ctx, &admissionregistrationv1.ValidatingWebhookConfigurationList{})).To(Satisfy(apierrors.IsForbidden),
+		"listing every webhook configuration")
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(other), other)).To(Succeed())
+	g.Expect(other.Webhooks[0].Rules[0].Operations).To(Equal([]admissionregistrationv1.OperationType{admissionregistrationv1.Create}))
+	vwc := func(verb, name string) authzv1.ResourceAttributes {
+		return authzv1.ResourceAttributes{Verb: verb, Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: name}
+	}
+	for _, c := range []struct {
+		attr    authzv1.ResourceAttributes
+		allowed bool
+	}{
+		{vwc("patch", other.Name), false},
+		{vwc("update", other.Name), false},
+		{vwc("delete", other.Name), false},
+		{vwc("create", ""), false},
+		{vwc("list", ""), false},
+		{vwc("watch", ""), false},
+		{vwc("get", operator.WebhookConfigName), true},  // the CA injection: by name, and
+		{vwc("list", operator.WebhookConfigName), true}, // list and watch with a metadata.name field selector
+		{vwc("watch", operator.WebhookConfigName), true},
+		{vwc("update", operator.WebhookConfigName), true},
+		{vwc("delete", operator.WebhookConfigName), false},
+		{authzv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies", Name: secretsPolicy}, false},
+		{authzv1.ResourceAttributes{Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings", Name: secretsPolicy}, false},
+	} {
+		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: "system:serviceaccount:" + opNS + ":" + controllerSA, Groups: saGroups, ResourceAttributes: &c.attr,
+		}}
+		g.Expect(k8s.Create(ctx, sar)).To(Succeed())
+		g.Expect(sar.Status.Allowed).To(Equal(c.allowed), "the controllers may %s %s %q", c.attr.Verb, c.attr.Resource, c.attr.Name)
+	}
+
+	// Keyward's own webhook configuration: the controllers write its CA,
+	// and nothing else — not a rule that would send them every Secret.
+	own := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	g.Expect(ctl.Get(ctx, types.NamespacedName{Name: operator.WebhookConfigName}, own)).To(Succeed())
+	everything := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "x", Operator: metav1.LabelSelectorOpDoesNotExist}}}
+	for what, change := range map[string]func(w *admissionregistrationv1.ValidatingWebhookConfiguration){
+		"every Secret sent to Keyward's webhook": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].Rules = append(w.Webhooks[0].Rules, admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}}})
+		},
+		"Keyward's webhook sent elsewhere": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://attacker.example.com/")}
+		},
+		"another Service": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].ClientConfig.Service.Namespace = userNamespace
+		},
+		"a webhook added": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks = append(w.Webhooks, other.Webhooks[0])
+		},
+		"a webhook removed": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) { w.Webhooks = w.Webhooks[1:] },
+		"the failure policy": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+			w.Webhooks[1].FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+		},
+		"the namespace selector": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].NamespaceSelector = everything
+		},
+		"the object selector": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].ObjectSelector = everything
+		},
+		"a match condition": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "never", Expression: "false"}}
+		},
+		"the match policy": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].MatchPolicy = ptr.To(admissionregistrationv1.Exact)
+		},
+		"the timeout": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].TimeoutSeconds = ptr.To[int32](1)
+		},
+		"side effects": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].SideEffects = ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun)
+		},
+		"review version": func(w *admissionregistrationv1.ValidatingWebhookConfiguration) {
+			w.Webhooks[0].AdmissionReviewVersions = []string{"v1beta1"}
+		},
+	} {
+		tap := own.DeepCopy()
+		change(tap)
+		g.Expect(ctl.Update(ctx, tap)).To(MatchError(ContainSubstring(webhookPolicy)), what)
+	}
+	injected := own.DeepCopy()
+	for i := range injected.Webhooks {
+		injected.Webhooks[i].ClientConfig.CABundle = []byte("-----BEGIN CERTIFICATE-----\n")
+	}
+	g.Expect(ctl.Update(ctx, injected)).To(Succeed(), "the CA is the controllers' to write")
+
+	// The controllers' work under the policy: issue, rotate and delete a key
+	// and a pair with delivery Secrets.
+	startManager(t, g, ctx, as(admin, controllerSA), operator.Options{EnableControllers: true})
+	key := &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "svc"}, Spec: kw.APIKeySpec{SecretName: "svc-key"}}
+	pair := &kw.AccessKeyPair{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "deployer"},
+		Spec: kw.AccessKeyPairSpec{Subject: "deployer", SecretName: "deployer-keys"}}
+	g.Expect(k8s.Create(ctx, key)).To(Succeed())
+	g.Expect(k8s.Create(ctx, pair)).To(Succeed())
+	delivered := func(name string) *corev1.Secret {
+		sec := &corev1.Secret{}
+		g.Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: userNamespace, Name: name}, sec)
+		}).Should(Succeed(), "the delivery Secret %s", name)
+		g.Expect(sec.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "keyward"))
+		g.Expect(sec.Type).To(Equal(corev1.SecretTypeOpaque))
+		return sec
+	}
+	first := delivered("svc-key")
+	delivered("deployer-keys")
+
+	// A delivery Secret written before the label, or stripped of it by
+	// hand, is still the controllers' to rotate: its controller reference
+	// says so, and the rotation puts the label back.
+	delete(first.Labels, "app.kubernetes.io/managed-by")
+	g.Expect(k8s.Update(ctx, first)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
+	key.Annotations = map[string]string{kw.AnnotationRotate: "now"}
+	g.Expect(k8s.Update(ctx, key)).To(Succeed())
+	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", apikey.DataKey) }).
+		ShouldNot(Equal(string(first.Data[apikey.DataKey])), "the rotated key is delivered")
+	delivered("svc-key")
+
+	g.Expect(k8s.Delete(ctx, key)).To(Succeed())
+	g.Expect(k8s.Delete(ctx, pair)).To(Succeed())
+	for _, name := range []string{"svc-key", "deployer-keys"} {
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: userNamespace, Name: name}, &corev1.Secret{}))
+		}).Should(BeTrue(), "the delivery Secret %s is deleted with its owner", name)
+	}
+	g.Expect(logs.String()).NotTo(ContainSubstring(secretsPolicy), "no write of the controllers was refused")
 }

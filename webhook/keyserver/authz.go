@@ -39,15 +39,21 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 	// Tokens must name the default audience here: the query string may come
 	// from the client (Envoy appends the original path), so it cannot widen
 	// what is accepted.
-	cred := credentialFrom(r)
+	cred, err := credentialFrom(r)
+	if err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return outcome{result: resultTwoCredentials}
+	}
 	res := s.identify(cred, nil)
 	if res.Code != keyindex.Valid {
+		// A request with no key is not guessing one: behind a gateway every
+		// visitor shares one address, and keyless visitors are not counted.
+		if cred != "" && s.limitFailure(w, r, bucketKeyID(cred)) {
+			return outcome{result: resultRateLimited}
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		// A request with no key is not guessing one: behind a gateway every
-		// visitor shares one address, and keyless visitors must not lock
-		// out those who have keys.
-		return outcome{result: string(res.Code), failed: cred != ""}
+		return outcome{result: string(res.Code)}
 	}
 	if res = keyindex.RequireScopes(res, required); res.Code != keyindex.Valid {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="`+strings.Join(required, " ")+`"`)
@@ -136,7 +142,9 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		return outcome{result: "BAD_REQUEST"}
 	}
 	res := s.identify(req.Key, nil)
-	failed := res.Code != keyindex.Valid
+	if res.Code != keyindex.Valid && req.Key != "" && s.limitFailure(w, r, bucketKeyID(req.Key)) {
+		return outcome{result: resultRateLimited}
+	}
 	res = keyindex.RequireScopes(res, req.Scopes)
 	out := VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
@@ -144,5 +152,5 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}
 	writeJSON(w, http.StatusOK, out)
-	return outcome{result: string(res.Code), failed: failed}
+	return outcome{result: string(res.Code)}
 }

@@ -11,6 +11,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/tokens"
 )
 
@@ -21,18 +22,75 @@ const maxCredentialBytes = tokens.MaxTokenBytes
 // Adverity's Token and Bearer, the common ApiKey); compared case-insensitively.
 var schemes = []string{"Bearer", "Token", "apk", "ApiKey"}
 
+// Refusals of a request that carries more than one credential: a gateway
+// passes every header on, and an upstream reading another one than the key
+// server did would act on a credential nobody checked.
+var (
+	errTwoAuthorization = errors.New("more than one Authorization header: send exactly one credential")
+	errTwoAPIKeys       = errors.New("more than one X-API-Key header: send exactly one credential")
+	errDifferentAPIKey  = errors.New("the Authorization and X-API-Key headers carry different credentials: send exactly one credential")
+	errTwoPairs         = errors.New("more than one access key pair (HTTP Basic, the body, or a repeated field): send exactly one credential")
+)
+
+// Header names as net/http stores them, read straight from the map.
+const (
+	headerAuthorization = "Authorization"
+	headerAPIKey        = "X-Api-Key"
+)
+
 // credentialFrom reads the key from Authorization (with one of the schemes,
-// or as the raw value, as Concord sends it) or from X-API-Key.
-func credentialFrom(r *http.Request) string {
-	if v := r.Header.Get("Authorization"); v != "" {
-		for _, sch := range schemes {
-			if len(v) > len(sch) && strings.EqualFold(v[:len(sch)], sch) && v[len(sch)] == ' ' {
-				return strings.TrimSpace(v[len(sch)+1:])
-			}
-		}
-		return strings.TrimSpace(v)
+// or as the raw value, as Concord sends it) or from X-API-Key. More than one
+// of either header is refused, and so are both when they differ; the same
+// key in both is one credential (clients that set both exist).
+func credentialFrom(r *http.Request) (string, error) {
+	auth, xkey := r.Header[headerAuthorization], r.Header[headerAPIKey]
+	switch {
+	case len(auth) > 1:
+		return "", errTwoAuthorization
+	case len(xkey) > 1:
+		return "", errTwoAPIKeys
 	}
-	return strings.TrimSpace(r.Header.Get("X-API-Key"))
+	var a, x string
+	if len(auth) == 1 {
+		a = fromAuthorization(auth[0])
+	}
+	if len(xkey) == 1 {
+		x = strings.TrimSpace(xkey[0])
+	}
+	switch {
+	case a == "":
+		return x, nil
+	// Both values are the client's own: comparing them reveals nothing
+	// stored, so it needs no constant time.
+	case x == "" || x == a:
+		return a, nil
+	default:
+		return "", errDifferentAPIKey
+	}
+}
+
+// fromAuthorization strips a known scheme from an Authorization value.
+func fromAuthorization(v string) string {
+	for _, sch := range schemes {
+		if len(v) > len(sch) && strings.EqualFold(v[:len(sch)], sch) && v[len(sch)] == ' ' {
+			return strings.TrimSpace(v[len(sch)+1:])
+		}
+	}
+	return strings.TrimSpace(v)
+}
+
+// bucketKeyID is the key id a credential names, for the failure limit: an
+// API key's id. Tokens name none the limiter can trust before their
+// signature is checked, so their failures count against the address, as do
+// imported keys (their id derives from the whole secret) and junk.
+func bucketKeyID(cred string) string {
+	if looksLikeJWT(cred) {
+		return ""
+	}
+	if k, err := keymaterial.Parse(cred); err == nil {
+		return k.ID
+	}
+	return ""
 }
 
 // looksLikeJWT: three base64url parts, the first a JSON object ("eyJ").

@@ -3,6 +3,9 @@ package keyserver_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -60,6 +64,7 @@ type stack struct {
 	cfg  *rest.Config
 	k8s  client.Client
 	base string // the key server's URL
+	web  *http.Client
 	opNS string // the operator namespace of the last startOperator
 	keys string // and its keys namespace (hash Secrets)
 	stop func()
@@ -74,13 +79,21 @@ func freePort() int {
 
 // startOperator runs controllers and key server (no admission webhooks)
 // against env on the given key server port.
-func startOperator(s *stack, port int) {
+func startOperator(s *stack, port int) { startOperatorWith(s, port, nil, nil) }
+
+// startOperatorWith takes a client for the key server (TLS) and changes to
+// the options.
+func startOperatorWith(s *stack, port int, web *http.Client, mut func(*operator.Options)) {
 	opNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-system-"}}
 	Expect(s.k8s.Create(ctx, opNS)).To(Succeed())
 	keysNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "keyward-keys-"}}
 	Expect(s.k8s.Create(ctx, keysNS)).To(Succeed())
-	s.base, s.opNS, s.keys = fmt.Sprintf("http://127.0.0.1:%d", port), opNS.Name, keysNS.Name
-	mgr, err := operator.NewManager(s.cfg, operator.Options{
+	scheme := "http"
+	if web != nil {
+		scheme = "https"
+	}
+	s.base, s.web, s.opNS, s.keys = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), web, opNS.Name, keysNS.Name
+	o := operator.Options{
 		EnableControllers: true, EnableKeyServer: true,
 		KeyServerBindAddress: fmt.Sprintf("127.0.0.1:%d", port), OperatorNamespace: opNS.Name, KeysNamespace: keysNS.Name,
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
@@ -89,11 +102,20 @@ func startOperator(s *stack, port int) {
 		// Every request comes from 127.0.0.1; the limit has its own tests.
 		FailureBurst: 1 << 20, FailureRefill: time.Millisecond,
 		SkipControllerNameValidation: true,
-	})
+	}
+	if mut != nil {
+		mut(&o)
+	}
+	mgr, err := operator.NewManager(s.cfg, o)
 	Expect(err).NotTo(HaveOccurred())
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = mgr.Start(mctx) }()
+	go func() {
+		defer close(done)
+		if err := mgr.Start(mctx); err != nil {
+			GinkgoWriter.Printf("the manager stopped: %v\n", err)
+		}
+	}()
 	s.stop = func() { cancel(); <-done }
 	Eventually(func() int { return get(s, "/readyz", nil).status }, 30*time.Second).Should(Equal(200))
 }
@@ -111,7 +133,11 @@ func do(s *stack, method, path string, body io.Reader, hdr map[string]string) re
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	web := http.DefaultClient
+	if s.web != nil {
+		web = s.web
+	}
+	resp, err := web.Do(req)
 	if err != nil {
 		return response{status: -1}
 	}
@@ -316,35 +342,138 @@ var _ = Describe("the key server", Ordered, func() {
 })
 
 var _ = Describe("kube-apiserver with the TokenReview webhook", Ordered, func() {
+	const platformNS = "platform-team" // allow-listed for the cluster-wide group keyward:admins
 	var (
-		s    *stack
-		port int
+		s        *stack
+		serverCA *keyserver.TestCA
+		trURL    string // the TokenReview listener
 	)
 	BeforeAll(func() {
-		port = freePort()
+		port, trPort := freePort(), freePort()
+		for trPort == port {
+			trPort = freePort()
+		}
 		dir := GinkgoT().TempDir()
+		// The key server's serving certificate, and a CA of its own that
+		// signs kube-apiserver's webhook client certificate only.
+		var err error
+		serverCA, err = keyserver.NewTestCA("keyward serving")
+		Expect(err).NotTo(HaveOccurred())
+		clientCA, err := keyserver.NewTestCA("kube-apiserver webhook clients")
+		Expect(err).NotTo(HaveOccurred())
+		certDir := filepath.Join(dir, "certs")
+		Expect(os.Mkdir(certDir, 0o700)).To(Succeed())
+		crt, key, err := serverCA.Issue("keyward-key-server", "127.0.0.1")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(filepath.Join(certDir, "tls.crt"), crt, 0o600)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600)).To(Succeed())
+		clientCAFile := filepath.Join(dir, "client-ca.crt")
+		Expect(os.WriteFile(clientCAFile, clientCA.PEM, 0o600)).To(Succeed())
+		apiCrt, apiKey, err := clientCA.Issue("kube-apiserver")
+		Expect(err).NotTo(HaveOccurred())
+
+		trURL = fmt.Sprintf("https://127.0.0.1:%d%s", trPort, keyserver.TokenReviewPath)
 		webhookConfig := filepath.Join(dir, "webhook.kubeconfig")
+		b64 := base64.StdEncoding.EncodeToString
 		Expect(os.WriteFile(webhookConfig, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
 clusters:
 - name: keyward
   cluster:
-    server: http://127.0.0.1:%d/apis/authentication.k8s.io/v1/tokenreviews
+    server: %s
+    certificate-authority-data: %s
 users:
 - name: kube-apiserver
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
 contexts:
 - name: webhook
   context: {cluster: keyward, user: kube-apiserver}
 current-context: webhook
-`, port), 0o600)).To(Succeed())
+`, trURL, b64(serverCA.PEM), b64(apiCrt), b64(apiKey)), 0o600)).To(Succeed())
 		s = newStack(func(env *envtest.Environment) {
 			env.ControlPlane.GetAPIServer().Configure().
 				Set("authentication-token-webhook-config-file", webhookConfig).
 				Set("authentication-token-webhook-version", "v1").
 				Set("authentication-token-webhook-cache-ttl", "100ms")
 		})
-		startOperator(s, port)
+		Expect(s.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: platformNS}})).To(Succeed())
+		startOperatorWith(s, port, httpsClient(serverCA), func(o *operator.Options) {
+			o.KeyServerCertDir = certDir
+			o.TokenReviewBindAddress = fmt.Sprintf("127.0.0.1:%d", trPort)
+			o.TokenReviewClientCA = clientCAFile
+			o.TokenReviewClusterGroups = []string{platformNS + "/admins"}
+		})
 		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
+	})
+
+	// asKey is a clientset authenticating with a Keyward key alone.
+	asKey := func(key string) *kubernetes.Clientset {
+		cfg := rest.AnonymousClientConfig(s.cfg)
+		cfg.BearerToken = key
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	whoami := func(key string) (authnv1.UserInfo, error) {
+		r, err := asKey(key).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err != nil {
+			return authnv1.UserInfo{}, err
+		}
+		return r.Status.UserInfo, nil
+	}
+	newKey := func(ns, name string, groups ...string) string {
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: kw.APIKeySpec{Groups: groups, SecretName: name}})).To(Succeed())
+		return secretData(s, ns, name, apikey.DataKey)
+	}
+
+	It("attack 5: guessing keys online through TokenReview", func() {
+		ns := newNS(s)
+		plain := newKey(ns, "target")
+		// kube-apiserver presents its client certificate and is answered.
+		Eventually(func(g Gomega) {
+			u, err := whoami(plain)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(u.Username).To(Equal("keyward:" + ns + ":target"))
+		}, 20*time.Second).Should(Succeed())
+
+		// A direct caller that trusts the key server but has no client
+		// certificate is refused at the handshake.
+		body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + plain + `"}}`
+		resp, err := httpsClient(serverCA).Post(trURL, "application/json", strings.NewReader(body))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			Fail(fmt.Sprintf("a caller without a client certificate was answered: %d %s", resp.StatusCode, b))
+		}
+		Expect(err.Error()).To(ContainSubstring("tls: certificate required"))
+		// And the key server's public port does not serve TokenReview at all.
+		r := do(s, http.MethodPost, keyserver.TokenReviewPath, strings.NewReader(body), nil)
+		Expect(r.status).To(Equal(http.StatusNotFound), "a caller without a client certificate was answered: %s", r.body)
+	})
+
+	It("attack 6: joining another team's RBAC group", func() {
+		Expect(s.k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "namespace-reader"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}}}})).To(Succeed())
+		Expect(s.k8s.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "keyward-admins"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "namespace-reader"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "Group", Name: "keyward:admins"}}})).To(Succeed())
+		tenantNS := newNS(s)
+		tenant := newKey(tenantNS, "intruder", "admins")
+		platform := newKey(platformNS, "ops", "admins")
+
+		// The allow-listed namespace's key holds the cluster-wide group.
+		Eventually(func() error {
+			_, err := asKey(platform).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+			return err
+		}, 20*time.Second).Should(Succeed())
+
+		// The tenant's key authenticates, in its own namespace's group only.
+		var u authnv1.UserInfo
+		Eventually(func() (err error) { u, err = whoami(tenant); return err }, 20*time.Second).Should(Succeed())
+		Expect(u.Groups).To(ConsistOf("keyward:"+tenantNS+":admins", "keyward:authenticated", "system:authenticated"))
+		_, err := asKey(tenant).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a tenant's key joined keyward:admins: %v", err)
 	})
 
 	It("authenticates requests bearing an API key as its subject, for RBAC to decide, until the key is deleted", func() {
@@ -358,15 +487,12 @@ current-context: webhook
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pod-reader"},
 			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "keyward:" + ns + ":ci-bot"}}})).To(Succeed())
 
-		asKey := rest.AnonymousClientConfig(s.cfg)
-		asKey.BearerToken = plain
-		cs, err := kubernetes.NewForConfig(asKey)
-		Expect(err).NotTo(HaveOccurred())
+		cs := asKey(plain)
 		Eventually(func() error {
 			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 			return err
 		}, 20*time.Second).Should(Succeed())
-		_, err = cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+		_, err := cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "RBAC bound only %s; got %v", ns, err)
 		Expect(err.Error()).To(ContainSubstring(`User "keyward:` + ns + `:ci-bot"`))
 
@@ -410,6 +536,14 @@ current-context: webhook
 		Expect(authz(s, plain)).To(Equal(200))
 	})
 })
+
+// httpsClient trusts ca and presents certs.
+func httpsClient(ca *keyserver.TestCA, certs ...tls.Certificate) *http.Client {
+	roots := x509.NewCertPool()
+	Expect(roots.AppendCertsFromPEM(ca.PEM)).To(BeTrue())
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12}}}
+}
 
 // apiServerPID finds the envtest kube-apiserver by its secure port.
 func apiServerPID(env *envtest.Environment) int {

@@ -2,8 +2,10 @@ package keyserver
 
 import (
 	"math"
-	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,81 +13,109 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// maxTrackedClients bounds the limiter's memory under a flood of addresses.
-const maxTrackedClients = 10000
+// maxTrackedBuckets bounds the limiter's memory (about 200 bytes a bucket)
+// under a flood of addresses and key ids.
+const maxTrackedBuckets = 1 << 14
 
-// failureLimiter limits failed attempts per client address (x/time/rate
-// token buckets): a burst of limit failures, then one per refill. Successful
-// requests cost nothing, so a busy well-behaved client is never limited.
+// maxBucketKeyID bounds the key id kept in a bucket; a longer one (which
+// names no key: access key ids are at most 64 bytes) counts against the
+// address alone.
+const maxBucketKeyID = 64
+
+// bucket is what failed attempts are counted against: a client address and
+// the key id the credential names ("" when it names none). Guessing is done
+// per key id (each has its own secret to find), so a guesser is limited
+// there, while other clients behind the same address, other key ids and
+// credentials that validate are not.
+type bucket struct {
+	addr  netip.Addr
+	keyID string
+}
+
+// failureLimiter limits failed attempts per bucket (x/time/rate token
+// buckets): a burst of limit failures, then one per refill. Successful
+// requests never reach it.
 type failureLimiter struct {
 	mu      sync.Mutex
-	clients map[string]*rate.Limiter
+	buckets map[bucket]*rate.Limiter
 	limit   int
 	every   rate.Limit
 	clock   clock.PassiveClock
 }
 
 func newFailureLimiter(limit int, refill time.Duration, clk clock.PassiveClock) *failureLimiter {
-	return &failureLimiter{clients: map[string]*rate.Limiter{}, limit: limit, every: rate.Every(refill), clock: clk}
+	return &failureLimiter{buckets: map[bucket]*rate.Limiter{}, limit: limit, every: rate.Every(refill), clock: clk}
 }
 
-// blocked reports whether addr has used up its failures, and how long until
-// it may try again.
-func (l *failureLimiter) blocked(addr string) (time.Duration, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.clients[addr]
-	if !ok {
-		return 0, false
+// failed records a failed attempt in b, unless b has no failures left: then
+// it records nothing and reports how long until b may fail again.
+func (l *failureLimiter) failed(b bucket) (time.Duration, bool) {
+	if len(b.keyID) > maxBucketKeyID {
+		b.keyID = ""
 	}
-	tokens := lim.TokensAt(l.clock.Now())
-	if tokens >= 1 {
-		return 0, false
-	}
-	wait := time.Duration((1 - tokens) / float64(l.every) * float64(time.Second))
-	return wait, true
-}
-
-// fail records a failed attempt by addr.
-func (l *failureLimiter) fail(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.clients[addr]
-	if !ok {
-		if len(l.clients) >= maxTrackedClients {
-			l.evict()
-		}
-		lim = rate.NewLimiter(l.every, l.limit)
-		l.clients[addr] = lim
-	}
-	lim.AllowN(l.clock.Now(), 1)
-}
-
-// evict forgets clients whose bucket has refilled (they owe nothing), and
-// if none has, an arbitrary half: memory stays bounded under a flood.
-func (l *failureLimiter) evict() {
 	now := l.clock.Now()
-	for addr, lim := range l.clients {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.buckets[b]
+	if !ok {
+		if len(l.buckets) >= maxTrackedBuckets {
+			l.evict(now)
+		}
+		b.keyID = strings.Clone(b.keyID) // never pin a request's buffer
+		lim = rate.NewLimiter(l.every, l.limit)
+		l.buckets[b] = lim
+	}
+	if lim.AllowN(now, 1) {
+		return 0, false
+	}
+	tokens := lim.TokensAt(now)
+	return time.Duration((1 - tokens) / float64(l.every) * float64(time.Second)), true
+}
+
+// len is the number of buckets tracked.
+func (l *failureLimiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// evict forgets buckets that have refilled (they owe nothing), and if that
+// is not enough, an arbitrary half: memory stays bounded under a flood.
+func (l *failureLimiter) evict(now time.Time) {
+	for b, lim := range l.buckets {
 		if lim.TokensAt(now) >= float64(l.limit) {
-			delete(l.clients, addr)
+			delete(l.buckets, b)
 		}
 	}
-	for addr := range l.clients {
-		if len(l.clients) < maxTrackedClients/2 {
+	for b := range l.buckets {
+		if len(l.buckets) < maxTrackedBuckets/2 {
 			break
 		}
-		delete(l.clients, addr)
+		delete(l.buckets, b)
 	}
 }
 
-// clientAddr is the peer's IP. Forwarded headers are not trusted: anyone
-// could set them to dodge the limit.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// limitFailure is called by a handler whose credential did not validate,
+// before it answers. It counts the failure against the request's bucket
+// (client address and keyID, the key id the credential names or ""); when
+// that bucket has no failures left it answers 429 with Retry-After instead
+// and returns true, and the handler writes nothing more.
+//
+// Credentials are checked before this, and one that validates is answered
+// whatever its bucket holds: the key server cannot tell a key's owner from a
+// guesser who found the key, so refusing it would protect nothing and would
+// let anyone who knows a key id (key ids are public) lock its owner out.
+// What stops online guessing is the secret's entropy (190 bits for Keyward
+// keys, at least ~128 for imported ones); the limit answers a guesser's
+// misses with 429 and keeps each guesser's answers in its own bucket.
+func (s *Server) limitFailure(w http.ResponseWriter, r *http.Request, keyID string) bool {
+	wait, limited := s.limiter.failed(bucket{addr: clientAddr(r, s.opts.TrustedProxies), keyID: keyID})
+	if !limited {
+		return false
 	}
-	return host
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "rate_limited", Message: "too many failed attempts from this address for this key; retry later"})
+	return true
 }
 
 func retryAfterSeconds(d time.Duration) int {

@@ -3,7 +3,6 @@ package keyserver
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,31 +37,25 @@ func init() {
 }
 
 // outcome is what a handler reports to the wrapper: its result code for the
-// metrics, and whether it counts as a failed attempt for the limiter.
+// metrics. Handlers count failed attempts themselves (limitFailure), since
+// only they know the credential's key id and may still answer 429.
 type outcome struct {
 	result string
-	failed bool
 }
 
-const resultRateLimited = "RATE_LIMITED"
+// Results of refusals that are not a key's validation code.
+const (
+	resultRateLimited = "RATE_LIMITED"
+	// resultTwoCredentials: the request carried more than one credential.
+	resultTwoCredentials = "TWO_CREDENTIALS"
+)
 
-// limited wraps a handler with the per-address failure limit, the body
-// bound and the metrics.
+// limited wraps a handler with the body bound and the metrics.
 func (s *Server) limited(frontend string, h func(http.ResponseWriter, *http.Request) outcome) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now() // latency is a measurement, not a decision: wall clock
-		addr := clientAddr(r)
-		if wait, blocked := s.limiter.blocked(addr); blocked {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "rate_limited", Message: "too many failed attempts from this address; retry later"})
-			validations.WithLabelValues(frontend, resultRateLimited).Inc()
-			return
-		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		o := h(w, r)
-		if o.failed {
-			s.limiter.fail(addr)
-		}
 		validations.WithLabelValues(frontend, o.result).Inc()
 		latency.WithLabelValues(frontend).Observe(time.Since(start).Seconds())
 	})

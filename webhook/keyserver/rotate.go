@@ -38,20 +38,41 @@ type rotateResponse struct {
 // key": the caller authenticates with an API key and gets its successor,
 // once.
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
-	cred := credentialFrom(r)
+	cred, err := credentialFrom(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		return outcome{result: resultTwoCredentials}
+	}
 	if looksLikeJWT(cred) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "authenticate with the API key to rotate, not a token"})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	res := s.identify(cred, nil)
 	if res.Code != keyindex.Valid || res.Kind != hashsecret.KindAPIKey {
+		if cred != "" && s.limitFailure(w, r, bucketKeyID(cred)) {
+			return outcome{result: resultRateLimited}
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Message: "a valid API key is required"})
-		return outcome{result: string(res.Code), failed: true}
+		return outcome{result: string(res.Code)}
 	}
 	if s.opts.Rotator == nil {
 		writeJSON(w, http.StatusNotImplemented, errorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})
 		return outcome{result: "UNSUPPORTED"}
+	}
+	// Only the current version may rotate (the controller checks it again).
+	// Refused here, a key in its grace period costs the controllers nothing,
+	// and the answer can be checked against the version it must replace.
+	presented, ok := s.presentedIsCurrent(res)
+	if !ok {
+		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable",
+			Message: ErrNotRotatable.Error() + ": only the key's current version can rotate it, and this one has been replaced"})
+		return outcome{result: "NOT_ROTATABLE"}
+	}
+	// Per APIKey, whichever version is presented: each rotation costs the
+	// controllers a reconcile and several writes.
+	if wait, ok := s.rotations.Take(res.Namespace, res.Name); !ok {
+		return limitedKey(w, wait, "this key was rotated too often")
 	}
 	// Under the server's 10 s write timeout: the request's window, the
 	// answer's margin and the index's confirmation fit in it.
@@ -62,6 +83,11 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	case errors.Is(err, ErrNotRotatable):
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
+	case errors.Is(err, errForgedAnswer):
+		logf.FromContext(r.Context()).Info("self-rotation answer refused", "namespace", res.Namespace, "name", res.Name, "reason", err.Error())
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable",
+			Message: "the answer to the rotation request failed its integrity check (someone other than the controller wrote it) and was not handed out; the key you presented keeps working; retry"})
+		return outcome{result: "UNAVAILABLE"}
 	case err != nil:
 		logf.FromContext(r.Context()).Error(err, "self-rotation failed", "namespace", res.Namespace, "name", res.Name)
 		// Nothing half-done is lost: the controller rotates at most once per
@@ -69,7 +95,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	}
-	if !s.confirmRotated(ctx, key, id, res) {
+	if !s.confirmRotated(ctx, key, id, res, presented) {
 		// The answer travels through the APIKey's status, which others with
 		// status rights could write: only a key the index knows as this
 		// APIKey's new version is handed out.
@@ -82,18 +108,30 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	return outcome{result: "ROTATED"}
 }
 
+// presentedIsCurrent reports whether res's version is its record's current
+// one, and when that version was issued.
+func (s *Server) presentedIsCurrent(res keyindex.Result) (time.Time, bool) {
+	id, issued, ok := s.index.CurrentVersion(hashsecret.KindAPIKey, res.Namespace, res.Name)
+	return issued, ok && id == res.KeyID
+}
+
 // confirmRotated waits (until ctx ends) for the index to validate key as
-// version id of the same APIKey as res: the hash Secret's watch event
-// usually lands within milliseconds of the controller's answer.
-func (s *Server) confirmRotated(ctx context.Context, key, id string, res keyindex.Result) bool {
+// version id of the same APIKey as res, and as its current version, issued
+// no earlier than the presented one, which was current when asked: the
+// answer is a version that replaced the presented one, never one that was
+// there before the request (such as a previous version still in its grace
+// period). Versions only ever become current when issued, so this needs no
+// clock shared with the controller. The hash Secret's watch event usually
+// lands within milliseconds of the controller's answer.
+func (s *Server) confirmRotated(ctx context.Context, key, id string, res keyindex.Result, presentedIssued time.Time) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ConfirmRotationWait)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		got := s.index.ValidateAPIKey(key, s.opts.Clock.Now())
-		// A successor, not the presented version handed back.
-		if got.Code == keyindex.Valid && got.KeyID == id && id != res.KeyID && got.Namespace == res.Namespace && got.Name == res.Name {
+		cur, issued, ok := s.index.CurrentVersion(hashsecret.KindAPIKey, res.Namespace, res.Name)
+		if replaces(got, id, res, cur, issued, ok, presentedIssued) {
 			return true
 		}
 		select {
@@ -102,6 +140,15 @@ func (s *Server) confirmRotated(ctx context.Context, key, id string, res keyinde
 		case <-tick.C:
 		}
 	}
+}
+
+// replaces: the answered key validates as version id of res's APIKey, that
+// version is the record's current one (cur, issued), and it is a successor
+// of the presented version, not the presented one handed back.
+func replaces(got keyindex.Result, id string, res keyindex.Result, cur string, issued time.Time, hasCurrent bool, presentedIssued time.Time) bool {
+	return got.Code == keyindex.Valid && got.KeyID == id && id != res.KeyID &&
+		got.Namespace == res.Namespace && got.Name == res.Name &&
+		hasCurrent && cur == id && !issued.Before(presentedIssued)
 }
 
 // presentedHash is the stored hash of a credential that just validated.

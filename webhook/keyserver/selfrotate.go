@@ -36,6 +36,11 @@ type StatusRotator struct {
 // errRotationInProgress: another self-rotation of the key is pending.
 var errRotationInProgress = errors.New("another rotation of this key is in progress")
 
+// errForgedAnswer: the answer in status was not made by the controller (its
+// MAC does not verify with the presented version's hash); whoever wrote it
+// may write apikeys/status but does not hold the key.
+var errForgedAnswer = errors.New("the answer to the rotation request failed its integrity check (not written by the controller)")
+
 // SelfRotationWindow is how long the controller may begin acting on a
 // request; the key server waits AnswerMargin longer for the answer, time for
 // the controller's writes after its last deadline check.
@@ -100,6 +105,9 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 		return "", "", fmt.Errorf("waiting for the controller to rotate: %w", err)
 	case answer.Refused != "":
 		return "", "", fmt.Errorf("%w: the controller refused (%s)", ErrNotRotatable, answer.Refused)
+	case !selfrotation.VerifyAnswer(presentedHash, namespace, name, answer):
+		// Checked before decrypting: nothing a forger chose is handed out.
+		return "", "", errForgedAnswer
 	}
 	key, err := agecrypt.Decrypt(answer.EncryptedKey, identity)
 	if err != nil {

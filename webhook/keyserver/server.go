@@ -1,8 +1,8 @@
 // Package keyserver is the HTTP server that validates keys for gateways
 // (forward-auth), services (a JSON verify API) and the Kubernetes API server
-// (TokenReview), and exchanges access key pairs for signed tokens. It answers
-// from an in-memory index fed by informers: no API server call on the
-// request path.
+// (TokenReview, on a listener of its own), and exchanges access key pairs
+// for signed tokens. It answers from an in-memory index fed by informers: no
+// API server call on the request path.
 package keyserver
 
 import (
@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/signingkeys"
 )
 
@@ -56,6 +58,11 @@ type Options struct {
 	// a burst; one more is allowed every FailureRefill.
 	FailureLimit  int
 	FailureRefill time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
+	// client address of a request from one of them is the right-most
+	// entry that is not itself a trusted proxy. Empty: the peer is the
+	// client, whatever it forwards.
+	TrustedProxies []netip.Prefix
 	// CertReady, when set, is closed once CertDir holds a certificate; the
 	// server waits for it before listening.
 	CertReady <-chan struct{}
@@ -64,7 +71,15 @@ type Options struct {
 	// ConfirmRotationWait bounds the wait for the index to know a
 	// self-rotated key before it is handed out (default 2s).
 	ConfirmRotationWait time.Duration
-	Clock               clock.PassiveClock
+	// SelfRotationBurst self-rotations of one APIKey are allowed at once,
+	// then one per SelfRotationRefill; TokenBurst tokens for one
+	// AccessKeyPair, then one per TokenRefill (zero: keylimits.go's
+	// defaults).
+	SelfRotationBurst  int
+	SelfRotationRefill time.Duration
+	TokenBurst         int
+	TokenRefill        time.Duration
+	Clock              clock.PassiveClock
 }
 
 // Server serves the key server's endpoints. It is a manager.Runnable.
@@ -74,9 +89,11 @@ type Server struct {
 	keys    atomic.Pointer[signingkeys.Loaded]
 	synced  atomic.Pointer[func() bool]
 	limiter *failureLimiter
-	usage   *usage
-	handler http.Handler
-	addr    chan net.Addr
+	// rotations and mints: per-key limits (keylimits.go).
+	rotations, mints *keylimit.Limiter
+	usage            *usage
+	handler          http.Handler
+	addr             chan net.Addr
 }
 
 // New builds the server and its routes. Feed it with Sources.
@@ -100,8 +117,11 @@ func New(opts Options) *Server {
 		opts:    opts,
 		index:   keyindex.New(),
 		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
-		usage:   newUsage(),
-		addr:    make(chan net.Addr, 1),
+		rotations: keylimit.New(opts.SelfRotationBurst, opts.SelfRotationRefill,
+			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
+		mints: keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
+		usage: newUsage(),
+		addr:  make(chan net.Addr, 1),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -112,7 +132,7 @@ func New(opts Options) *Server {
 		mux.Handle("GET /v1/token", s.limited(frontendTokens, s.dceToken))
 	}
 	mux.Handle("POST /v1/keys/current/rotate", s.limited(frontendRotate, s.rotate))
-	mux.Handle("POST /apis/authentication.k8s.io/v1/tokenreviews", s.limited(frontendTokenReview, s.tokenReview))
+	// TokenReview is served only on its own listener (TokenReviewServer).
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	authz := s.limited(frontendAuthz, s.authz)
@@ -173,15 +193,6 @@ func (s *Server) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {
 		return err
@@ -198,7 +209,20 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.addr <- ln.Addr()
 	log.Info("serving", "address", ln.Addr().String(), "tls", s.opts.CertDir != "")
+	return serve(ctx, ln, s.handler)
+}
 
+// serve serves h on ln, with the key server's bounds, until ctx is done.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -40,6 +40,9 @@ func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
 	req, err := readTokenRequest(r)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		if errors.Is(err, errTwoAuthorization) || errors.Is(err, errTwoPairs) {
+			return outcome{result: resultTwoCredentials}
+		}
 		return outcome{result: "BAD_REQUEST"}
 	}
 	var lifetime time.Duration
@@ -49,7 +52,7 @@ func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
 			return outcome{result: "BAD_REQUEST"}
 		}
 	}
-	return s.issue(w, req.AccessKeyID, req.SecretKey, lifetime)
+	return s.issue(w, r, req.AccessKeyID, req.SecretKey, lifetime)
 }
 
 // dceToken is DaoCloud DCE's GET /v1/token?ak=&sk=&cycle= (cycle in days).
@@ -66,15 +69,26 @@ func (s *Server) dceToken(w http.ResponseWriter, r *http.Request) outcome {
 		}
 		lifetime = time.Duration(days) * 24 * time.Hour
 	}
-	return s.issue(w, q.Get("ak"), q.Get("sk"), lifetime)
+	ak, okAK := onlyValue(q["ak"])
+	sk, okSK := onlyValue(q["sk"])
+	if !okAK || !okSK {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: errTwoPairs.Error()})
+		return outcome{result: resultTwoCredentials}
+	}
+	return s.issue(w, r, ak, sk, lifetime)
 }
 
-func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Duration) outcome {
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, lifetime time.Duration) outcome {
 	now := s.opts.Clock.Now()
 	res, policy := s.index.ValidateAccessKey(ak, sk, now)
 	if res.Code != keyindex.Valid || policy == nil {
+		// Guesses are made per access key id, so they are counted per
+		// (address, access key id); an overlong one counts per address.
+		if s.limitFailure(w, r, ak) {
+			return outcome{result: resultRateLimited}
+		}
 		writeJSON(w, http.StatusUnauthorized, errBadCredentials)
-		return outcome{result: string(res.Code), failed: true}
+		return outcome{result: string(res.Code)}
 	}
 	maxLifetime := s.opts.MaxTokenLifetime
 	if policy.MaxLifetime > 0 && (maxLifetime == 0 || policy.MaxLifetime < maxLifetime) {
@@ -91,6 +105,10 @@ func (s *Server) issue(w http.ResponseWriter, ak, sk string, lifetime time.Durat
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request",
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
 		return outcome{result: "BAD_REQUEST"}
+	}
+	// Per pair, whichever front end or access key version is used.
+	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {
+		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
 	}
 	// A token never outlives its pair.
 	if res.ExpiresAt != nil && now.Add(lifetime).After(*res.ExpiresAt) {
@@ -122,11 +140,17 @@ func (s *Server) signingKey() (tokens.SigningKey, error) {
 	return keys.Active, nil
 }
 
+// readTokenRequest reads the pair from HTTP Basic, a JSON body or a form.
+// A request naming two pairs is refused rather than one of them chosen: two
+// Authorization headers, Basic and a body that differ, or a form repeating
+// the id or secret (or giving both accessKeyID and ak, say, that differ).
 func readTokenRequest(r *http.Request) (tokenRequest, error) {
 	var req tokenRequest
-	if ak, sk, ok := r.BasicAuth(); ok {
-		req.AccessKeyID, req.SecretKey = ak, sk
+	if len(r.Header[headerAuthorization]) > 1 {
+		return req, errTwoAuthorization
 	}
+	basicAK, basicSK, hasBasic := r.BasicAuth()
+	var bodyAK, bodySK string
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
 	case ct == "application/json":
@@ -135,20 +159,30 @@ func readTokenRequest(r *http.Request) (tokenRequest, error) {
 			return req, errors.New("the body must be JSON: {\"accessKeyID\": \"…\", \"secretKey\": \"…\", \"lifetime\": \"24h\"}")
 		}
 		req.Lifetime = body.Lifetime
-		if req.AccessKeyID == "" {
-			req.AccessKeyID, req.SecretKey = body.AccessKeyID, body.SecretKey
-		}
+		bodyAK, bodySK = body.AccessKeyID, body.SecretKey
 	case ct == "application/x-www-form-urlencoded":
 		if err := r.ParseForm(); err != nil {
 			return req, errors.New("the form could not be read")
 		}
 		req.Lifetime = r.PostForm.Get("lifetime")
-		if req.AccessKeyID == "" {
-			req.AccessKeyID = firstOf(r.PostForm.Get("accessKeyID"), r.PostForm.Get("ak"))
-			req.SecretKey = firstOf(r.PostForm.Get("secretKey"), r.PostForm.Get("sk"))
+		var okAK, okSK bool
+		bodyAK, okAK = onlyValue(r.PostForm["accessKeyID"], r.PostForm["ak"])
+		bodySK, okSK = onlyValue(r.PostForm["secretKey"], r.PostForm["sk"])
+		if !okAK || !okSK {
+			return req, errTwoPairs
 		}
-	case ct != "" && req.AccessKeyID == "":
+	case ct != "" && !hasBasic:
 		return req, errors.New("send the access key pair as HTTP Basic, JSON or a form")
+	}
+	switch {
+	case !hasBasic:
+		req.AccessKeyID, req.SecretKey = bodyAK, bodySK
+	// Both are the client's own values: comparing them reveals nothing
+	// stored, so it needs no constant time.
+	case bodyAK == "" && bodySK == "", bodyAK == basicAK && bodySK == basicSK:
+		req.AccessKeyID, req.SecretKey = basicAK, basicSK
+	default:
+		return req, errTwoPairs
 	}
 	if req.AccessKeyID == "" || req.SecretKey == "" {
 		return req, errors.New("an access key id and a secret key are required")
@@ -159,11 +193,22 @@ func readTokenRequest(r *http.Request) (tokenRequest, error) {
 	return req, nil
 }
 
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
+// onlyValue is the one non-empty value among fields (several names for the
+// same thing, each possibly repeated); false if they hold different ones.
+func onlyValue(fields ...[]string) (string, bool) {
+	var v string
+	for _, vals := range fields {
+		for _, x := range vals {
+			switch {
+			case x == "" || x == v:
+			case v == "":
+				v = x
+			default:
+				return "", false
+			}
+		}
 	}
-	return b
+	return v, true
 }
 
 // discovery and jwks publish what a service outside the cluster needs to

@@ -1,0 +1,402 @@
+// Package gatewaytest holds what the real-gateway tests (test/nginx,
+// test/caddy) share: a key server over TLS on loopback, an upstream that
+// records the headers it receives, and the forged-identity checks every
+// documented gateway configuration must pass (issue 12, attack 7).
+package gatewaytest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/webhook/keyserver"
+)
+
+// KeyServerName is the key server's in-cluster DNS name, which the
+// documented configurations verify its certificate against.
+const KeyServerName = "keyward-key-server.keyward-system.svc"
+
+const (
+	startTimeout = 15 * time.Second
+	stopTimeout  = 15 * time.Second
+)
+
+// KeyServer is a key server on loopback, over TLS, loaded with keys directly.
+type KeyServer struct {
+	Server *keyserver.Server
+	// Addr is host:port; CAFile is the certificate a gateway must trust.
+	Addr, CAFile string
+}
+
+// StartKeyServer starts a key server whose certificate is written under dir.
+// failureLimit bounds failed attempts per client address (they never refill
+// during a test, so counts are exact).
+func StartKeyServer(t *testing.T, dir string, failureLimit int) *KeyServer {
+	t.Helper()
+	certDir := filepath.Join(dir, "key-server-tls")
+	caFile := writeServingCert(t, certDir)
+	srv := keyserver.New(keyserver.Options{
+		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + KeyServerName,
+		FailureLimit: failureLimit, FailureRefill: 24 * time.Hour,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("key server: %v", err)
+			}
+		case <-time.After(stopTimeout):
+			t.Error("the key server did not stop")
+		}
+	})
+	actx, acancel := context.WithTimeout(ctx, startTimeout)
+	defer acancel()
+	addr, err := srv.Addr(actx)
+	if err != nil {
+		select {
+		case err := <-done:
+			t.Fatalf("key server did not start: %v", err)
+		default:
+		}
+		t.Fatalf("key server did not bind: %v", err)
+	}
+	return &KeyServer{Server: srv, Addr: addr.String(), CAFile: caFile}
+}
+
+// Key is an API key the key server knows, and the identity it answers for it.
+type Key struct {
+	Namespace, Name, Subject string
+	Groups, Scopes           []string
+	Access                   kw.AccessMode
+	// Plaintext is what a client presents; ID is the public key id.
+	Plaintext, ID string
+}
+
+// Add indexes k (Namespace, Name, Subject, Groups, Scopes, Access) under a
+// new secret and returns it with Plaintext and ID set.
+func (s *KeyServer) Add(t *testing.T, k Key) Key {
+	t.Helper()
+	m, err := keymaterial.Generate("kw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Access == "" {
+		k.Access = kw.AccessReadWrite
+	}
+	rec := &hashsecret.Record{
+		Kind: hashsecret.KindAPIKey, Namespace: k.Namespace, Name: k.Name, Subject: k.Subject,
+		Groups: k.Groups, Scopes: k.Scopes, Access: string(k.Access),
+		Current: &hashsecret.Version{ID: m.ID, Hash: m.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
+	}
+	if err := s.Server.Index().Upsert(hashsecret.Name(hashsecret.KindAPIKey, k.Namespace, k.Name), rec); err != nil {
+		t.Fatal(err)
+	}
+	k.Plaintext, k.ID = m.String(), m.ID
+	return k
+}
+
+// Headers is what the key server's 200 for k carries, as the upstream must
+// see it: the five X-Keyward-* headers, an empty value standing for "absent
+// or empty" (the groups of a key without any).
+func (k Key) Headers() map[string]string {
+	return map[string]string{
+		keyserver.HeaderSubject:   k.Subject,
+		keyserver.HeaderGroups:    strings.Join(k.Groups, ","),
+		keyserver.HeaderScopes:    strings.Join(k.Scopes, " "),
+		keyserver.HeaderKeyID:     k.ID,
+		keyserver.HeaderNamespace: k.Namespace,
+	}
+}
+
+// writeServingCert writes a self-signed tls.crt/tls.key for KeyServerName
+// into dir and returns the certificate's path for a gateway to trust.
+func writeServingCert(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: KeyServerName},
+		DNSNames:              []string{KeyServerName},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := filepath.Join(dir, "tls.crt")
+	WriteFile(t, crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	WriteFile(t, filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	return crt
+}
+
+// WriteFile writes data to path, readable by the test's user only.
+func WriteFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Recorder is the upstream service: it answers 200 and keeps the headers of
+// the last request it received.
+type Recorder struct {
+	Addr string
+	hits atomic.Int64
+	mu   sync.Mutex
+	last http.Header
+}
+
+// StartRecorder starts a Recorder on loopback.
+func StartRecorder(t *testing.T) *Recorder {
+	t.Helper()
+	rec := &Recorder{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<10))
+		rec.mu.Lock()
+		rec.last = r.Header.Clone()
+		rec.mu.Unlock()
+		rec.hits.Add(1)
+		_, _ = io.WriteString(w, "upstream\n")
+	}))
+	t.Cleanup(srv.Close)
+	rec.Addr = srv.Listener.Addr().String()
+	return rec
+}
+
+// Hits counts the requests the upstream received.
+func (r *Recorder) Hits() int64 { return r.hits.Load() }
+
+// Last is a copy of the headers of the last request the upstream received.
+func (r *Recorder) Last() http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last.Clone()
+}
+
+// IsKeywardHeader reports whether name is an X-Keyward-* header or an alias
+// of one: many upstreams (CGI, PHP, WSGI, Rack) upper-case a header name and
+// turn every character but letters and digits into "_", so X_Keyward_Subject
+// and X.Keyward.Subject read as X-Keyward-Subject there.
+func IsKeywardHeader(name string) bool {
+	return strings.HasPrefix(foldName(name), "x-keyward-")
+}
+
+// foldName is name as such an upstream reads it, lower-cased and with "-"
+// for every character that is not a letter or digit.
+func foldName(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		default:
+			return '-'
+		}
+	}, name)
+}
+
+// KeywardHeaders is every X-Keyward-* header of h and its aliases, by the
+// name the upstream received.
+func KeywardHeaders(h http.Header) http.Header {
+	out := http.Header{}
+	for name, vals := range h {
+		if IsKeywardHeader(name) {
+			out[name] = vals
+		}
+	}
+	return out
+}
+
+// Forged is what an attacker adds to a request: the key server's five
+// headers with another identity, in other cases and repeated, headers of
+// that prefix the key server never sets, and aliases an upstream may fold
+// into X-Keyward-* names (Go canonicalises them to X.keyward.subject,
+// X-Keyward_scopes and the like). The keys are written as they stand (Go's client
+// does not canonicalise a header map's keys).
+func Forged() http.Header {
+	return http.Header{
+		"X-Keyward-Namespace": {"billing"},
+		"x-keyward-namespace": {"billing", "kube-system"},
+		"X-KEYWARD-SUBJECT":   {"admin"},
+		"X-Keyward-Subject":   {"admin", "root"},
+		"X-Keyward-Groups":    {"admins"},
+		"X-Keyward-Scopes":    {"invoices:write"},
+		"X-Keyward-Key-Id":    {"forged"},
+		"X-Keyward-Whatever":  {"anything"},
+		"x-keyward-access":    {"ReadWrite"},
+		"X_Keyward_Namespace": {"billing"},
+		"X.Keyward.Subject":   {"admin"},
+		"x~keyward~groups":    {"admins"},
+		"x-keyward_scopes":    {"invoices:write"},
+	}
+}
+
+// Gateway is a gateway running a documented configuration, as the forged
+// identity checks reach it.
+type Gateway struct {
+	// Base is the gateway's URL, "http://127.0.0.1:port".
+	Base string
+	// Protected is a path that needs a valid key; Public one that needs
+	// none (both forwarded to the Recorder).
+	Protected, Public string
+}
+
+// CheckForgedIdentity runs attack 7 of issue 12 against gw: whatever
+// X-Keyward-* headers (and aliases) a client sends, the upstream sees only
+// those the key server set for the key, and none on a public path; a request
+// without a key never reaches it.
+func CheckForgedIdentity(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	withGroups := ks.Add(t, Key{
+		Namespace: "team-a", Name: "reporter", Subject: "reporter",
+		Groups: []string{"reporting", "finance"}, Scopes: []string{"invoices:read", "orders:read"},
+	})
+	noGroups := ks.Add(t, Key{Namespace: "team-a", Name: "bare", Subject: "bare"})
+
+	t.Run("the forged headers reach an upstream that nothing strips", func(t *testing.T) {
+		// Without this, a client that silently dropped the forged headers
+		// would make every check below pass.
+		send(t, c, "http://"+up.Addr+gw.Protected, nil).want(t, http.StatusOK)
+		got := KeywardHeaders(up.Last())
+		for name := range Forged() {
+			if len(got[http.CanonicalHeaderKey(name)]) == 0 {
+				t.Errorf("%s did not reach the upstream directly; got %v", name, got)
+			}
+		}
+	})
+
+	t.Run("no key, forged identity: 401, the upstream is not called", func(t *testing.T) {
+		before := up.Hits()
+		send(t, c, gw.Base+gw.Protected, nil).want(t, http.StatusUnauthorized)
+		if up.Hits() != before {
+			t.Error("the upstream was called without a key")
+		}
+	})
+
+	for name, k := range map[string]Key{"a key with groups": withGroups, "a key without groups": noGroups} {
+		t.Run(name+", forged identity: the upstream sees only the key server's headers", func(t *testing.T) {
+			before := up.Hits()
+			send(t, c, gw.Base+gw.Protected, http.Header{"X-Api-Key": {k.Plaintext}}).want(t, http.StatusOK)
+			if up.Hits() != before+1 {
+				t.Fatal("the upstream was not called")
+			}
+			if problems := OnlyHeaders(up.Last(), k.Headers()); len(problems) > 0 {
+				t.Errorf("the upstream saw forged or missing identity headers:\n%s", strings.Join(problems, "\n"))
+			}
+		})
+	}
+
+	t.Run("public path, forged identity: no X-Keyward-* header reaches the upstream", func(t *testing.T) {
+		before := up.Hits()
+		send(t, c, gw.Base+gw.Public, nil).want(t, http.StatusOK)
+		if up.Hits() != before+1 {
+			t.Fatal("the upstream was not called")
+		}
+		if problems := OnlyHeaders(up.Last(), nil); len(problems) > 0 {
+			t.Errorf("the upstream saw forged identity headers on a public path:\n%s", strings.Join(problems, "\n"))
+		}
+	})
+}
+
+// OnlyHeaders compares the X-Keyward-* headers (and aliases) in got with
+// want, by canonical name: each name of want must come once with its value
+// (an empty value: absent or once empty), and nothing else may be there.
+// It returns one line per difference, sorted.
+func OnlyHeaders(got http.Header, want map[string]string) []string {
+	var problems []string
+	seen := map[string]bool{}
+	for name, vals := range KeywardHeaders(got) {
+		w, ok := want[name]
+		seen[name] = true
+		switch {
+		case !ok:
+			problems = append(problems, "unexpected "+name+": "+strings.Join(vals, " | "))
+		case len(vals) != 1 || vals[0] != w:
+			problems = append(problems, name+": "+strings.Join(vals, " | ")+", want only "+w)
+		}
+	}
+	for name, w := range want {
+		if !seen[name] && w != "" {
+			problems = append(problems, "missing "+name+": "+w)
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+type response struct {
+	status int
+	body   string
+}
+
+func (r response) want(t *testing.T, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %q", r.status, status, r.body)
+	}
+}
+
+// send sends a GET to url with extra headers and Forged() as written.
+func send(t *testing.T, c *http.Client, url string, extra http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, vals := range Forged() {
+		req.Header[name] = vals
+	}
+	for name, vals := range extra {
+		req.Header[name] = vals
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, body: string(b)}
+}

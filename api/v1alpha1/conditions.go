@@ -28,8 +28,16 @@ const (
 	ReasonSuspended = "Suspended"
 	// ReasonImportNotFound: the importFrom Secret or its key is missing.
 	ReasonImportNotFound = "ImportNotFound"
-	// ReasonImportRefused: the imported key is too weak to be accepted.
+	// ReasonImportRefused: the imported key is too weak to be accepted. The
+	// message states the rules, never which one the key broke: it must not
+	// describe a key to someone who may not read it.
 	ReasonImportRefused = "ImportRefused"
+	// ReasonImportConflict: the importFrom Secret is one Keyward writes (the
+	// delivery Secret of an APIKey or AccessKeyPair), or the key it holds is
+	// already bound to another APIKey or AccessKeyPair. A key is never bound
+	// twice: the key that holds it keeps validating exactly as before, and
+	// this one is not issued.
+	ReasonImportConflict = "ImportConflict"
 	// ReasonDeliveryConflict: spec.secretName names a Secret Keyward does
 	// not own; it is left untouched and no key is issued.
 	ReasonDeliveryConflict = "DeliveryConflict"
@@ -61,6 +69,11 @@ const (
 	// EventKeyReissued: the key could not be recovered (its plaintext and
 	// hash were both lost), so a new version was issued.
 	EventKeyReissued = "KeyReissued"
+	// EventRecipientsChanged: spec.delivery.ageRecipients gained a recipient
+	// (or, without a delivery Secret, changed at all), so a new version was
+	// issued for them: a version that exists is never encrypted to a
+	// recipient it was not delivered to. The previous one keeps its grace.
+	EventRecipientsChanged = "RecipientsChanged"
 )
 
 // FinalizerCleanup makes deletion wait until the hash and delivery Secrets

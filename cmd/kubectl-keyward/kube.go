@@ -120,7 +120,7 @@ func readyOf(key *kw.APIKey) *metav1.Condition {
 // blockedReasons stop a key from being issued until someone acts.
 var blockedReasons = map[string]bool{
 	kw.ReasonDeliveryConflict: true, kw.ReasonDeliveryFailed: true,
-	kw.ReasonImportNotFound: true, kw.ReasonImportRefused: true,
+	kw.ReasonImportNotFound: true, kw.ReasonImportRefused: true, kw.ReasonImportConflict: true,
 }
 
 // issued is the wait condition of create: Ready for the current spec, with

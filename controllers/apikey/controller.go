@@ -101,6 +101,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.HashNamespace == "" {
 		return errors.New("apikey: HashNamespace (the keys namespace) is required")
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Secret{}, IndexHashes, hashesOf); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apikey").
 		// Keys are independent and each is handled by one worker at a

@@ -41,23 +41,26 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	}
 	wantsAge := key.Spec.Delivery != nil
 	in := versionInput{
-		now:            now,
-		expired:        keystatus.ExpiredAt(expiry, now),
-		current:        rec.Current,
-		wantsSecret:    key.Spec.SecretName != "",
-		wantsAge:       wantsAge,
-		ageUpToDate:    age != "" && slices.Equal(rec.AgeRecipients, recipients(key)),
-		suspended:      key.Spec.Suspended,
-		rotatePending:  rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
-		deliveredIsOld: s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
-		forced:         s.forceRotate,
+		now:         now,
+		expired:     keystatus.ExpiredAt(expiry, now),
+		current:     rec.Current,
+		wantsSecret: key.Spec.SecretName != "",
+		wantsAge:    wantsAge,
+		ageUpToDate: age != "" && slices.Equal(rec.AgeRecipients, recipients(key)),
+		// The recipients the record names are those the current version was
+		// delivered to (none when the record had to be rebuilt).
+		recipientsAdded: addsRecipients(recipients(key), rec.AgeRecipients),
+		suspended:       key.Spec.Suspended,
+		rotatePending:   rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
+		deliveredIsOld:  s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
+		forced:          s.forceRotate,
 	}
 	if s.delivered != nil {
 		in.deliveredID = s.delivered.ID
 		in.deliveredMatches = rec.Current != nil && rec.Current.ID == s.delivered.ID && s.delivered.Verify(rec.Current.Hash)
 	}
 	if s.imported != nil {
-		in.importedID = s.imported.id
+		in.importedHash = s.imported.hash
 	}
 	if key.Spec.Rotation != nil {
 		in.period = key.Spec.Rotation.Period.Duration
@@ -112,6 +115,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 				return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
 			}
 		}
+
 		// Write order (docs/decisions.md). A first version, or one its
 		// holder asked for, is delivered before it is recorded: a crash
 		// between the two leaves a delivered version to adopt, not a lost
@@ -132,6 +136,12 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		if in.forced {
 			grace = max(grace, MinSelfRotationGrace)
 		}
+		if why == whyRecipients && in.wantsSecret {
+			// Nobody asked for a rotation, and the version in use is no
+			// secret to those who hold it: the workload reading the
+			// delivery Secret gets time to pick up the new one.
+			grace = max(grace, MinRecipientsGrace)
+		}
 		if why == whyUndelivered && rec.Current != nil && st.KeyID != rec.Current.ID {
 			// The current version was recorded but its delivery never
 			// completed (status, written last, does not report it): nobody
@@ -141,6 +151,9 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		}
 		retire(rec, now, grace)
 		rec.Current = newVersion(k, now)
+		if wantsAge {
+			rec.AgeRecipients = recipients(key) // what age holds now
+		}
 	case adoptDelivered:
 		// A version delivered before a crash: a first one, or one its
 		// holder asked for (which must not cut the caller's key off while
@@ -150,8 +163,19 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		rec.Current = newVersion(*s.delivered, now)
 		age = ""
 	case useImported:
+		// A random public id, drawn once and kept in the record: nothing
+		// public derives from a key its importer might not read (issue 12,
+		// attack 3). The key server finds it by its hash.
+		id, err := keymaterial.GenerateID()
+		if err != nil {
+			return 0, err
+		}
+		since := now
+		if why == whyRandomID {
+			since = rec.Current.NotBefore // bound since then: it stays first
+		}
 		retire(rec, now, 0)
-		rec.Current = &hashsecret.Version{ID: s.imported.id, Hash: s.imported.hash, NotBefore: now, Hint: "(imported)"}
+		rec.Current = &hashsecret.Version{ID: id, Hash: s.imported.hash, Lookup: s.imported.lookup, NotBefore: since, Hint: hashsecret.HintImported}
 	case keepVersion:
 	}
 	if act == issueVersion || act == adoptDelivered {
@@ -164,12 +188,9 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		rec.RotateRequest = rotateValue(key)
 		r.versionEvent(key, hadVersion, rec.Current.ID, why)
 	}
-	if s.imported != nil && rec.Current != nil && rec.Current.ID == s.imported.id && rec.Current.Hash != s.imported.hash {
-		rec.Current.Hash = s.imported.hash // an edited record, repaired from the source
-	}
 
 	var err error
-	if age, err = r.ageDelivery(key, rec, age, plaintext); err != nil {
+	if age, err = r.ageDelivery(key, rec, age, plaintext, act == issueVersion || act == adoptDelivered); err != nil {
 		return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
 	}
 	r.applySpec(key, rec, now, expiry)
@@ -214,6 +235,13 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	return wait, nil
 }
 
+// MinRecipientsGrace keeps the version in use valid for a while when age
+// recipients are added to a key with a delivery Secret, even without
+// spec.rotation.gracePeriod: the rotation only keeps the version in use from
+// the new recipients, and a workload needs time to read the new one (a
+// mounted Secret is refreshed within about a minute).
+const MinRecipientsGrace = 5 * time.Minute
+
 // BlockedResync is how often a blocked key is looked at again: what blocks it
 // (a Secret of someone else's, a missing import) is outside the watched cache.
 const BlockedResync = time.Minute
@@ -228,6 +256,14 @@ func (r *Reconciler) blocked(ctx context.Context, key *kw.APIKey, s *state, now 
 		if rec.Current != nil {
 			cur := *rec.Current
 			rec.Current = &cur
+		}
+		if s.unbind {
+			// A key that must not be bound here (ImportConflict): what the
+			// record binds goes, so the key's first holder is its only one.
+			retire(&rec, now, 0)
+			rec.Previous = nil
+			st := &key.Status
+			st.KeyID, st.KeyHint, st.IssuedAt, st.PreviousKeys, st.AgeDelivery = "", "", nil, nil, nil
 		}
 		r.applySpec(key, &rec, now, expiry)
 		age := ""
@@ -283,8 +319,12 @@ func (r *Reconciler) recordFrom(key *kw.APIKey, s *state, now time.Time) *hashse
 }
 
 // ageDelivery returns the age ciphertext of the current version, encrypting
-// it again when the recipients changed and the plaintext is at hand.
-func (r *Reconciler) ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key) (string, error) {
+// it again when the recipients changed and the plaintext is at hand: to
+// recipients it was delivered to already, or to any when it is fresh (issued
+// or adopted by this reconcile). A version that exists is never encrypted
+// to a new recipient (issue 12, attack 1): decideVersion issues a new one
+// instead, but for an expired key, which then gets no age delivery.
+func (r *Reconciler) ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key, fresh bool) (string, error) {
 	if key.Spec.Delivery == nil || rec.Current == nil {
 		rec.AgeRecipients = nil
 		return "", nil
@@ -292,6 +332,10 @@ func (r *Reconciler) ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age str
 	want := recipients(key)
 	if age != "" && slices.Equal(rec.AgeRecipients, want) {
 		return age, nil
+	}
+	if !fresh && addsRecipients(want, rec.AgeRecipients) {
+		rec.AgeRecipients = nil
+		return "", nil
 	}
 	if plaintext == nil || plaintext.ID != rec.Current.ID {
 		return "", errors.New("no plaintext of the current version is available to encrypt")

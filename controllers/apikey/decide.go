@@ -42,12 +42,13 @@ const (
 	whyFirst       = "first version"
 	whyLost        = "the delivered key was lost and no copy of it exists"
 	whyUndelivered = "a rotation was recorded but not delivered (interrupted)"
-	whyRecipients  = "the age recipients changed"
+	whyRecipients  = "age recipients were added: a version that exists is never encrypted to a recipient it was not delivered to"
 	whyRequested   = "rotation requested with the " + kw.AnnotationRotate + " annotation"
 	whySelfRotated = "rotated by its holder through the key server"
 	whyScheduled   = "the rotation period elapsed"
 	whyAdopted     = "a delivered version was not yet recorded"
 	whyImported    = "the imported key changed"
+	whyRandomID    = "the imported key's public id was derived from the key; it is now random"
 	whyNothingToDo = ""
 )
 
@@ -67,11 +68,15 @@ type versionInput struct {
 	// stale copy, never adopted.
 	deliveredIsOld bool
 	// age: wanted, and whether the stored ciphertext is of the current
-	// version for exactly the wanted recipients.
-	wantsAge    bool
-	ageUpToDate bool
-	// importedID is the id of the key in importFrom ("" when not imported).
-	importedID    string
+	// version for exactly the wanted recipients; recipientsAdded says a
+	// wanted recipient is not among those the current version was
+	// delivered to.
+	wantsAge        bool
+	ageUpToDate     bool
+	recipientsAdded bool
+	// importedHash is the hash of the key in importFrom ("" when not
+	// imported).
+	importedHash  string
 	suspended     bool
 	rotatePending bool // the rotate annotation has a value not yet acted on
 	forced        bool // the key's holder asked the key server for a new version
@@ -80,14 +85,18 @@ type versionInput struct {
 
 // decideVersion chooses what happens to the key's versions, and why.
 func decideVersion(in versionInput) (action, string) {
-	if in.importedID != "" {
-		if in.current != nil && in.current.ID == in.importedID {
-			return keepVersion, whyNothingToDo
-		}
-		if in.current == nil {
+	if in.importedHash != "" {
+		switch {
+		case in.current == nil:
 			return useImported, whyFirst
+		case in.current.Hash != in.importedHash:
+			return useImported, whyImported
+		case in.current.Lookup == "":
+			// Recorded before imported keys got random ids: the same
+			// key, bound since the same instant, under a random id.
+			return useImported, whyRandomID
 		}
-		return useImported, whyImported
+		return keepVersion, whyNothingToDo
 	}
 	// A delivered key the record does not know is a version whose delivery
 	// landed before its record write: adopt it rather than lose it.
@@ -112,8 +121,11 @@ func decideVersion(in versionInput) (action, string) {
 	if in.wantsSecret && !in.deliveredMatches {
 		return issueVersion, whyLost
 	}
-	if in.wantsAge && !in.ageUpToDate && !in.wantsSecret {
-		// Without a Secret copy there is no plaintext to re-encrypt.
+	if in.wantsAge && !in.ageUpToDate && (in.recipientsAdded || !in.wantsSecret) {
+		// A new recipient gets a new version, never the one whoever reads
+		// the delivery Secret holds (issue 12, attack 1): editing an
+		// APIKey must not read its key. Without a Secret copy there is no
+		// plaintext to encrypt again at all.
 		return issueVersion, whyRecipients
 	}
 	if in.suspended {
@@ -129,6 +141,17 @@ func decideVersion(in versionInput) (action, string) {
 		return issueVersion, whyScheduled
 	}
 	return keepVersion, whyNothingToDo
+}
+
+// addsRecipients reports whether want holds a recipient that had is
+// missing: the current version was never delivered to it.
+func addsRecipients(want, had []string) bool {
+	for _, r := range want {
+		if !slices.Contains(had, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // retire moves the current version to the previous ones, valid for grace

@@ -51,8 +51,24 @@ func TestDecideVersion(t *testing.T) {
 			in:   versionInput{now: t0, current: current, wantsAge: true},
 			want: issueVersion, wantWhy: whyRecipients,
 		},
-		"an age key with a Secret copy is re-encrypted, not rotated": {
+		"an age key with a Secret copy losing a recipient is re-encrypted, not rotated": {
 			in:   versionInput{now: t0, current: current, wantsAge: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: keepVersion,
+		},
+		"an age key with a Secret copy gaining a recipient gets a new version, not the delivered one": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, recipientsAdded: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: issueVersion, wantWhy: whyRecipients,
+		},
+		"a key gaining its first age recipient gets a new version": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, recipientsAdded: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true, suspended: true},
+			want: issueVersion, wantWhy: whyRecipients,
+		},
+		"an age key whose ciphertext is current stands": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, ageUpToDate: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: keepVersion,
+		},
+		"an expired key gaining a recipient is not reissued": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, recipientsAdded: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true, expired: true},
 			want: keepVersion,
 		},
 		"a rotation request rotates": {
@@ -76,16 +92,20 @@ func TestDecideVersion(t *testing.T) {
 			want: keepVersion,
 		},
 		"an imported key becomes the first version": {
-			in:   versionInput{now: t0, importedID: "imp"},
+			in:   versionInput{now: t0, importedHash: "sha256:imp"},
 			want: useImported, wantWhy: whyFirst,
 		},
 		"an import Secret holding another key replaces the version": {
-			in:   versionInput{now: t0, current: current, importedID: "imp"},
+			in:   versionInput{now: t0, current: &hashsecret.Version{ID: "imp", Hash: "sha256:old", Lookup: hashsecret.LookupHash}, importedHash: "sha256:imp"},
 			want: useImported, wantWhy: whyImported,
 		},
 		"an unchanged import stands": {
-			in:   versionInput{now: t0, current: &hashsecret.Version{ID: "imp"}, importedID: "imp"},
+			in:   versionInput{now: t0, current: &hashsecret.Version{ID: "imp", Hash: "sha256:imp", Lookup: hashsecret.LookupHash}, importedHash: "sha256:imp"},
 			want: keepVersion,
+		},
+		"an import recorded with an id derived from the key gets a random one": {
+			in:   versionInput{now: t0, current: &hashsecret.Version{ID: "derived", Hash: "sha256:imp", Hint: hashsecret.HintImported}, importedHash: "sha256:imp"},
+			want: useImported, wantWhy: whyRandomID,
 		},
 	}
 	for name, c := range cases {
@@ -93,6 +113,27 @@ func TestDecideVersion(t *testing.T) {
 			got, why := decideVersion(c.in)
 			if got != c.want || why != c.wantWhy {
 				t.Fatalf("decideVersion = (%v, %q), want (%v, %q)", got, why, c.want, c.wantWhy)
+			}
+		})
+	}
+}
+
+func TestAddsRecipients(t *testing.T) {
+	for name, c := range map[string]struct {
+		want, had []string
+		adds      bool
+	}{
+		"the same recipients":              {[]string{"a", "b"}, []string{"a", "b"}, false},
+		"the same recipients in any order": {[]string{"b", "a"}, []string{"a", "b"}, false},
+		"a recipient removed":              {[]string{"a"}, []string{"a", "b"}, false},
+		"a recipient added":                {[]string{"a", "b", "c"}, []string{"a", "b"}, true},
+		"a recipient replaced":             {[]string{"a", "c"}, []string{"a", "b"}, true},
+		"the first recipient":              {[]string{"a"}, nil, true},
+		"no recipient":                     {nil, []string{"a"}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := addsRecipients(c.want, c.had); got != c.adds {
+				t.Errorf("addsRecipients = %v, want %v", got, c.adds)
 			}
 		})
 	}

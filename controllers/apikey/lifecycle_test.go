@@ -3,7 +3,6 @@ package apikey
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -106,32 +105,69 @@ var _ = Describe("importing a key", func() {
 		k := newKey(ns, "legacy-billing", withImport("legacy"))
 		Expect(k8s.Create(ctx, k)).To(Succeed())
 		got := waitReady(k)
-		Expect(got.Status.KeyID).To(Equal(keymaterial.ImportedKeyID(legacy)))
+		Expect(got.Status.KeyID).To(MatchRegexp(`^[0-9A-Za-z]{12}$`))
+		Expect(got.Status.KeyHint).To(Equal(hashsecret.HintImported))
 		Eventually(func(g Gomega) {
 			rec := record(g, k)
-			g.Expect(rec.Current.ID).To(Equal(keymaterial.ImportedKeyID(legacy)))
+			g.Expect(rec.Current.ID).To(Equal(got.Status.KeyID))
+			g.Expect(rec.Current.Lookup).To(Equal(hashsecret.LookupHash))
 			g.Expect(keymaterial.Verify(rec.Current.Hash, legacy)).To(BeTrue())
 		}).Should(Succeed())
 		Expect(managedSecrets(k)).To(ConsistOf(got.Status.HashSecretName))
 		seen.Store(legacy, true)
 	})
 
-	DescribeTable("refuses a weak key and says why",
-		func(weak, why string) {
-			src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "weak-"}, StringData: map[string]string{"key": weak}}
-			Expect(k8s.Create(ctx, src)).To(Succeed())
-			k := newKey(ns, "weak", withImport(src.Name))
-			Expect(k8s.Create(ctx, k)).To(Succeed())
-			Eventually(func(g Gomega) string { return readyReason(g, k) }).Should(Equal(kw.ReasonImportRefused))
-			c := meta.FindStatusCondition(getKey(k).Status.Conditions, kw.ConditionReady)
-			Expect(c.Status).To(Equal(metav1.ConditionFalse))
-			Expect(c.Message).To(ContainSubstring(why))
-			Expect(c.Message).NotTo(ContainSubstring(weak))
-			Expect(managedSecrets(k)).To(BeEmpty())
-		},
-		Entry("shorter than 32 characters", "Sh0rt-but-Varied-Key!", "shorter than 32 characters"),
-		Entry("too little variety", strings.Repeat("ab", 20), "fewer than 10 different characters"),
-	)
+	It("keeps a key imported in Keyward's format (say, from another cluster) under a random id too", func() {
+		migrated, err := keymaterial.Generate("acme")
+		Expect(err).NotTo(HaveOccurred())
+		remember(migrated)
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-elsewhere"},
+			StringData: map[string]string{"key": migrated.String()}})).To(Succeed())
+		k := newKey(ns, "migrated", withImport("from-elsewhere"))
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		got := waitReady(k)
+		Expect(got.Status.KeyID).NotTo(Equal(migrated.ID), "the embedded id of a key its importer might not read")
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).To(Equal(got.Status.KeyID))
+			g.Expect(rec.Current.Lookup).To(Equal(hashsecret.LookupSecretHash))
+			g.Expect(migrated.Verify(rec.Current.Hash)).To(BeTrue())
+		}).Should(Succeed())
+	})
+
+	It("gives an import recorded with an id derived from the key a random one, bound since the same instant", func() {
+		h := newHarness()
+		const legacy = "Lg7-Zq2xP9rT4mW8vK1nB6yH3cJ5sD0fA_eU"
+		seen.Store(legacy, true)
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "legacy"},
+			StringData: map[string]string{"key": legacy}})).To(Succeed())
+		k := newKey(h.ns, "old-import", withImport("legacy"))
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+		waitReady(k)
+
+		// Rewrite the record as an earlier Keyward wrote it.
+		h.stop()
+		h.stop = func() {}
+		bound := h.clock.Now().Add(-24 * time.Hour).UTC()
+		sec := &corev1.Secret{}
+		Expect(k8s.Get(ctx, hashSecretKey(k), sec)).To(Succeed())
+		rec, err := hashsecret.Decode(sec)
+		Expect(err).NotTo(HaveOccurred())
+		rec.Current = &hashsecret.Version{ID: derivedImportID(legacy), Hash: keymaterial.Hash(legacy), NotBefore: bound, Hint: hashsecret.HintImported}
+		sec.Data[hashsecret.DataRecord], err = json.Marshal(rec)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Update(ctx, sec)).To(Succeed())
+
+		h.stop = startManager(h.ns, h.opNS, h.clock, nil)
+		poke(k)
+		Eventually(func(g Gomega) {
+			rec := record(g, k)
+			g.Expect(rec.Current.ID).NotTo(Equal(derivedImportID(legacy)))
+			g.Expect(rec.Current.Lookup).To(Equal(hashsecret.LookupHash))
+			g.Expect(rec.Current.NotBefore).To(BeTemporally("==", bound), "the key is bound since the same instant")
+			g.Expect(getKey(k).Status.KeyID).To(Equal(rec.Current.ID))
+		}).Should(Succeed())
+	})
 
 	It("reports a missing import Secret", func() {
 		k := newKey(ns, "orphan", withImport("nowhere"))

@@ -3,7 +3,6 @@ package apikey
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +37,10 @@ type state struct {
 	imported *importedKey
 	// importReason/importMessage explain why an importFrom key is unusable.
 	importReason, importMessage string
+	// unbind: the import is one that must not be bound (ImportConflict);
+	// whatever this key's record binds is dropped, not kept as a blocked
+	// key's record otherwise is.
+	unbind bool
 
 	// forceRotate asks converge for a new version (self-rotation); issued
 	// then holds it, for the caller to hand out once.
@@ -53,7 +56,10 @@ type state struct {
 	selfRotationHash string
 }
 
-type importedKey struct{ id, hash string }
+// importedKey is what is recorded of an imported key: its hash and how the
+// key server finds it (hashsecret.LookupHash or LookupSecretHash). Its
+// public id is random, drawn when it is bound.
+type importedKey struct{ hash, lookup string }
 
 func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error) {
 	s := &state{hashName: hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name)}
@@ -113,6 +119,14 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 	case err != nil:
 		return err
 	}
+	if by := hashsecret.WrittenBy(src); by != "" {
+		// A key Keyward issued is bound to its owner already: imported
+		// into a suspended, read-only or short-lived key of someone else's
+		// it would shadow it (issue 12, attack 2).
+		s.importReason, s.unbind = kw.ReasonImportConflict, true
+		s.importMessage = fmt.Sprintf("Secret %q is one Keyward writes (%s): the key in it is bound to that owner and is never imported into another; use that key, or import a Secret of your own", ref.Name, by)
+		return nil
+	}
 	raw, ok := src.Data[dataKey]
 	if !ok {
 		s.importReason, s.importMessage = kw.ReasonImportNotFound, fmt.Sprintf("Secret %q has no data key %q", ref.Name, dataKey)
@@ -120,17 +134,29 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 	}
 	plain := string(raw)
 	if err := keymaterial.CheckImportStrength(plain); err != nil {
-		// The strength errors are fixed sentences; none quotes the key.
+		// The rules, not the one the key broke: that would describe a key
+		// to whoever reads the APIKey (issue 12, attack 3).
 		s.importReason = kw.ReasonImportRefused
-		s.importMessage = fmt.Sprintf("the key in Secret %q is refused: %s", ref.Name, strings.TrimPrefix(err.Error(), "keymaterial: "))
+		s.importMessage = fmt.Sprintf("the key in Secret %q is refused: %s", ref.Name, keymaterial.ImportRules)
 		return nil
 	}
-	// A key in Keyward's own format (say, from another cluster) is looked
-	// up by its embedded id; anything else by an id derived from it.
-	if k, err := keymaterial.Parse(plain); err == nil {
-		s.imported = &importedKey{id: k.ID, hash: k.SecretHash()}
-	} else {
-		s.imported = &importedKey{id: keymaterial.ImportedKeyID(plain), hash: keymaterial.Hash(plain)}
+	hash, keywardFormat := keymaterial.ImportedHash(plain)
+	others, err := r.otherHolders(ctx, hash, s.hashName)
+	if err != nil {
+		return err
+	}
+	var own *holder
+	if s.record != nil {
+		own = holderOf(s.record, hash)
+	}
+	if first := importBlocker(own, others); first != nil {
+		s.importReason, s.unbind = kw.ReasonImportConflict, true
+		s.importMessage = conflictMessage(ref.Name, key, first)
+		return nil
+	}
+	s.imported = &importedKey{hash: hash, lookup: hashsecret.LookupHash}
+	if keywardFormat {
+		s.imported.lookup = hashsecret.LookupSecretHash
 	}
 	return nil
 }

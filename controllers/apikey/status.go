@@ -54,7 +54,7 @@ func (r *Reconciler) setConditions(key *kw.APIKey, now time.Time, expiry *time.T
 			r.event(key, corev1.EventTypeWarning, kw.ReasonExpiringSoon, "Expire", "%s", ready.Message)
 		case kw.ReasonExpired:
 			r.event(key, corev1.EventTypeWarning, kw.ReasonExpired, "Expire", "%s", ready.Message)
-		case kw.ReasonDeliveryConflict, kw.ReasonDeliveryFailed, kw.ReasonImportNotFound, kw.ReasonImportRefused:
+		case kw.ReasonDeliveryConflict, kw.ReasonDeliveryFailed, kw.ReasonImportNotFound, kw.ReasonImportRefused, kw.ReasonImportConflict:
 			r.event(key, corev1.EventTypeWarning, ready.Reason, "Issue", "%s", ready.Message)
 		}
 	}
@@ -89,8 +89,12 @@ func (r *Reconciler) versionEvent(key *kw.APIKey, hadVersion bool, id, why strin
 		r.event(key, corev1.EventTypeNormal, kw.ReasonIssued, "Issue", "issued version %s", id)
 		return
 	}
-	if why == whyLost {
+	switch why {
+	case whyLost:
 		r.event(key, corev1.EventTypeWarning, kw.EventKeyReissued, "Issue", "issued version %s: %s", id, why)
+		return
+	case whyRecipients:
+		r.event(key, corev1.EventTypeNormal, kw.EventRecipientsChanged, "Rotate", "version %s is current: %s", id, why)
 		return
 	}
 	r.event(key, corev1.EventTypeNormal, kw.EventRotated, "Rotate", "version %s is current: %s", id, why)

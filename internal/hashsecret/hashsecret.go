@@ -18,6 +18,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
 )
 
 const (
@@ -68,7 +72,27 @@ type Version struct {
 	Hint      string     `json:"hint,omitempty"`
 	NotBefore time.Time  `json:"notBefore"`
 	NotAfter  *time.Time `json:"notAfter,omitempty"`
+	// Lookup says how the key server finds the version: by its ID (empty:
+	// a key Keyward generated), or, for an imported key, by its hash alone
+	// (LookupHash, LookupSecretHash): an imported key's ID is random, since
+	// nothing public may derive from a key its importer might not read.
+	Lookup string `json:"lookup,omitempty"`
 }
+
+// Values of Version.Lookup.
+const (
+	// LookupHash: an imported key not in Keyward's format; Hash is the
+	// keymaterial.Hash of the whole key.
+	LookupHash = "hash"
+	// LookupSecretHash: an imported key in Keyward's format; Hash is the
+	// hash of its secret part, whatever prefix and id it carries.
+	LookupSecretHash = "secret-hash"
+)
+
+// HintImported is the Hint of every imported version. A version with this
+// hint and no Lookup was written before imported keys got random IDs (its ID
+// derives from the key); the key server finds it by its hash all the same.
+const HintImported = "(imported)"
 
 // ValidAt reports whether the version validates at t.
 func (v Version) ValidAt(t time.Time) bool {
@@ -196,4 +220,21 @@ func Name(kind, namespace, owner string) string {
 	}
 	sum := sha256.Sum256([]byte(namespace + "/" + owner))
 	return strings.TrimRight(name[:253-17], ".-") + "-" + hex.EncodeToString(sum[:8])
+}
+
+// WrittenBy describes a Secret that Keyward writes — the delivery Secret of
+// an APIKey or AccessKeyPair (its controller), or any Secret carrying
+// Keyward's managed-by label — and returns "" for anyone else's. Such a
+// Secret holds a key Keyward issued, already bound to its owner: it is never
+// imported into another key (issue 12, attack 2).
+func WrittenBy(obj metav1.Object) string {
+	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil && (ref.Kind == "APIKey" || ref.Kind == "AccessKeyPair") {
+		if gv, err := schema.ParseGroupVersion(ref.APIVersion); err == nil && gv.Group == kw.GroupVersion.Group {
+			return fmt.Sprintf("the delivery Secret of %s %q", ref.Kind, ref.Name)
+		}
+	}
+	if obj.GetLabels()[LabelManagedBy] == ManagedBy {
+		return "labelled " + LabelManagedBy + "=" + ManagedBy
+	}
+	return ""
 }

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -96,6 +98,30 @@ func TestNameIsAValidUniqueSecretName(t *testing.T) {
 				t.Fatalf("two owners share the hash Secret %q", n)
 			}
 			seen[n] = true
+		})
+	}
+}
+
+func TestWrittenBy(t *testing.T) {
+	controller := func(apiVersion, kind string) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: "victim", Controller: ptr.To(true)}}
+	}
+	for name, c := range map[string]struct {
+		meta metav1.ObjectMeta
+		want string
+	}{
+		"an APIKey's delivery Secret":        {metav1.ObjectMeta{OwnerReferences: controller("keys.keyward.dev/v1alpha1", "APIKey")}, `the delivery Secret of APIKey "victim"`},
+		"an AccessKeyPair's delivery Secret": {metav1.ObjectMeta{OwnerReferences: controller("keys.keyward.dev/v1alpha1", "AccessKeyPair")}, `the delivery Secret of AccessKeyPair "victim"`},
+		"a Secret with Keyward's label":      {metav1.ObjectMeta{Labels: map[string]string{LabelManagedBy: ManagedBy}}, "labelled app.kubernetes.io/managed-by=keyward"},
+		"a user's Secret":                    {metav1.ObjectMeta{Labels: map[string]string{LabelManagedBy: "helm"}}, ""},
+		"a Secret another APIKey kind owns":  {metav1.ObjectMeta{OwnerReferences: controller("example.com/v1", "APIKey")}, ""},
+		"a Secret an APIKey owns without controlling it": {metav1.ObjectMeta{OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "keys.keyward.dev/v1alpha1", Kind: "APIKey", Name: "victim"}}}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := WrittenBy(&c.meta); got != c.want {
+				t.Errorf("WrittenBy = %q, want %q", got, c.want)
+			}
 		})
 	}
 }

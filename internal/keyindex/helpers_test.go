@@ -1,6 +1,8 @@
 package keyindex_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -51,10 +53,20 @@ func versionOf(k keymaterial.Key, notBefore time.Time, notAfter *time.Time) hash
 	return hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: notBefore, NotAfter: notAfter}
 }
 
-// importedVersion is the version a controller stores for an imported key
-// that is not in Keyward's format.
-func importedVersion(plain string, notBefore time.Time) hashsecret.Version {
-	return hashsecret.Version{ID: keymaterial.ImportedKeyID(plain), Hash: keymaterial.Hash(plain), NotBefore: notBefore}
+// importedVersion is the version a controller stores for an imported key:
+// a random id, found by its hash.
+func importedVersion(tb testing.TB, plain string, notBefore time.Time) hashsecret.Version {
+	tb.Helper()
+	id, err := keymaterial.GenerateID()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hash, keywardFormat := keymaterial.ImportedHash(plain)
+	v := hashsecret.Version{ID: id, Hash: hash, NotBefore: notBefore, Hint: hashsecret.HintImported, Lookup: hashsecret.LookupHash}
+	if keywardFormat {
+		v.Lookup = hashsecret.LookupSecretHash
+	}
+	return v
 }
 
 func apiKeyRecord(namespace, name string, current hashsecret.Version, previous ...hashsecret.Version) *hashsecret.Record {
@@ -94,5 +106,31 @@ func mustUpsert(tb testing.TB, x interface {
 	tb.Helper()
 	if err := x.Upsert(hashName(rec.Kind, rec.Namespace, rec.Name), rec); err != nil {
 		tb.Fatalf("Upsert %s/%s: %v", rec.Namespace, rec.Name, err)
+	}
+}
+
+// legacyImportedID is how Keyward derived an imported key's id before
+// imported keys got random ones (issue 12, attack 3): records written then
+// carry it, and must keep validating. Pinned by TestLegacyImportedID.
+func legacyImportedID(s string) string {
+	sum := sha256.Sum256([]byte("keyward-import-id:" + s))
+	const pow6 = 62 * 62 * 62 * 62 * 62 * 62
+	var id [12]byte
+	put := func(dst []byte, v uint64) {
+		for i := len(dst) - 1; i >= 0; i-- {
+			dst[i] = base62[v%62]
+			v /= 62
+		}
+	}
+	put(id[:6], binary.BigEndian.Uint64(sum[0:8])%pow6)
+	put(id[6:], binary.BigEndian.Uint64(sum[8:16])%pow6)
+	return string(id[:])
+}
+
+func TestLegacyImportedID(t *testing.T) {
+	// The value the derivation gave (cross-checked in Python when it was
+	// current), so the legacy records the tests build are the real ones.
+	if got, want := legacyImportedID("3f9a1c7e5b2d4086af13c9e07b5d2e1f"), "r5rc5GKbJVnB"; got != want {
+		t.Errorf("legacyImportedID = %q, want %q", got, want)
 	}
 }

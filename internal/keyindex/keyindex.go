@@ -1,11 +1,13 @@
 // Package keyindex is the key server's in-memory index of hash Secret
-// records: it answers "is this key valid, and whose is it?" in O(1) by key
-// id, with no I/O. Whoever watches the hash Secrets feeds it with Upsert and
-// Delete; every record it holds is immutable, so readers never see a record
-// half-updated.
+// records: it answers "is this key valid, and whose is it?" in O(1), by key
+// id, or by hash for imported keys, with no I/O. Whoever watches the hash
+// Secrets feeds it with Upsert and Delete; every record it holds is
+// immutable, so readers never see a record half-updated.
 //
-// The package never logs, and neither a presented key nor a stored hash ever
-// ends up in a Result, an error or a map key.
+// The package never logs; a presented key never ends up in a Result, an
+// error or a map key, nor a stored hash in a Result or an error. (Imported
+// versions are found by their hash as a map key: a hash, never a secret, and
+// the match is then confirmed in constant time.)
 package keyindex
 
 import (
@@ -83,11 +85,6 @@ const (
 // instants are clamped below it, so "now >= noBound" never holds.
 const noBound = math.MaxInt64
 
-// dummyHash is verified against when an id is unknown, so that a miss costs
-// about as much as a hit with a wrong secret and timing does not tell
-// whether an id exists.
-var dummyHash = keymaterial.Hash("keyindex: no such key id")
-
 type kind uint8
 
 const (
@@ -102,12 +99,70 @@ func (k kind) String() string {
 	return hashsecret.KindAPIKey
 }
 
+// lookup says how a version is found (hashsecret.Version.Lookup).
+type lookup uint8
+
+const (
+	// byID: a key Keyward generated (or an access key), found by its id;
+	// its hash is of the secret part (of the secret key).
+	byID lookup = iota
+	// byWholeHash: an imported key, found by the hash of the whole key.
+	byWholeHash
+	// bySecretHash: an imported key in Keyward's format, found by the hash
+	// of its secret part, whatever prefix and id it carries.
+	bySecretHash
+	// byAnyHash: an import recorded before imported keys got random ids
+	// (hashsecret.HintImported without a Lookup). Whether its hash is of a
+	// whole key or of a Keyward key's secret part is not recorded, so
+	// either is accepted; the controllers rewrite such a record on their
+	// next reconcile.
+	byAnyHash
+)
+
+// form says what a presented hash is of.
+type form uint8
+
+const (
+	formSecret form = iota + 1 // the secret part of a Keyward-format key
+	formWhole                  // a whole string (an imported key, a secret key)
+)
+
+// accepts reports whether a version found by hash matches a hash of form f.
+func (l lookup) accepts(f form) bool {
+	switch l {
+	case byWholeHash:
+		return f == formWhole
+	case bySecretHash:
+		return f == formSecret
+	case byAnyHash:
+		return true
+	}
+	return false
+}
+
+func lookupOf(v *hashsecret.Version, k kind) lookup {
+	switch {
+	case k != kindAPIKey:
+		return byID
+	case v.Lookup == hashsecret.LookupHash:
+		return byWholeHash
+	case v.Lookup == hashsecret.LookupSecretHash:
+		return bySecretHash
+	case v.Lookup == "" && v.Hint == hashsecret.HintImported:
+		return byAnyHash
+	}
+	// An unknown lookup (written by a newer Keyward): by id, where a key
+	// in Keyward's format can still find it.
+	return byID
+}
+
 // version is one indexed key version. Times are Unix nanoseconds rather than
 // time.Time: 16 bytes instead of 48, and no *time.Location pinned.
 type version struct {
 	id, hash  string
 	notBefore int64
 	notAfter  int64 // noBound when open-ended
+	lookup    lookup
 }
 
 // record is the immutable indexed form of a hashsecret.Record. All its
@@ -128,26 +183,85 @@ type record struct {
 type secretRef = string
 
 // Index is the key server's index. It is safe for concurrent use; lookups
-// take a read lock only long enough to fetch an immutable record.
+// take a read lock only long enough to fetch immutable records.
 type Index struct {
 	mu     sync.RWMutex
 	byName map[secretRef]*record
-	// byID maps every version id to the record that validates it.
-	byID map[string]*record
-	// claims lists, oldest first, every record claiming an id that more than
-	// one record claims. Ids are random, so this stays empty unless a record
-	// was copied or one key was imported twice; it lets the last claimant win
-	// and the others take over again when it goes.
-	claims map[string][]*record
+	// byID holds the versions found by id: generated keys, access keys.
+	byID table
+	// byHash holds imported versions, by their hash: an imported key's id
+	// is random, and the presented key is hashed once to find it.
+	byHash table
 }
+
+// table maps a version id, or a hash, to the records holding it. Ids are
+// random and the controllers never bind one key twice, so a key is held by
+// one record unless a record was copied (or written before that rule): the
+// rare shared keys are listed in many, so the common case costs one entry.
+// Whichever record holds a key, the presented secret decides, and among
+// records it verifies against, the one bound first (see boundBefore).
+type table struct {
+	one  map[string]*record
+	many map[string][]*record
+}
+
+func newTable() table {
+	return table{one: map[string]*record{}, many: map[string][]*record{}}
+}
+
+// add records that r holds k; x.mu must be held.
+func (t *table) add(k string, r *record) {
+	if list, ok := t.many[k]; ok {
+		if !slices.Contains(list, r) {
+			t.many[k] = append(list, r)
+		}
+		return
+	}
+	cur, ok := t.one[k]
+	switch {
+	case !ok:
+		t.one[k] = r
+	case cur != r:
+		delete(t.one, k)
+		t.many[k] = []*record{cur, r}
+	}
+}
+
+// remove withdraws r's hold on k; x.mu must be held.
+func (t *table) remove(k string, r *record) {
+	list, ok := t.many[k]
+	if !ok {
+		if t.one[k] == r {
+			delete(t.one, k)
+		}
+		return
+	}
+	// Readers copy what they read under the lock, so editing in place is safe.
+	list = slices.DeleteFunc(list, func(o *record) bool { return o == r })
+	switch len(list) {
+	case 0: // not reachable: a many entry always has two holders
+		delete(t.many, k)
+	case 1:
+		delete(t.many, k)
+		t.one[k] = list[0]
+	default:
+		t.many[k] = list
+	}
+}
+
+// appendTo appends the records holding k to dst; x.mu must be held (read).
+func (t *table) appendTo(dst []*record, k string) []*record {
+	if r, ok := t.one[k]; ok {
+		return append(dst, r)
+	}
+	return append(dst, t.many[k]...)
+}
+
+func (t *table) len() int { return len(t.one) + len(t.many) }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{
-		byName: map[secretRef]*record{},
-		byID:   map[string]*record{},
-		claims: map[string][]*record{},
-	}
+	return &Index{byName: map[secretRef]*record{}, byID: newTable(), byHash: newTable()}
 }
 
 // Len returns the number of indexed records (hash Secrets).
@@ -157,11 +271,12 @@ func (x *Index) Len() int {
 	return len(x.byName)
 }
 
-// Versions returns the number of distinct version ids that can validate.
+// Versions returns the number of distinct version ids (and hashes of
+// imported versions) that can validate.
 func (x *Index) Versions() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.byID)
+	return x.byID.len() + x.byHash.len()
 }
 
 // Upsert indexes rec as the content of the hash Secret name (in the
@@ -203,7 +318,11 @@ func (x *Index) Upsert(name string, rec *hashsecret.Record) error {
 	}
 	x.byName[ref] = r
 	for i := range r.versions {
-		x.claim(r.versions[i].id, r)
+		if v := &r.versions[i]; v.lookup == byID {
+			x.byID.add(v.id, r)
+		} else {
+			x.byHash.add(v.hash, r)
+		}
 	}
 	return nil
 }
@@ -223,141 +342,100 @@ func (x *Index) remove(ref secretRef) {
 	}
 	delete(x.byName, ref)
 	for i := range r.versions {
-		x.release(r.versions[i].id, r)
-	}
-}
-
-// claim makes r the record validating id; x.mu must be held.
-func (x *Index) claim(id string, r *record) {
-	cur, ok := x.byID[id]
-	x.byID[id] = r
-	if !ok || cur == r {
-		return
-	}
-	list, ok := x.claims[id]
-	if !ok {
-		list = []*record{cur}
-	}
-	x.claims[id] = append(list, r)
-}
-
-// release withdraws r's claim on id, handing id back to the latest other
-// claimant if any; x.mu must be held.
-func (x *Index) release(id string, r *record) {
-	list, ok := x.claims[id]
-	if !ok {
-		if x.byID[id] == r {
-			delete(x.byID, id)
+		if v := &r.versions[i]; v.lookup == byID {
+			x.byID.remove(v.id, r)
+		} else {
+			x.byHash.remove(v.hash, r)
 		}
-		return
-	}
-	list = slices.DeleteFunc(list, func(o *record) bool { return o == r })
-	switch len(list) {
-	case 0: // not reachable: a claims entry always has two claimants
-		delete(x.claims, id)
-		delete(x.byID, id)
-	case 1:
-		delete(x.claims, id)
-		x.byID[id] = list[0]
-	default:
-		x.claims[id] = list
-		x.byID[id] = list[len(list)-1]
 	}
 }
 
-// lookup returns the record validating id if it is of kind k.
-func (x *Index) lookup(id string, k kind) *record {
+// candidates returns the records of kind k that may hold p: those holding
+// its id (when it has one), then, for API keys, those holding its hash.
+// Ids are public and a record in one namespace can claim another's, and a
+// record can bind a key another already holds, so the presented secret is
+// checked against each (see find).
+func (x *Index) candidates(dst []*record, p presented, k kind) (cands []*record, byIDCount int) {
+	cands = dst
 	x.mu.RLock()
-	r := x.byID[id]
+	if p.id != "" {
+		cands = x.byID.appendTo(cands, p.id)
+	}
+	byIDCount = len(cands)
+	if k == kindAPIKey {
+		cands = x.byHash.appendTo(cands, p.hash)
+	}
 	x.mu.RUnlock()
-	if r == nil || r.kind != k {
-		return nil
-	}
-	return r
+	return cands, byIDCount
 }
 
-// contenders returns the other records claiming id (none, almost always).
-// Ids are public, so a record in one namespace can claim another's id; the
-// presented secret, checked against every claimant, decides whose key it is,
-// and a squatter can never shadow the rightful record.
-func (x *Index) contenders(id string, winner *record) []*record {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	list, ok := x.claims[id]
-	if !ok {
-		return nil
-	}
-	out := make([]*record, 0, len(list))
-	for _, r := range list {
-		if r != winner {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// matchAny finds the record of kind k and its version with id whose hash p
-// verifies, trying every claimant of id.
-func (x *Index) matchAny(id string, k kind, p presented) (*record, *version) {
-	winner := x.lookup(id, k)
-	if winner != nil {
-		if v := winner.match(id, p); v != nil {
-			return winner, v
-		}
-	}
-	for _, r := range x.contenders(id, winner) {
+// find returns the record of kind k and its version that p verifies
+// against. When several do (a key bound twice), the one bound first wins,
+// never a newcomer: a tenant cannot shadow another's key by binding it to a
+// suspended or read-only record of its own.
+func (x *Index) find(p presented, k kind) (*record, *version) {
+	var buf [4]*record
+	cands, n := x.candidates(buf[:0], p, k)
+	var best *record
+	var bestV *version
+	for i, r := range cands {
 		if r.kind != k {
 			continue
 		}
-		if v := r.match(id, p); v != nil {
-			return r, v
+		for j := range r.versions {
+			v := &r.versions[j]
+			if i < n {
+				if v.lookup != byID || v.id != p.id {
+					continue
+				}
+			} else if !v.lookup.accepts(p.form) {
+				continue
+			}
+			if keymaterial.EqualHashes(v.hash, p.hash) && (best == nil || boundBefore(r, v, best, bestV)) {
+				best, bestV = r, v
+			}
 		}
 	}
-	if winner == nil {
-		_ = p.verify(dummyHash) // an unknown id costs what a wrong secret costs
-	}
-	return nil, nil
+	return best, bestV
 }
 
-// presented is a secret to check against stored hashes: either a parsed
-// Keyward key (whose secret part is hashed) or a whole string.
+// boundBefore orders two records holding one key: the version bound earlier
+// (its NotBefore, which the controllers set when they bind it), then, for
+// the same instant, namespace and name, so every replica and every restart
+// (whatever order the informer lists in) chooses the same one.
+func boundBefore(a *record, av *version, b *record, bv *version) bool {
+	if av.notBefore != bv.notBefore {
+		return av.notBefore < bv.notBefore
+	}
+	if a.namespace != b.namespace {
+		return a.namespace < b.namespace
+	}
+	return a.name < b.name
+}
+
+// presented is a secret to check against stored hashes: its hash, computed
+// once before any lookup (so an unknown id costs what a wrong secret costs),
+// what that hash is of, and the id it names, if any.
 type presented struct {
-	key   *keymaterial.Key
-	whole string
-}
-
-func (p presented) verify(hash string) bool {
-	if p.key != nil {
-		return p.key.Verify(hash)
-	}
-	return keymaterial.Verify(hash, p.whole)
-}
-
-// match returns the version of r with the given id whose hash p verifies
-// against. A record could list an id twice, so every candidate is tried.
-func (r *record) match(id string, p presented) *version {
-	for i := range r.versions {
-		if v := &r.versions[i]; v.id == id && p.verify(v.hash) {
-			return v
-		}
-	}
-	return nil
+	hash string
+	id   string
+	form form
 }
 
 // ValidateAPIKey checks a presented API key at now. A key in Keyward's
-// format is looked up by its embedded id and its secret part verified;
-// anything else that could be an imported key is looked up by
-// keymaterial.ImportedKeyID and verified whole. Input that is neither a
-// well-formed Keyward key nor a known imported key is InvalidFormat (a
-// mistyped Keyward key fails its checksum and lands here); a well-formed key
-// that is unknown, or whose secret does not match, is NotFound. Expiry and
-// suspension are reported only to someone holding the right secret.
+// format is looked up by its embedded id, and by the hash of its secret part
+// among imported keys; anything else that could be an imported key, by its
+// hash alone. Input that is neither a well-formed Keyward key nor a known
+// imported key is InvalidFormat (a mistyped Keyward key fails its checksum
+// and lands here); a well-formed key that is unknown, or whose secret does
+// not match, is NotFound. Expiry and suspension are reported only to
+// someone holding the right secret.
 func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
 	if len(presentedKey) > maxPresentedLen {
 		return Result{Code: InvalidFormat}
 	}
 	if k, err := keymaterial.Parse(presentedKey); err == nil {
-		if r, v := x.matchAny(k.ID, kindAPIKey, presented{key: &k}); v != nil {
+		if r, v := x.find(presented{hash: k.SecretHash(), id: k.ID, form: formSecret}, kindAPIKey); v != nil {
 			return r.judge(v, now)
 		}
 		return Result{Code: NotFound}
@@ -365,12 +443,9 @@ func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
 	if !importable(presentedKey) {
 		return Result{Code: InvalidFormat}
 	}
-	id := keymaterial.ImportedKeyID(presentedKey)
-	if r, v := x.matchAny(id, kindAPIKey, presented{whole: presentedKey}); v != nil {
+	if r, v := x.find(presented{hash: keymaterial.Hash(presentedKey), form: formWhole}, kindAPIKey); v != nil {
 		return r.judge(v, now)
 	}
-	// The id derives from the whole input, so a miss reveals nothing about
-	// stored keys and needs no dummy verification.
 	return Result{Code: InvalidFormat}
 }
 
@@ -399,7 +474,7 @@ func (x *Index) ValidateAccessKey(accessKeyID, secretKey string, now time.Time) 
 		len(secretKey) == 0 || len(secretKey) > maxPresentedLen {
 		return Result{Code: InvalidFormat}, nil
 	}
-	r, v := x.matchAny(accessKeyID, kindAccessKeyPair, presented{whole: secretKey})
+	r, v := x.find(presented{hash: keymaterial.Hash(secretKey), id: accessKeyID, form: formWhole}, kindAccessKeyPair)
 	if v == nil {
 		return Result{Code: NotFound}, nil
 	}
@@ -425,11 +500,11 @@ func (x *Index) PairActive(namespace, name, accessKeyID string, now time.Time) b
 // now (subject, groups, scopes), so a token carries no more than its pair
 // still grants.
 func (x *Index) PairIdentity(namespace, name, accessKeyID string, now time.Time) (Result, bool) {
-	winner := x.lookup(accessKeyID, kindAccessKeyPair)
-	candidates := append([]*record{winner}, x.contenders(accessKeyID, winner)...)
+	var buf [4]*record
+	candidates, _ := x.candidates(buf[:0], presented{id: accessKeyID}, kindAccessKeyPair)
 	t := nanos(now)
 	for _, r := range candidates {
-		if r == nil || r.kind != kindAccessKeyPair || r.namespace != namespace || r.name != name || r.suspended || t >= r.expiresAt {
+		if r.kind != kindAccessKeyPair || r.namespace != namespace || r.name != name || r.suspended || t >= r.expiresAt {
 			continue
 		}
 		for i := range r.versions {
@@ -557,7 +632,7 @@ func build(name string, k kind, in *hashsecret.Record) (*record, secretRef) {
 		if v.ID == "" || v.Hash == "" {
 			return
 		}
-		nv := version{id: v.ID, hash: v.Hash, notBefore: nanos(v.NotBefore), notAfter: noBound}
+		nv := version{id: v.ID, hash: v.Hash, notBefore: nanos(v.NotBefore), notAfter: noBound, lookup: lookupOf(v, k)}
 		if v.NotAfter != nil {
 			nv.notAfter = nanos(*v.NotAfter)
 		}

@@ -39,12 +39,14 @@ func TestValidateAPIKey(t *testing.T) {
 	mustUpsert(t, x, endedRec)
 
 	// Imported keys are stored the way the APIKey controller stores them:
-	// by ImportedKeyID and Hash of the whole key, or, for a key in
-	// Keyward's format (say, from another cluster), by its own id.
+	// under a random id, found by the hash of the whole key, or, for a key
+	// in Keyward's format (say, from another cluster), of its secret part.
 	const imported = "Zm9vYmFyLWJhei1xdXV4LXNlY3JldC1rZXk-_A1b"
-	mustUpsert(t, x, apiKeyRecord("team-b", "legacy", importedVersion(imported, t0.Add(-time.Hour))))
+	importedV := importedVersion(t, imported, t0.Add(-time.Hour))
+	mustUpsert(t, x, apiKeyRecord("team-b", "legacy", importedV))
 	migrated := generate(t, "acme")
-	mustUpsert(t, x, apiKeyRecord("team-b", "migrated", versionOf(migrated, t0.Add(-time.Hour), nil)))
+	migratedV := importedVersion(t, migrated.String(), t0.Add(-time.Hour))
+	mustUpsert(t, x, apiKeyRecord("team-b", "migrated", migratedV))
 
 	// An access key pair whose version happens to look like an API key's.
 	pairKey := generate(t, "kw")
@@ -79,8 +81,8 @@ func TestValidateAPIKey(t *testing.T) {
 		"a version is not yet valid before its NotBefore":                   {key: future.String(), now: t0.Add(time.Hour - 1), want: keyindex.NotYetValid},
 		"a version is valid exactly at its NotBefore":                       {key: future.String(), now: t0.Add(time.Hour), want: keyindex.Valid, wantName: "future"},
 		"a suspended key is suspended":                                      {key: paused.String(), now: t0, want: keyindex.Suspended},
-		"an imported key validates":                                         {key: imported, now: t0, want: keyindex.Valid, wantName: "legacy", wantKeyID: keymaterial.ImportedKeyID(imported), wantNSpace: "team-b"},
-		"an imported key in Keyward format validates by its own id":         {key: migrated.String(), now: t0, want: keyindex.Valid, wantName: "migrated", wantKeyID: migrated.ID, wantNSpace: "team-b"},
+		"an imported key validates, with its random id":                     {key: imported, now: t0, want: keyindex.Valid, wantName: "legacy", wantKeyID: importedV.ID, wantNSpace: "team-b"},
+		"an imported key in Keyward format validates, with its random id":   {key: migrated.String(), now: t0, want: keyindex.Valid, wantName: "migrated", wantKeyID: migratedV.ID, wantNSpace: "team-b"},
 
 		"an unknown well-formed key is not found":                    {key: unknown.String(), now: t0, want: keyindex.NotFound},
 		"a known id with a wrong secret is not found":                {key: wrongSecret, now: t0, want: keyindex.NotFound},
@@ -130,13 +132,14 @@ func isBare(r keyindex.Result) bool {
 		r.Access == "" && r.Groups == nil && r.Scopes == nil && r.ExpiresAt == nil
 }
 
-func TestKeywardFormatKeysAreLookedUpByTheirOwnIDOnly(t *testing.T) {
-	// A Keyward-format key stored as if it were a foreign import (by
-	// ImportedKeyID and Hash of the whole key) is not how controllers store
-	// it, and does not validate: it would cost a second hash per miss.
+func TestKeywardFormatKeysAreHashedOnceByTheirSecretPart(t *testing.T) {
+	// A Keyward-format key stored as if it were a foreign import (by the
+	// hash of the whole key) is not how controllers store it, and does not
+	// validate: finding it would cost a second hash per miss.
 	x := keyindex.New()
 	k := generate(t, "kw")
-	mustUpsert(t, x, apiKeyRecord("team-a", "odd", importedVersion(k.String(), t0.Add(-time.Hour))))
+	mustUpsert(t, x, apiKeyRecord("team-a", "odd", hashsecret.Version{ID: "OddIdAbCdEfG", Hash: keymaterial.Hash(k.String()),
+		NotBefore: t0.Add(-time.Hour), Hint: hashsecret.HintImported, Lookup: hashsecret.LookupHash}))
 	if got := x.ValidateAPIKey(k.String(), t0); got.Code != keyindex.NotFound {
 		t.Errorf("Code = %s, want NOT_FOUND", got.Code)
 	}

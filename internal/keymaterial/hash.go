@@ -35,3 +35,17 @@ func Verify(tagged, secret string) bool {
 	got := sha256.Sum256([]byte(secret))
 	return subtle.ConstantTimeCompare(got[:], want) == 1
 }
+
+// EqualHashes reports whether two tagged hashes are the same, in time that
+// depends on their lengths only (which are public: one per algorithm). It
+// never allocates.
+func EqualHashes(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var diff byte
+	for i := 0; i < len(a); i++ {
+		diff |= a[i] ^ b[i]
+	}
+	return subtle.ConstantTimeByteEq(diff, 0) == 1
+}

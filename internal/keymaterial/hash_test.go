@@ -69,3 +69,25 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestEqualHashes(t *testing.T) {
+	a, b := keymaterial.Hash("a"), keymaterial.Hash("b")
+	for name, tc := range map[string]struct {
+		x, y string
+		want bool
+	}{
+		"the same hash":                {a, strings.Clone(a), true},
+		"another hash":                 {a, b, false},
+		"a prefix":                     {a, a[:len(a)-1], false},
+		"the empty string with itself": {"", "", true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := keymaterial.EqualHashes(tc.x, tc.y); got != tc.want {
+				t.Errorf("EqualHashes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = keymaterial.EqualHashes(a, b) }); n != 0 {
+		t.Errorf("allocates %v times", n)
+	}
+}

@@ -1,8 +1,6 @@
 package keymaterial
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"math"
 )
@@ -83,21 +81,23 @@ func CheckImportStrength(s string) error {
 	return nil
 }
 
-// importIDDomain separates this use of SHA-256 from Hash, so the public ID
-// is not a truncation of the stored hash.
-const importIDDomain = "keyward-import-id:"
+// ImportRules states what CheckImportStrength requires. A refused import
+// is reported with the rules, not with the one the key broke: the report is
+// public to whoever reads the APIKey, and must describe no key (issue 12,
+// attack 3).
+const ImportRules = "an imported key must be at least 32 and at most 512 printable ASCII characters, " +
+	"without spaces, with at least 10 different characters, and hard enough to guess " +
+	"(about 128 bits: mix letter cases, digits and symbols, or make it longer)"
 
-// ImportedKeyID derives a deterministic 12-character base62 ID from a whole
-// imported key, so the key server can look it up like a generated key's ID
-// without indexing by secret. Changing this derivation orphans stored
-// imported keys. The stored hash of an imported key is Hash(s).
-func ImportedKeyID(s string) string {
-	sum := sha256.Sum256([]byte(importIDDomain + s))
-	// Two 6-digit halves, each a uint64 reduced mod 62^6 (bias ~2^-28):
-	// about 71 bits in total.
-	const pow6 = 62 * 62 * 62 * 62 * 62 * 62
-	var id [idLen]byte
-	putBase62(id[:6], binary.BigEndian.Uint64(sum[0:8])%pow6)
-	putBase62(id[6:], binary.BigEndian.Uint64(sum[8:16])%pow6)
-	return string(id[:])
+// ImportedHash returns what is stored for an imported key: its hash, and
+// whether the key is in Keyward's format. A Keyward-format key is stored by
+// the hash of its secret part, as a generated key is, so that the key server
+// hashes what is presented once, whichever way it was issued; any other key
+// by the hash of the whole key. Nothing else is derived from it: an
+// imported key's public id is random (keymaterial.GenerateID).
+func ImportedHash(s string) (hash string, keywardFormat bool) {
+	if k, err := Parse(s); err == nil {
+		return k.SecretHash(), true
+	}
+	return Hash(s), false
 }

@@ -2,7 +2,6 @@ package keymaterial_test
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -46,25 +45,24 @@ func TestCheckImportStrength(t *testing.T) {
 	}
 }
 
-func TestImportedKeyID(t *testing.T) {
-	const key = "3f9a1c7e5b2d4086af13c9e07b5d2e1f"
-	// Pinned (cross-checked in Python): stored imported keys are found by this
-	// ID, so the derivation must never change silently.
-	if got, want := keymaterial.ImportedKeyID(key), "r5rc5GKbJVnB"; got != want {
-		t.Errorf("ImportedKeyID = %q, want %q", got, want)
+func TestImportedHash(t *testing.T) {
+	const foreign = "3f9a1c7e5b2d4086af13c9e07b5d2e1f"
+	if h, kf := keymaterial.ImportedHash(foreign); h != keymaterial.Hash(foreign) || kf {
+		t.Errorf("a foreign key: got %q %v, want the hash of the whole key", h, kf)
 	}
-	seen := map[string]bool{}
-	for i := range 1000 {
-		id := keymaterial.ImportedKeyID(key + strings.Repeat("x", i))
-		if !regexp.MustCompile(`^[0-9A-Za-z]{12}$`).MatchString(id) || seen[id] {
-			t.Fatalf("bad or repeated ID %q", id)
+	k, err := keymaterial.Generate("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, kf := keymaterial.ImportedHash(k.String()); h != k.SecretHash() || !kf {
+		t.Errorf("a Keyward-format key: got %q %v, want the hash of its secret part", h, kf)
+	}
+}
+
+func TestImportRulesNameEveryRule(t *testing.T) {
+	for _, rule := range []string{"32", "512", "printable ASCII", "without spaces", "10 different", "128 bits"} {
+		if !strings.Contains(keymaterial.ImportRules, rule) {
+			t.Errorf("ImportRules does not state %q", rule)
 		}
-		seen[id] = true
-	}
-	if keymaterial.ImportedKeyID(key) != keymaterial.ImportedKeyID(strings.Clone(key)) {
-		t.Error("ImportedKeyID is not deterministic")
-	}
-	if strings.Contains(keymaterial.Hash(key), keymaterial.ImportedKeyID(key)) {
-		t.Error("ID overlaps the stored hash")
 	}
 }

@@ -238,7 +238,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			if err := admission.SetupPairLimit(mgr, o.MaxPairsPerSubject); err != nil {
 				return err
 			}
-			return admission.SetupAPIKeyReferences(mgr)
+			if err := admission.SetupAPIKeyReferences(mgr); err != nil {
+				return err
+			}
+			return admission.SetupAPIKeyAccess(mgr)
 		}
 		if webhookReady == nil {
 			err = setup()

@@ -177,6 +177,7 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 		{controllerSA, secrets("get", userNamespace), true},    // importFrom, its delivery Secrets
 		{controllerSA, secrets("list", opNS), true},            // hash Secrets in its cache
 		{keyServerSA, leases("update"), false},                 // not a leader candidate
+		{controllerSA, authzv1.ResourceAttributes{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, true}, // admission asks for the requester
 	} {
 		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 			User: "system:serviceaccount:" + opNS + ":" + c.sa, Groups: saGroups, ResourceAttributes: &c.attr,

@@ -52,6 +52,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(SetupPairLimit(mgr, 2)).To(Succeed())
 	Expect(SetupAPIKeyReferences(mgr)).To(Succeed())
+	// SetupAPIKeyAccess's webhook, counting the requests that reach it.
+	accessHook = &accessCalls{APIKeyAccess: &APIKeyAccess{Reader: mgr.GetAPIReader(), Reviews: mgr.GetClient()}}
+	Expect(ctrl.NewWebhookManagedBy(mgr, &kw.APIKey{}).WithValidator(accessHook).WithValidatorCustomPath(APIKeyAccessPath).Complete()).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stop = cancel
 	go func() { defer GinkgoRecover(); Expect(mgr.Start(ctx)).To(Succeed()) }()

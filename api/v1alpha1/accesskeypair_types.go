@@ -21,11 +21,16 @@ type AccessKeyPairSpec struct {
 	Subject string `json:"subject,omitempty"`
 
 	// groups carried by the tokens and reported on validation.
+	// Groups are local to the key's namespace, like its subject: gateways
+	// receive them beside X-Keyward-Namespace, kube-apiserver as
+	// keyward:<namespace>:<group>. No commas or spaces: gateways receive
+	// them comma-joined in one header.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9:._/@+=-]+$`
 	Groups []string `json:"groups,omitempty"`
 
 	// scopes carried by the tokens.

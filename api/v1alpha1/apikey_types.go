@@ -32,11 +32,16 @@ type APIKeySpec struct {
 	Subject string `json:"subject,omitempty"`
 
 	// groups reported for the key's subject when it is validated.
+	// Groups are local to the key's namespace, like its subject: gateways
+	// receive them beside X-Keyward-Namespace, kube-apiserver as
+	// keyward:<namespace>:<group>. No commas or spaces: gateways receive
+	// them comma-joined in one header.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9:._/@+=-]+$`
 	Groups []string `json:"groups,omitempty"`
 
 	// scopes granted to the key, checked by `?scope=` on forward-auth and

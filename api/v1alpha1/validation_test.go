@@ -170,6 +170,12 @@ var _ = Describe("APIKey validation", func() {
 				k.Spec.Scopes[i] = "s" + strings.Repeat("x", i)
 			}
 		}, "spec.scopes: Too many: 65: must have at most 64 items"),
+		Entry("a group with a comma, which a gateway would read as two groups", func(k *kw.APIKey) {
+			k.Spec.Groups = []string{"reporting,admins"}
+		}, "spec.groups[0]: Invalid value"),
+		Entry("a group with a space", func(k *kw.APIKey) {
+			k.Spec.Groups = []string{"team admins"}
+		}, "spec.groups[0]: Invalid value"),
 	)
 
 	DescribeTable("refuses on update",

@@ -43,8 +43,8 @@ import (
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 

@@ -1,5 +1,11 @@
-// Package operator assembles the Keyward manager from its parts; main.go and
-// the dev control plane (hack/dev) both build it here so they cannot drift.
+// Package operator is the composition root: it assembles the Keyward manager
+// from the controllers, the admission webhooks and the key server, with its
+// flags, serving certificates, CA injection and the controllers' RBAC
+// markers. main.go, the dev control plane (hack/dev), hack/bench, hack/soak
+// and the tests of the whole assembly build it here, so they cannot drift.
+//
+// It sits at the top of the tree, above what it composes: nothing under
+// controllers/, webhook/ or internal/ imports it (test/layout checks).
 package operator
 
 import (

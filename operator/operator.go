@@ -35,6 +35,8 @@ import (
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
+	"github.com/keyward/keyward/webhook/keyserver/feed"
+	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
 
 // Options are the manager's command-line flags.
@@ -285,15 +287,15 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
 		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
 		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
-		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
+		Rotator: &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
-	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {
+	if err := feed.Add(mgr, ks, o.OperatorNamespace, o.keysNamespace()); err != nil {
 		return err
 	}
 	if err := mgr.Add(ks); err != nil {
 		return err
 	}
-	if err := mgr.Add(&keyserver.UsageWriter{Server: ks, Client: live}); err != nil {
+	if err := mgr.Add(&statuswriter.UsageWriter{LastUsed: ks.LastUsed(), Client: live}); err != nil {
 		return err
 	}
 	if err := addTokenReview(mgr, ks, o, certReady); err != nil {

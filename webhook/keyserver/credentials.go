@@ -112,7 +112,7 @@ func (s *Server) identify(cred string, audiences []string) keyindex.Result {
 		res = s.index.ValidateAPIKey(cred, now)
 	}
 	if res.Code == keyindex.Valid {
-		s.usage.touch(res.Kind, res.Namespace, res.Name, now)
+		s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	}
 	return res
 }

@@ -100,6 +100,8 @@ type Server struct {
 	keys    atomic.Pointer[signingkeys.Loaded]
 	synced  atomic.Pointer[func() bool]
 	limiter *failureLimiter
+	// addrLimiter is every address's own, larger budget across key ids.
+	addrLimiter *failureLimiter
 	// rotations and mints: per-key limits (keylimits.go).
 	rotations, mints *keylimit.Limiter
 	lastUsed         *statuswriter.LastUsed
@@ -129,6 +131,8 @@ func New(opts Options) *Server {
 		opts:    opts,
 		index:   keyindex.New(),
 		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
+		addrLimiter: newFailureLimiter(opts.FailureLimit*addressBudgetFactor,
+			opts.FailureRefill/addressBudgetFactor, opts.Clock),
 		rotations: keylimit.New(opts.SelfRotationBurst, opts.SelfRotationRefill,
 			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
 		mints:    keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),

@@ -12,6 +12,10 @@ type KeyPolicySpec struct {
 	// "a.b.example.com"). Lowercase; no IP addresses. An exact name is more
 	// specific than a wildcard.
 	//
+	// Every host must be granted to the namespace by a cluster admin, in
+	// the Namespace annotation keys.keyward.dev/hosts (checked at
+	// admission: config/policy/keypolicy-hosts.yaml).
+	//
 	// A host belongs to one namespace: a host already claimed by an older
 	// KeyPolicy of another namespace (or covered by its wildcard) is not
 	// applied here, and this policy reports Accepted=False, reason

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/controllers/keypolicy"
 	"github.com/keyward/keyward/controllers/signingkey"
 	"github.com/keyward/keyward/internal/keylimit"
 )
@@ -53,6 +54,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Period:           o.SigningKeyPeriod,
 		MaxTokenLifetime: o.MaxTokenLifetime,
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := keypolicy.Setup(mgr, keypolicy.Options{Clock: o.Clock}); err != nil {
 		return err
 	}
 	if err := (&accesskeypair.Reconciler{

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
@@ -32,6 +30,7 @@ type pairInput struct {
 	overLimit        bool
 }
 
+// decidePair chooses what happens to the pair.
 func decidePair(in pairInput) action {
 	switch {
 	case in.overLimit:
@@ -96,6 +95,7 @@ func mustDuration(s string) time.Duration {
 	return d
 }
 
+// expiryOf is spec.expiresAt, or nil (never).
 func expiryOf(spec kw.AccessKeyPairSpec) *time.Time {
 	if spec.ExpiresAt == nil {
 		return nil
@@ -110,24 +110,4 @@ func SubjectOf(p *kw.AccessKeyPair) string {
 		return p.Spec.Subject
 	}
 	return p.Name
-}
-
-func readyCondition(p *kw.AccessKeyPair, now time.Time, expiry *time.Time, window time.Duration, blockedReason, blockedMessage string) metav1.Condition {
-	c := metav1.Condition{Type: kw.ConditionReady, Status: metav1.ConditionFalse}
-	switch {
-	case blockedReason != "":
-		c.Reason, c.Message = blockedReason, blockedMessage
-	case expiry != nil && !now.Before(*expiry):
-		c.Reason, c.Message = kw.ReasonExpired, "the pair expired at "+expiry.Format(time.RFC3339)
-	case p.Spec.Suspended:
-		c.Reason, c.Message = kw.ReasonSuspended, "the pair is suspended: no tokens are issued and issued tokens are refused"
-	case p.Status.AccessKeyID == "":
-		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, "Pending", "no access key is issued yet"
-	case expiry != nil && !now.Before(expiry.Add(-window)):
-		c.Status, c.Reason = metav1.ConditionTrue, kw.ReasonExpiringSoon
-		c.Message = "access key " + p.Status.AccessKeyID + " is valid; the pair expires at " + expiry.Format(time.RFC3339)
-	default:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, kw.ReasonIssued, "access key "+p.Status.AccessKeyID+" is valid"
-	}
-	return c
 }

@@ -2,47 +2,45 @@ package apikey
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/keystatus"
-	"github.com/keyward/keyward/controllers/ownedsecret"
+	"github.com/keyward/keyward/controllers/keylifecycle"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
 // converge brings the hash Secret, the deliveries and the status in line
-// with the spec. It returns how long until the key changes on its own.
-func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (time.Duration, error) {
-	now := r.Clock.Now().UTC()
-	expiry := effectiveExpiry(key.Spec, key.CreationTimestamp)
+// with the spec. It returns when the key changes on its own.
+func converge(ctx context.Context, s *scope) (ctrl.Result, error) {
+	r, key := s.r, s.key
+	now, expiry := s.Now, s.View.Expiry
 	st := &key.Status
 	st.Subject = subjectOf(key)
-	st.HashSecretName = s.hashName
+	st.HashSecretName = s.HashName
 
 	switch {
-	case s.conflict:
-		return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryConflict,
+	case s.Conflict:
+		return s.block(ctx, kw.ReasonDeliveryConflict,
 			fmt.Sprintf("Secret %q exists and is not owned by this APIKey; Keyward will not overwrite it", key.Spec.SecretName))
 	case key.Spec.ImportFrom != nil && s.imported == nil:
-		return r.blocked(ctx, key, s, now, expiry, s.importReason, s.importMessage)
+		return s.block(ctx, s.importReason, s.importMessage)
 	}
 
-	rec := r.recordFrom(key, s, now)
+	rec := recordFrom(s)
 	age := ""
-	if s.hashSecret != nil && !s.corrupt {
-		age = string(s.hashSecret.Data[hashsecret.DataAge])
+	if s.HashSecret != nil && !s.Corrupt {
+		age = string(s.HashSecret.Data[hashsecret.DataAge])
 	}
 	wantsAge := key.Spec.Delivery != nil
 	in := versionInput{
 		now:         now,
-		expired:     keystatus.ExpiredAt(expiry, now),
+		expired:     keylifecycle.ExpiredAt(expiry, now),
 		current:     rec.Current,
 		wantsSecret: key.Spec.SecretName != "",
 		wantsAge:    wantsAge,
@@ -95,24 +93,22 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		// A first version is written by creates alone (the delivery Secret
 		// was read live and is absent), which fail rather than overwrite; a
 		// later one overwrites, so the cached hash Secret must be current.
-		if s.hashSecret != nil || s.delivery != nil {
-			if err := ownedsecret.CheckFresh(ctx, r.APIReader, r.HashNamespace, s.hashName, s.hashSecret); err != nil {
-				return 0, err
-			}
+		if err := s.CheckFresh(ctx); err != nil {
+			return ctrl.Result{}, err
 		}
-		if in.forced && s.selfRotation != nil && !r.Clock.Now().Before(s.selfRotation.Deadline.Time) {
+		if in.forced && s.selfRotation != nil && !s.Clock().Now().Before(s.selfRotation.Deadline.Time) {
 			// Checked again before the first write: past the deadline the
 			// asker has stopped waiting for the answer.
-			return 0, errSelfRotationExpired
+			return ctrl.Result{}, errSelfRotationExpired
 		}
 		k, err := keymaterial.Generate(prefixOf(key))
 		if err != nil {
-			return 0, err
+			return ctrl.Result{}, err
 		}
 		plaintext = &k
 		if wantsAge {
 			if age, err = agecrypt.Encrypt(k.String(), recipients(key)); err != nil {
-				return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
+				return s.block(ctx, kw.ReasonDeliveryFailed, err.Error())
 			}
 		}
 
@@ -125,11 +121,11 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		// valid, to be rotated again.
 		deliverAfterRecord = in.wantsSecret && rec.Current != nil && !in.forced
 		if in.wantsSecret && !deliverAfterRecord {
-			if err := r.writeDelivery(ctx, key, s, k); err != nil {
-				return 0, err
+			if err := writeDelivery(ctx, s, k); err != nil {
+				return ctrl.Result{}, err
 			}
-			if err := r.afterWrite(ctx, key, StepDelivered); err != nil {
-				return 0, err
+			if err := s.AfterWrite(ctx, StepDelivered); err != nil {
+				return ctrl.Result{}, err
 			}
 		}
 		grace := gracePeriod(key)
@@ -168,7 +164,7 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 		// attack 3). The key server finds it by its hash.
 		id, err := keymaterial.GenerateID()
 		if err != nil {
-			return 0, err
+			return ctrl.Result{}, err
 		}
 		since := now
 		if why == whyRandomID {
@@ -181,58 +177,49 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 	if act == issueVersion || act == adoptDelivered {
 		s.issued = plaintext
 		if err := answerSelfRotation(key, s); err != nil {
-			return 0, err
+			return ctrl.Result{}, err
 		}
 	}
 	if act != keepVersion {
 		rec.RotateRequest = rotateValue(key)
-		r.versionEvent(key, hadVersion, rec.Current.ID, why)
+		versionEvent(s, hadVersion, rec.Current.ID, why)
 	}
 
 	var err error
-	if age, err = r.ageDelivery(key, rec, age, plaintext, act == issueVersion || act == adoptDelivered); err != nil {
-		return r.blocked(ctx, key, s, now, expiry, kw.ReasonDeliveryFailed, err.Error())
+	if age, err = ageDelivery(key, rec, age, plaintext, act == issueVersion || act == adoptDelivered); err != nil {
+		return s.block(ctx, kw.ReasonDeliveryFailed, err.Error())
 	}
-	r.applySpec(key, rec, now, expiry)
-	if wrote, err := r.writeRecord(ctx, key, s, rec, age); err != nil {
-		return 0, err
+	applySpec(key, rec, now, expiry)
+	if wrote, err := s.WriteRecord(ctx, rec, recordData(s, age)); err != nil {
+		return ctrl.Result{}, err
 	} else if wrote {
 		if why == whyRequested && r.RequestedRotations != nil {
 			// Spent once recorded: a failed attempt costs nothing.
 			r.RequestedRotations.Take(key.Namespace, key.Name)
 		}
-		if err := r.afterWrite(ctx, key, StepRecorded); err != nil {
-			return 0, err
+		if err := s.AfterWrite(ctx, StepRecorded); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	if deliverAfterRecord {
-		if err := r.writeDelivery(ctx, key, s, *plaintext); err != nil {
-			return 0, err
+		if err := writeDelivery(ctx, s, *plaintext); err != nil {
+			return ctrl.Result{}, err
 		}
-		if err := r.afterWrite(ctx, key, StepDelivered); err != nil {
-			return 0, err
+		if err := s.AfterWrite(ctx, StepDelivered); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 
-	r.setStatus(key, rec, age, now, expiry)
-	r.setConditions(key, now, expiry, "", "")
+	setStatus(key, rec, age, now, expiry)
+	s.SetConditions("", "")
 	if deferredUntil != nil {
 		noteDeferredRotation(key, *deferredUntil)
 	}
-	var instants []*time.Time
-	instants = append(instants, nextRotation(key.Spec, rec, expiry, now), expiry, deferredUntil)
-	if expiry != nil {
-		soon := expiry.Add(-r.ExpiringSoonWindow)
-		instants = append(instants, &soon)
-	}
+	instants := []*time.Time{nextRotation(key.Spec, rec, expiry, now), deferredUntil}
 	for _, v := range rec.Previous {
 		instants = append(instants, v.NotAfter)
 	}
-	wait := requeueAfter(now, instants...)
-	if (s.imported != nil || key.Spec.SecretName != "") && (wait == 0 || wait > r.Resync) {
-		wait = r.Resync
-	}
-	return wait, nil
+	return s.Requeue(s.imported != nil, instants...), nil
 }
 
 // MinRecipientsGrace keeps the version in use valid for a while when age
@@ -241,190 +228,3 @@ func (r *Reconciler) converge(ctx context.Context, key *kw.APIKey, s *state) (ti
 // the new recipients, and a workload needs time to read the new one (a
 // mounted Secret is refreshed within about a minute).
 const MinRecipientsGrace = 5 * time.Minute
-
-// BlockedResync is how often a blocked key is looked at again: what blocks it
-// (a Secret of someone else's, a missing import) is outside the watched cache.
-const BlockedResync = time.Minute
-
-// blocked reports a problem that stops a new version from being issued. The
-// existing record still gets the spec's policy — suspension, expiry, scopes —
-// so revoking a key never waits for the problem to be fixed.
-func (r *Reconciler) blocked(ctx context.Context, key *kw.APIKey, s *state, now time.Time, expiry *time.Time, reason, message string) (time.Duration, error) {
-	if s.record != nil {
-		rec := *s.record
-		rec.Previous = slices.Clone(rec.Previous)
-		if rec.Current != nil {
-			cur := *rec.Current
-			rec.Current = &cur
-		}
-		if s.unbind {
-			// A key that must not be bound here (ImportConflict): what the
-			// record binds goes, so the key's first holder is its only one.
-			retire(&rec, now, 0)
-			rec.Previous = nil
-			st := &key.Status
-			st.KeyID, st.KeyHint, st.IssuedAt, st.PreviousKeys, st.AgeDelivery = "", "", nil, nil, nil
-		}
-		r.applySpec(key, &rec, now, expiry)
-		age := ""
-		if s.hashSecret != nil {
-			age = string(s.hashSecret.Data[hashsecret.DataAge])
-		}
-		if _, err := r.writeRecord(ctx, key, s, &rec, age); err != nil {
-			return 0, err
-		}
-	}
-	r.setBlocked(key, now, expiry, reason, message)
-	wait := BlockedResync
-	if d := requeueAfter(now, expiry); d > 0 && d < wait {
-		wait = d
-	}
-	return wait, nil
-}
-
-// recordFrom starts from the hash Secret's record, repaired from what the
-// cluster still holds when it is missing or was edited.
-func (r *Reconciler) recordFrom(key *kw.APIKey, s *state, now time.Time) *hashsecret.Record {
-	if s.record != nil {
-		rec := *s.record
-		rec.Previous = slices.Clone(rec.Previous)
-		if rec.Current != nil {
-			cur := *rec.Current
-			rec.Current = &cur
-			// An edited hash for the delivered version: the delivery is
-			// the plaintext, so its hash is the truth.
-			if d := s.delivered; d != nil && d.ID == cur.ID && !d.Verify(cur.Hash) {
-				rec.Current.Hash = d.SecretHash()
-				r.event(key, corev1.EventTypeWarning, kw.EventHashSecretRepaired, "Repair",
-					"the hash Secret %s held a wrong hash for version %s and was rewritten", s.hashName, cur.ID)
-			}
-		}
-		return &rec
-	}
-	rec := &hashsecret.Record{RotateRequest: key.Status.RotateRequest}
-	if s.hashSecret != nil || key.Status.KeyID != "" {
-		// The record was lost or corrupted. The delivered plaintext of the
-		// last reported version restores it without changing the key.
-		if d := s.delivered; d != nil && d.ID == key.Status.KeyID {
-			issued := now
-			if key.Status.IssuedAt != nil {
-				issued = key.Status.IssuedAt.UTC()
-			}
-			rec.Current = newVersion(*d, issued)
-			r.event(key, corev1.EventTypeWarning, kw.EventHashSecretRepaired, "Repair",
-				"the hash Secret %s was missing or unreadable and was rebuilt from the delivered key %s", s.hashName, d.ID)
-		}
-	}
-	return rec
-}
-
-// ageDelivery returns the age ciphertext of the current version, encrypting
-// it again when the recipients changed and the plaintext is at hand: to
-// recipients it was delivered to already, or to any when it is fresh (issued
-// or adopted by this reconcile). A version that exists is never encrypted
-// to a new recipient (issue 12, attack 1): decideVersion issues a new one
-// instead, but for an expired key, which then gets no age delivery.
-func (r *Reconciler) ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key, fresh bool) (string, error) {
-	if key.Spec.Delivery == nil || rec.Current == nil {
-		rec.AgeRecipients = nil
-		return "", nil
-	}
-	want := recipients(key)
-	if age != "" && slices.Equal(rec.AgeRecipients, want) {
-		return age, nil
-	}
-	if !fresh && addsRecipients(want, rec.AgeRecipients) {
-		rec.AgeRecipients = nil
-		return "", nil
-	}
-	if plaintext == nil || plaintext.ID != rec.Current.ID {
-		return "", errors.New("no plaintext of the current version is available to encrypt")
-	}
-	out, err := agecrypt.Encrypt(plaintext.String(), want)
-	if err != nil {
-		return "", err
-	}
-	rec.AgeRecipients = want
-	return out, nil
-}
-
-// applySpec copies the identity and policy the key server needs into the
-// record, prunes ended versions and caps every version at the expiry.
-func (r *Reconciler) applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *time.Time) {
-	rec.Kind = hashsecret.KindAPIKey
-	rec.Namespace, rec.Name = key.Namespace, key.Name
-	rec.Subject = subjectOf(key)
-	rec.Groups = slices.Clone(key.Spec.Groups)
-	rec.Scopes = slices.Clone(key.Spec.Scopes)
-	rec.Access = string(key.Spec.Access)
-	if rec.Access == "" {
-		rec.Access = string(kw.AccessReadWrite)
-	}
-	rec.Suspended = key.Spec.Suspended
-	rec.Previous = prune(rec.Previous, now)
-	capAtExpiry(rec, expiry)
-}
-
-func (r *Reconciler) writeDelivery(ctx context.Context, key *kw.APIKey, s *state, k keymaterial.Key) error {
-	_, _, err := ownedsecret.Put(ctx, r.Client, key, s.delivery, ownedsecret.Desired{
-		Name:        key.Spec.SecretName,
-		Type:        corev1.SecretTypeOpaque,
-		Annotations: map[string]string{AnnotationKeyID: k.ID},
-		Data:        map[string][]byte{DataKey: []byte(k.String())},
-	})
-	return err
-}
-
-// writeRecord writes the hash Secret when it differs from rec; it reports
-// whether it wrote.
-func (r *Reconciler) writeRecord(ctx context.Context, key *kw.APIKey, s *state, rec *hashsecret.Record, age string) (bool, error) {
-	raw, err := hashsecret.Encode(rec)
-	if err != nil {
-		return false, err
-	}
-	data := map[string][]byte{hashsecret.DataRecord: raw}
-	if age != "" {
-		data[hashsecret.DataAge] = []byte(age)
-	}
-	if answer := selfRotationData(s); len(answer) > 0 {
-		data[DataSelfRotation] = answer
-	}
-	sec, wrote, err := ownedsecret.Put(ctx, r.Client, key, s.hashSecret, ownedsecret.Desired{
-		Namespace: r.HashNamespace,
-		Name:      s.hashName,
-		Type:      hashsecret.SecretType,
-		Labels:    map[string]string{hashsecret.LabelKind: hashsecret.KindAPIKey},
-		Data:      data,
-	})
-	if err == nil {
-		s.hashSecret = sec
-		if wrote {
-			r.own.Wrote(sec)
-		}
-	}
-	return wrote, err
-}
-
-func newVersion(k keymaterial.Key, at time.Time) *hashsecret.Version {
-	return &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: at, Hint: keymaterial.Hint(k)}
-}
-
-func isPrevious(rec *hashsecret.Record, id string) bool {
-	return slices.ContainsFunc(rec.Previous, func(v hashsecret.Version) bool { return v.ID == id })
-}
-
-func gracePeriod(key *kw.APIKey) time.Duration {
-	if key.Spec.Rotation == nil || key.Spec.Rotation.GracePeriod == nil {
-		return 0
-	}
-	return key.Spec.Rotation.GracePeriod.Duration
-}
-
-func recipients(key *kw.APIKey) []string {
-	if key.Spec.Delivery == nil {
-		return nil
-	}
-	return key.Spec.Delivery.AgeRecipients
-}
-
-func rotateValue(key *kw.APIKey) string { return key.Annotations[kw.AnnotationRotate] }

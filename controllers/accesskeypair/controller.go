@@ -3,7 +3,8 @@
 // secret key's hash in the hash Secret, enforces the per-subject limit, and
 // revokes on suspension, expiry and deletion. The lifecycle it shares with
 // APIKeys is keylifecycle's; this package supplies what only pairs do: one
-// version, the per-subject limit and the token policy.
+// version, the per-subject limit and the token policy, decided as a plan
+// (decide.go) and run as phases (phases.go).
 package accesskeypair
 
 import (
@@ -110,11 +111,11 @@ func (pairs) Gauges(p *kw.AccessKeyPair) (expiresAt, rotatesAt *time.Time) {
 }
 
 // Converge observes what only pairs read (the delivered pair, the subject's
-// other pairs), and converges.
+// other pairs), plans and runs the phases.
 func (k pairs) Converge(ctx context.Context, sc *keylifecycle.Scope[*kw.AccessKeyPair]) (ctrl.Result, error) {
 	s, err := k.r.observe(ctx, sc)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return converge(ctx, s)
+	return keylifecycle.Run(ctx, s, phases...)
 }

@@ -28,6 +28,9 @@ type pairInput struct {
 	deliveredMatches bool
 	expired          bool
 	overLimit        bool
+	// hadPair: the record or the status names a pair (a new one is a
+	// reissue, not the first).
+	hadPair bool
 }
 
 // decidePair chooses what happens to the pair.
@@ -47,6 +50,29 @@ func decidePair(in pairInput) action {
 		return issuePair // the delivered secret key was deleted or edited: it is lost
 	}
 	return keepPair
+}
+
+// pairPlan is what one reconcile does about the pair. A new pair is always
+// delivered before it is recorded: a crash in between leaves it delivered,
+// to adopt (decidePair), never lost. A pair has no previous versions, so no
+// grace.
+type pairPlan struct {
+	act action
+	// announce: an Issued event for the pair made current; reissued: a
+	// KeyReissued warning (the delivered secret key was lost).
+	announce, reissued bool
+}
+
+// planPair decides about the pair and what to say about it.
+func planPair(in pairInput) pairPlan {
+	p := pairPlan{act: decidePair(in)}
+	switch p.act {
+	case issuePair:
+		p.announce, p.reissued = true, in.hadPair
+	case adoptPair:
+		p.announce = !in.hadPair
+	}
+	return p
 }
 
 // withinLimit reports whether pair is among the first max pairs of its

@@ -2,7 +2,8 @@
 // the hash Secret and the deliveries, rotates and expires keys on time, and
 // removes everything on deletion. The lifecycle it shares with
 // AccessKeyPairs is keylifecycle's; this package supplies what only APIKeys
-// do: versions with grace, imports, age delivery and self-rotation.
+// do: versions with grace, imports, age delivery and self-rotation, decided
+// as a plan (plan.go) and run as phases (phases.go).
 package apikey
 
 import (
@@ -115,15 +116,15 @@ func (apiKeys) Gauges(k *kw.APIKey) (expiresAt, rotatesAt *time.Time) {
 	return timeOf(k.Status.ExpiresAt), timeOf(k.Status.NextRotationAt)
 }
 
-// Converge observes what only APIKeys read, and converges; a self-rotation
-// answer reaches the status once that succeeded.
+// Converge observes what only APIKeys read, plans and runs the phases; a
+// self-rotation answer reaches the status once they all succeeded.
 func (a apiKeys) Converge(ctx context.Context, sc *keylifecycle.Scope[*kw.APIKey]) (ctrl.Result, error) {
 	s, err := a.r.observe(ctx, sc)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	planSelfRotation(s)
-	res, err := converge(ctx, s)
+	res, err := keylifecycle.Run(ctx, s, phases...)
 	if err == nil && s.answer != nil {
 		s.key.Status.SelfRotationResponse = s.answer
 	}

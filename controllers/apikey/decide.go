@@ -12,7 +12,8 @@ import (
 )
 
 // The decisions of the APIKey controller: pure functions over the state
-// gathered once per reconcile, each table-tested in decide_test.go.
+// gathered once per reconcile, each table-tested in decide_test.go; the
+// plan built on decideVersion is in plan.go.
 
 // effectiveExpiry is spec.expiresAt, or creation+lifetime, or nil (never).
 func effectiveExpiry(spec kw.APIKeySpec, created metav1.Time) *time.Time {

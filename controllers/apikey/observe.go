@@ -49,6 +49,15 @@ type scope struct {
 	// selfRotationHash is the presented version's hash: the key of the
 	// answer's MAC.
 	selfRotationHash string
+
+	// rec is the record this reconcile writes: the hash Secret's, repaired
+	// (recordFrom); age is the current version's age ciphertext.
+	rec *hashsecret.Record
+	age string
+	// plan is what the reconcile writes, in which order, with which grace.
+	plan plan
+	// plaintext is the current version's key when this reconcile has it.
+	plaintext *keymaterial.Key
 }
 
 // importedKey is what is recorded of an imported key: its hash and how the

@@ -3,8 +3,8 @@
 // patch), deletion, the reads of the hash and delivery Secrets, the
 // freshness guard before an overwrite, the record write, the Ready
 // condition with its events, and when to look again. A kind supplies what
-// differs through Kind: what else it observes, its decide step and the
-// record it writes.
+// differs through Kind: what else it observes, its decide step (a plan) and
+// the record it writes, run as phases (Run).
 package keylifecycle
 
 import (
@@ -97,8 +97,8 @@ type Kind[O client.Object] interface {
 	New() O
 	// View shows the lifecycle the parts of obj it reads and writes.
 	View(obj O) View
-	// Converge observes what else the kind needs, decides and writes; the
-	// status is patched after it, once.
+	// Converge observes what else the kind needs, decides and writes, as
+	// phases (Run); the status is patched after it, once.
 	Converge(ctx context.Context, sc *Scope[O]) (ctrl.Result, error)
 	// Gauges are the times the key's metrics report.
 	Gauges(obj O) (expiresAt, rotatesAt *time.Time)

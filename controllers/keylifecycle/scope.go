@@ -37,6 +37,9 @@ type Scope[O client.Object] struct {
 	Conflict bool
 
 	r *Reconciler[O]
+	// stopped: the reconcile is blocked; the phases after the one that
+	// blocked it do not run.
+	stopped bool
 }
 
 // observe reads the hash Secret (from the cache) and the delivery Secret
@@ -73,6 +76,9 @@ func (r *Reconciler[O]) observe(ctx context.Context, obj O) (*Scope[O], error) {
 	}
 	return sc, nil
 }
+
+// Stopped reports whether a phase blocked the reconcile (Run stops there).
+func (sc *Scope[O]) Stopped() bool { return sc.stopped }
 
 // Clock is the controllers' clock, for a check that must read it again.
 func (sc *Scope[O]) Clock() clock.PassiveClock { return sc.r.cfg.Clock }

@@ -112,9 +112,10 @@ const BlockedResync = time.Minute
 
 // Blocked reports a problem that stops a new version from being issued (the
 // kind has written its existing record's policy first: revoking a key never
-// waits for the problem to be fixed); the kind writes nothing more.
+// waits for the problem to be fixed) and ends the reconcile's phases.
 func (sc *Scope[O]) Blocked(reason, message string) ctrl.Result {
 	sc.SetConditions(reason, message)
+	sc.stopped = true
 	return ctrl.Result{RequeueAfter: blockedWait(sc.Now, sc.View.Expiry)}
 }
 

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/keyward/keyward/internal/logging"
-	"github.com/keyward/keyward/internal/operator"
+	"github.com/keyward/keyward/operator"
 )
 
 func main() {

@@ -25,8 +25,8 @@ import (
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 )
 
 // writers is how many goroutines create objects concurrently, for the

@@ -18,7 +18,7 @@ import (
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/webhook/keyserver"
+	"github.com/keyward/keyward/webhook/keyserver/feed"
 )
 
 var indexSizes = []int{1_000, 10_000, 100_000}
@@ -38,7 +38,7 @@ type indexResult struct {
 	Samples int // timed validations per size
 	// Heap per object in an informer cache, as decoded from the API
 	// server's JSON: the key server's hash Secret cache (with its
-	// transform, keyserver.StripHashSecret, applied), and for
+	// transform, feed.StripHashSecret, applied), and for
 	// information the controllers' caches per APIKey (its hash and delivery
 	// Secrets and the APIKey itself, unstripped).
 	CacheKeyServer   float64
@@ -167,7 +167,7 @@ func cacheCost(n int, raws [][]byte, transform func(kruntime.Object)) (float64, 
 }
 
 // stripLikeKeyServer applies the key server's cache transform.
-func stripLikeKeyServer(o kruntime.Object) { _, _ = keyserver.StripHashSecret(o) }
+func stripLikeKeyServer(o kruntime.Object) { _, _ = feed.StripHashSecret(o) }
 
 // stripMinimal is a what-if: the key server's transform, also dropping
 // the metadata validation never reads.

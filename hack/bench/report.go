@@ -365,7 +365,7 @@ func (r *report) writeIndex(w writer, ix *indexResult) {
 	w("each call timed, the sizes interleaved in 30 rounds so that drift hits them alike. ")
 	w("The informer cache's cost is measured by decoding %s copies of a real hash Secret as the API server served it (%d bytes of JSON), ",
 		num(cacheObjects), ix.HashSecretJSON)
-	w("with the key server's cache transform applied (`keyserver.StripHashSecret`: everything but the name, namespace, resourceVersion, type and record dropped), ")
+	w("with the key server's cache transform applied (`feed.StripHashSecret`: everything but the name, namespace, resourceVersion, type and record dropped), ")
 	w("kept as a client-go indexer keeps them ")
 	w("(a map by namespace/name and the namespace index). All of this after the control plane was stopped, in a quiet heap.\n\n")
 	w("| keys | index heap per key | validation p50 | p90 | p99 |\n|---|---|---|---|---|\n")

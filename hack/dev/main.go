@@ -25,8 +25,8 @@ import (
 
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 )
 
 func main() {

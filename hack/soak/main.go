@@ -28,8 +28,8 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 )
 
 func main() {

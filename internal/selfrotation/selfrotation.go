@@ -10,11 +10,24 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+)
+
+// Errors of the key server's side of the protocol, for its caller to tell
+// apart.
+var (
+	// ErrNotRotatable: the key must not be self-rotated (imported,
+	// suspended or expired keys, or a version that is not current).
+	ErrNotRotatable = errors.New("this key cannot be rotated by Keyward")
+	// ErrForgedAnswer: the answer in status was not made by the controller
+	// (its MAC does not verify with the presented version's hash); whoever
+	// wrote it may write apikeys/status but does not hold the key.
+	ErrForgedAnswer = errors.New("the answer to the rotation request failed its integrity check (not written by the controller)")
 )
 
 // Proof binds a request to the presented version: HMAC-SHA256 keyed by the

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 )
 
 // cert-manager's CRDs come from its own Go module: deploy/crds holds the

@@ -43,8 +43,8 @@ import (
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 )
 
 const (

@@ -44,6 +44,12 @@ func TestAttack11TwoCredentialsInOneRequest(t *testing.T) {
 		"the same key, raw and in X-API-Key":             {header: http.Header{"Authorization": {key}, "X-Api-Key": {" " + key}}},
 		"one Authorization header":                       {header: http.Header{"Authorization": {"Bearer " + key}}},
 		"one X-API-Key header":                           {header: http.Header{"X-Api-Key": {key}}},
+		// Names that PHP, CGI and WSGI upstreams read as X-API-Key (they
+		// fold "_" and "." into "-"): the upstream would see a second
+		// credential the key server never read.
+		"a key and X_API_Key": {header: http.Header{"Authorization": {"Bearer " + key}, "X_api_key": {other}}, want: http.StatusBadRequest},
+		"a key and X.API.Key": {header: http.Header{"Authorization": {"Bearer " + key}, "X.api.key": {other}}, want: http.StatusBadRequest},
+		"a key and X-Api_Key": {header: http.Header{"X-Api-Key": {key}, "X-Api_key": {other}}, want: http.StatusBadRequest},
 	}
 	for ename, e := range headerEndpoints {
 		for cname, c := range combos {

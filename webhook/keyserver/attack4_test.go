@@ -248,3 +248,31 @@ func TestFailureBucketsStayBoundedUnderAFlood(t *testing.T) {
 		t.Fatal("a bucket past its burst is not limited")
 	}
 }
+
+// A guesser that names a fresh key id on every attempt gets a fresh
+// (address, key id) bucket each time; the address's own, far larger budget
+// limits it anyway, and a valid key from the same address still passes.
+func TestAGuesserChangingKeyIDsIsLimitedPerAddress(t *testing.T) {
+	f := newFixture(t)
+	key := f.apiKey("billing")
+	budget := f.s.opts.FailureLimit * addressBudgetFactor
+	limited := 0
+	for i := range budget + 10 {
+		id := "g" + strings.Repeat("0", 11-len(strconv.Itoa(i))) + strconv.Itoa(i)
+		if rec := f.from(authzWith(guessFor(t, id)), gatewayPeer); rec.Code == http.StatusTooManyRequests {
+			if rec.Header().Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+			limited++
+		}
+	}
+	if limited < 10 {
+		t.Fatalf("%d of %d guesses at distinct key ids from one address were limited; want the last 10", limited, budget+10)
+	}
+	if rec := f.from(authzWith(key), gatewayPeer); rec.Code != http.StatusOK {
+		t.Fatalf("a valid key from the guesser's address: %d, want 200", rec.Code)
+	}
+	if rec := f.from(authzWith(guessFor(t, "zzzzzzzzzzzz")), "10.9.9.9:1"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("another address's first failure: %d, want 401", rec.Code)
+	}
+}

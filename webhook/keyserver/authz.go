@@ -1,27 +1,12 @@
 package keyserver
 
 import (
-	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/keyindex"
-)
-
-// Response headers of a successful forward-auth check, for the gateway to
-// pass upstream.
-const (
-	HeaderSubject = "X-Keyward-Subject"
-	HeaderGroups  = "X-Keyward-Groups"
-	HeaderScopes  = "X-Keyward-Scopes"
-	HeaderKeyID   = "X-Keyward-Key-Id"
-	// HeaderNamespace is the namespace of the key's object: subjects are
-	// chosen per namespace, so a subject alone does not say whose key it is.
-	HeaderNamespace = "X-Keyward-Namespace"
 )
 
 // maxScopesAsked bounds ?scope= and the verify API's scopes.
@@ -100,57 +85,4 @@ func allSafe(r *http.Request) bool {
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
-}
-
-// VerifyRequest / VerifyResponse are the JSON verify API.
-// VerifyRequest is the body of POST /v1/verify.
-type VerifyRequest struct {
-	Key    string   `json:"key"`
-	Scopes []string `json:"scopes,omitempty"`
-}
-
-// VerifyResponse is the answer of POST /v1/verify (the kubectl plugin
-// decodes it too).
-type VerifyResponse struct {
-	Valid     bool       `json:"valid"`
-	Code      string     `json:"code"`
-	Subject   string     `json:"subject,omitempty"`
-	Groups    []string   `json:"groups,omitempty"`
-	Scopes    []string   `json:"scopes,omitempty"`
-	KeyID     string     `json:"keyID,omitempty"`
-	Namespace string     `json:"namespace,omitempty"`
-	Access    string     `json:"access,omitempty"`
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-}
-
-// verify answers whether a key is valid, and whose it is, as JSON.
-func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
-	var req VerifyRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		msg := "the body must be JSON: {\"key\": \"…\", \"scopes\": [\"…\"]}"
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			msg = "the body is too large"
-		}
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: msg})
-		return outcome{result: "BAD_REQUEST"}
-	}
-	if len(req.Scopes) > maxScopesAsked {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "too many scopes"})
-		return outcome{result: "BAD_REQUEST"}
-	}
-	res := s.identify(req.Key, nil)
-	if res.Code != keyindex.Valid && req.Key != "" && s.limitFailure(w, r, bucketKeyID(req.Key)) {
-		return outcome{result: resultRateLimited}
-	}
-	res = keyindex.RequireScopes(res, req.Scopes)
-	out := VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
-	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
-		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
-		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
-	}
-	writeJSON(w, http.StatusOK, out)
-	return outcome{result: string(res.Code)}
 }

@@ -29,6 +29,7 @@ var (
 	errTwoAuthorization = errors.New("more than one Authorization header: send exactly one credential")
 	errTwoAPIKeys       = errors.New("more than one X-API-Key header: send exactly one credential")
 	errDifferentAPIKey  = errors.New("the Authorization and X-API-Key headers carry different credentials: send exactly one credential")
+	errAliasAPIKey      = errors.New("a header whose name upstreams read as X-API-Key (X_API_Key, X.API.Key …): send exactly one credential, as X-API-Key or Authorization")
 	errTwoPairs         = errors.New("more than one access key pair (HTTP Basic, the body, or a repeated field): send exactly one credential")
 )
 
@@ -49,6 +50,8 @@ func credentialFrom(r *http.Request) (string, error) {
 		return "", errTwoAuthorization
 	case len(xkey) > 1:
 		return "", errTwoAPIKeys
+	case hasAPIKeyAlias(r.Header):
+		return "", errAliasAPIKey
 	}
 	var a, x string
 	if len(auth) == 1 {
@@ -67,6 +70,31 @@ func credentialFrom(r *http.Request) (string, error) {
 	default:
 		return "", errDifferentAPIKey
 	}
+}
+
+// hasAPIKeyAlias reports whether h has a header other than X-Api-Key whose
+// name folds to it the way PHP, CGI and WSGI fold names ("_" and "." as
+// "-"): an upstream would read it as the key while the key server did not.
+// "Authorization" has no separator, so it has no such alias.
+func hasAPIKeyAlias(h http.Header) bool {
+	for name := range h {
+		// Only names of X-Api-Key's length can fold to it: a cheap filter
+		// on the hot path.
+		if len(name) == len(headerAPIKey) && name != headerAPIKey && strings.EqualFold(foldSeparators(name), headerAPIKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldSeparators turns "_" and "." into "-".
+func foldSeparators(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r == '.' {
+			return '-'
+		}
+		return r
+	}, name)
 }
 
 // fromAuthorization strips a known scheme from an Authorization value.
@@ -112,7 +140,7 @@ func (s *Server) identify(cred string, audiences []string) keyindex.Result {
 		res = s.index.ValidateAPIKey(cred, now)
 	}
 	if res.Code == keyindex.Valid {
-		s.usage.touch(res.Kind, res.Namespace, res.Name, now)
+		s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	}
 	return res
 }

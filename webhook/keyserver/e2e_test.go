@@ -43,9 +43,10 @@ import (
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
-	"github.com/keyward/keyward/internal/operator"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/operator"
 	"github.com/keyward/keyward/webhook/keyserver"
+	"github.com/keyward/keyward/webhook/keyserver/feed"
 )
 
 // The key server wired as main.go wires it (operator.NewManager), against a
@@ -584,7 +585,7 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		Expect(err).NotTo(HaveOccurred())
 		port := freePort()
 		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
-		Expect(srv.AddSources(mgr, s.opNS, s.keys)).To(Succeed())
+		Expect(feed.Add(mgr, srv, s.opNS, s.keys)).To(Succeed())
 		Expect(mgr.Add(srv)).To(Succeed())
 		mctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

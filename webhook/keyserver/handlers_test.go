@@ -12,12 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	dto "github.com/prometheus/client_model/go"
 	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -522,24 +518,6 @@ func checkLabel(t *testing.T, l *dto.LabelPair) {
 	t.Fatalf("unexpected metric label %s=%q", l.GetName(), l.GetValue())
 }
 
-func TestLastUseIsWrittenAtMostOnceAMinutePerKey(t *testing.T) {
-	u := newUsage()
-	u.touch(hashsecret.KindAPIKey, "ns", "a", t0)
-	if got := u.due(t0); len(got) != 1 {
-		t.Fatalf("first use: %d due, want 1", len(got))
-	}
-	u.touch(hashsecret.KindAPIKey, "ns", "a", t0.Add(time.Second))
-	if got := u.due(t0.Add(59 * time.Second)); len(got) != 0 {
-		t.Fatalf("within the minute: %d due, want 0", len(got))
-	}
-	if got := u.due(t0.Add(time.Minute)); len(got) != 1 || !got[usageKey{hashsecret.KindAPIKey, "ns", "a"}].Equal(t0.Add(time.Second)) {
-		t.Fatalf("after the minute: %v", got)
-	}
-	if got := u.due(t0.Add(3 * time.Minute)); len(got) != 0 {
-		t.Fatal("an unused key was written again")
-	}
-}
-
 func TestReadyzFollowsTheCaches(t *testing.T) {
 	f := newFixture(t)
 	if rec := f.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rec.Code != 503 {
@@ -633,49 +611,6 @@ func TestTheDefaultLifetimeIsClampedToTheServerCap(t *testing.T) {
 	}
 	if got := f.token(jsonToken(ak, sk, "48h")); got.status != 400 {
 		t.Fatalf("an explicit lifetime over the cap: %d", got.status)
-	}
-}
-
-func TestOnlySecretsOfTheHashTypeAreIndexed(t *testing.T) {
-	f := newFixture(t)
-	k, _ := keymaterial.Generate("kw")
-	raw, _ := json.Marshal(&hashsecret.Record{Kind: hashsecret.KindAPIKey, Namespace: "dev", Name: "forged", Subject: "admin",
-		Current: &hashsecret.Version{ID: k.ID, Hash: k.SecretHash(), NotBefore: t0.Add(-time.Hour)}})
-	src := &sources{server: f.s}
-	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: hashsecret.Name(hashsecret.KindAPIKey, "dev", "forged"),
-		Labels: map[string]string{hashsecret.LabelKind: "apikey"}},
-		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{hashsecret.DataRecord: raw}}
-	src.upsert(forged, logr.Discard())
-	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code == "VALID" {
-		t.Fatal("an Opaque Secret with the hash label was indexed")
-	}
-	forged.Type = hashsecret.SecretType
-	src.upsert(forged, logr.Discard())
-	if code := f.s.index.ValidateAPIKey(k.String(), t0).Code; code != "VALID" {
-		t.Fatalf("a hash Secret was not indexed: %s", code)
-	}
-}
-
-func TestTheCacheTransformKeepsOnlyWhatValidationReads(t *testing.T) {
-	sec := &corev1.Secret{
-		TypeMeta: metav1.TypeMeta{Kind: "Secret", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: "kw-apikey.team-a.billing", ResourceVersion: "42", UID: "u",
-			Labels: map[string]string{hashsecret.LabelKind: "apikey"}, Annotations: map[string]string{"a": "b"},
-			CreationTimestamp: metav1.Now(), ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "m"}}},
-		Type: hashsecret.SecretType,
-		Data: map[string][]byte{hashsecret.DataRecord: []byte("{}"), hashsecret.DataAge: []byte("age"), "self-rotation.json": []byte("{}")},
-	}
-	out, err := StripHashSecret(sec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "keyward-system", Name: "kw-apikey.team-a.billing", ResourceVersion: "42"},
-		Type:       hashsecret.SecretType,
-		Data:       map[string][]byte{hashsecret.DataRecord: []byte("{}")},
-	}
-	if !equality.Semantic.DeepEqual(out, want) {
-		t.Fatalf("transformed to %+v, want %+v", out, want)
 	}
 }
 

@@ -61,11 +61,6 @@ func (s *Server) limited(frontend string, h func(http.ResponseWriter, *http.Requ
 	})
 }
 
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

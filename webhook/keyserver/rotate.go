@@ -11,6 +11,7 @@ import (
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/selfrotation"
 )
 
 // Rotator issues a new version of an APIKey now, keeping the previous one for
@@ -23,16 +24,9 @@ type Rotator interface {
 }
 
 // ErrNotRotatable is returned by a Rotator for keys it must not rotate
-// (imported, suspended or expired keys, or a version that is not current).
-var ErrNotRotatable = errors.New("this key cannot be rotated by Keyward")
-
-type rotateResponse struct {
-	Key   string `json:"key"`
-	KeyID string `json:"keyID"`
-	// PreviousKeyID keeps working until its grace period ends.
-	PreviousKeyID string `json:"previousKeyID"`
-	Warning       string `json:"warning"`
-}
+// (imported, suspended or expired keys, or a version that is not current);
+// it is selfrotation.ErrNotRotatable.
+var ErrNotRotatable = selfrotation.ErrNotRotatable
 
 // rotate is Adverity's "rotate the current key by calling the API with that
 // key": the caller authenticates with an API key and gets its successor,
@@ -83,7 +77,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	case errors.Is(err, ErrNotRotatable):
 		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
-	case errors.Is(err, errForgedAnswer):
+	case errors.Is(err, selfrotation.ErrForgedAnswer):
 		logf.FromContext(r.Context()).Info("self-rotation answer refused", "namespace", res.Namespace, "name", res.Name, "reason", err.Error())
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable",
 			Message: "the answer to the rotation request failed its integrity check (someone other than the controller wrote it) and was not handed out; the key you presented keeps working; retry"})

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/selfrotation"
+	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
 
 // selfRotationBench is a key server whose StatusRotator talks to a fake API
@@ -60,7 +61,7 @@ func newSelfRotationBench(t *testing.T, answer func(b *selfRotationBench, c clie
 	b.fixture = newFixture(t, func(o *Options) {
 		o.ConfirmRotationWait = 300 * time.Millisecond
 		// The request's times are real (its deadline bounds a real wait).
-		o.Rotator = &StatusRotator{Client: c, Clock: clock.RealClock{}}
+		o.Rotator = &statuswriter.StatusRotator{Client: c, Clock: clock.RealClock{}}
 	})
 	// current was issued an hour ago; previous is in its grace period.
 	b.index(b.current, t0.Add(-time.Hour), b.previous)

@@ -3,6 +3,16 @@
 // (TokenReview, on a listener of its own), and exchanges access key pairs
 // for signed tokens. It answers from an in-memory index fed by informers: no
 // API server call on the request path.
+//
+// By job: server.go routes and serves; wire.go holds what goes over the wire
+// (request and response bodies, forward-auth headers); authz.go, verify.go,
+// tokens.go, rotate.go and tokenreview.go are the front ends' handlers, and
+// jwks.go publishes the token keys; credentials.go reads and identifies a
+// presented credential; failurelimit.go, clientaddr.go and keylimits.go are
+// the rate limits; metrics.go counts. Two packages beside it do the
+// Kubernetes side: feed keeps the index and signing keys current from
+// informers, statuswriter makes the key server's only writes (self-rotation
+// requests, lastUsedAt).
 package keyserver
 
 import (
@@ -24,6 +34,7 @@ import (
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/signingkeys"
+	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
 
 // Bounds on what a client may send; validation requests are small.
@@ -89,14 +100,17 @@ type Server struct {
 	keys    atomic.Pointer[signingkeys.Loaded]
 	synced  atomic.Pointer[func() bool]
 	limiter *failureLimiter
+	// addrLimiter is every address's own, larger budget across key ids.
+	addrLimiter *failureLimiter
 	// rotations and mints: per-key limits (keylimits.go).
 	rotations, mints *keylimit.Limiter
-	usage            *usage
+	lastUsed         *statuswriter.LastUsed
 	handler          http.Handler
 	addr             chan net.Addr
 }
 
-// New builds the server and its routes. Feed it with Sources.
+// New builds the server and its routes. Feed it with feed.Add, and write
+// its LastUsed back with a statuswriter.UsageWriter.
 func New(opts Options) *Server {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -117,11 +131,13 @@ func New(opts Options) *Server {
 		opts:    opts,
 		index:   keyindex.New(),
 		limiter: newFailureLimiter(opts.FailureLimit, opts.FailureRefill, opts.Clock),
+		addrLimiter: newFailureLimiter(opts.FailureLimit*addressBudgetFactor,
+			opts.FailureRefill/addressBudgetFactor, opts.Clock),
 		rotations: keylimit.New(opts.SelfRotationBurst, opts.SelfRotationRefill,
 			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
-		mints: keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
-		usage: newUsage(),
-		addr:  make(chan net.Addr, 1),
+		mints:    keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
+		lastUsed: statuswriter.NewLastUsed(),
+		addr:     make(chan net.Addr, 1),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -166,8 +182,33 @@ func (s *Server) Ready() bool {
 // Handler exposes the routes, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Index is the server's key index (tests load it directly).
+// Index is the server's key index: the feed keeps it current (tests load
+// it directly).
 func (s *Server) Index() *keyindex.Index { return s.index }
+
+// LoadSigningKeys makes set, as of the server's clock, the keys tokens are
+// signed and checked with; a nil set leaves none. A set that cannot be
+// loaded changes nothing.
+func (s *Server) LoadSigningKeys(set *signingkeys.KeySet) error {
+	if set == nil {
+		s.keys.Store(nil)
+		return nil
+	}
+	loaded, err := signingkeys.Load(set, s.opts.Clock.Now())
+	if err != nil {
+		return err
+	}
+	s.keys.Store(loaded)
+	return nil
+}
+
+// SetSynced tells the server how to know that what feeds it has synced
+// (Ready, /readyz).
+func (s *Server) SetSynced(synced func() bool) { s.synced.Store(&synced) }
+
+// LastUsed is when each key last validated here, for a
+// statuswriter.UsageWriter to write back.
+func (s *Server) LastUsed() *statuswriter.LastUsed { return s.lastUsed }
 
 // Addr waits for Start to bind and returns the bound address.
 func (s *Server) Addr(ctx context.Context) (net.Addr, error) {

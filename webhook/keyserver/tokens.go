@@ -15,21 +15,6 @@ import (
 	"github.com/keyward/keyward/internal/tokens"
 )
 
-// tokenRequest is the body of POST /v1/tokens (JSON or form).
-type tokenRequest struct {
-	AccessKeyID string `json:"accessKeyID"`
-	SecretKey   string `json:"secretKey"`
-	// Lifetime is a Go duration ("24h"); empty means the pair's default.
-	Lifetime string `json:"lifetime,omitempty"`
-}
-
-type tokenResponse struct {
-	Token     string    `json:"token"`
-	TokenType string    `json:"tokenType"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	ExpiresIn int64     `json:"expiresIn"`
-}
-
 // errBadCredentials is the one answer to every failed exchange, whatever
 // failed: which part was wrong is nobody's business.
 var errBadCredentials = errorBody{Error: "invalid_client", Message: "invalid access key id or secret key"}
@@ -127,7 +112,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
 		return outcome{result: "UNAVAILABLE"}
 	}
-	s.usage.touch(res.Kind, res.Namespace, res.Name, now)
+	s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	writeJSON(w, http.StatusOK, tokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
 	return outcome{result: string(res.Code)}
 }
@@ -209,34 +194,4 @@ func onlyValue(fields ...[]string) (string, bool) {
 		}
 	}
 	return v, true
-}
-
-// discovery and jwks publish what a service outside the cluster needs to
-// verify Keyward tokens offline.
-func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
-	doc, err := tokens.Discovery(s.opts.Issuer, strings.TrimSuffix(s.opts.Issuer, "/")+"/.well-known/jwks.json")
-	if err != nil {
-		http.Error(w, "discovery unavailable", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(doc)
-}
-
-func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
-	keys := s.keys.Load()
-	var pubs []tokens.PublicKey
-	if keys != nil {
-		pubs = keys.Published
-	}
-	doc, err := tokens.JWKS(pubs)
-	if err != nil {
-		http.Error(w, "key set unavailable", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	// Short: relying parties must see a new key soon after rotation.
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	_, _ = w.Write(doc)
 }

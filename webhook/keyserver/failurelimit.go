@@ -17,6 +17,13 @@ import (
 // under a flood of addresses and key ids.
 const maxTrackedBuckets = 1 << 14
 
+// addressBudgetFactor sizes every address's own budget of failures, across
+// all the key ids it names: this many times a bucket's burst, refilled this
+// many times faster. A guesser that names a new key id on every attempt
+// gets a fresh (address, key id) bucket each time; this budget stops it,
+// while a gateway's worth of clients' honest mistakes stays far below it.
+const addressBudgetFactor = 50
+
 // maxBucketKeyID bounds the key id kept in a bucket; a longer one (which
 // names no key: access key ids are at most 64 bytes) counts against the
 // address alone.
@@ -97,8 +104,9 @@ func (l *failureLimiter) evict(now time.Time) {
 
 // limitFailure is called by a handler whose credential did not validate,
 // before it answers. It counts the failure against the request's bucket
-// (client address and keyID, the key id the credential names or ""); when
-// that bucket has no failures left it answers 429 with Retry-After instead
+// (client address and keyID, the key id the credential names or ""), and a
+// failure naming a key id also against the address's larger budget; when
+// either has no failures left it answers 429 with Retry-After instead
 // and returns true, and the handler writes nothing more.
 //
 // Credentials are checked before this, and one that validates is answered
@@ -109,7 +117,12 @@ func (l *failureLimiter) evict(now time.Time) {
 // keys, at least ~128 for imported ones); the limit answers a guesser's
 // misses with 429 and keeps each guesser's answers in its own bucket.
 func (s *Server) limitFailure(w http.ResponseWriter, r *http.Request, keyID string) bool {
-	wait, limited := s.limiter.failed(bucket{addr: clientAddr(r, s.opts.TrustedProxies), keyID: keyID})
+	addr := clientAddr(r, s.opts.TrustedProxies)
+	wait, limited := s.limiter.failed(bucket{addr: addr, keyID: keyID})
+	if !limited && keyID != "" {
+		// Without a key id the bucket above is the address's already.
+		wait, limited = s.addrLimiter.failed(bucket{addr: addr})
+	}
 	if !limited {
 		return false
 	}

@@ -1,4 +1,10 @@
-package keyserver
+// Package feed keeps a key server's index and signing keys current: it
+// gives the server informers of its own, on the hash Secrets (each Upsert
+// into the index, each deletion a Delete) and on the signing key Secret, and
+// tells the server when they have synced (its readiness). It is the only way
+// records reach a running key server; the HTTP side (webhook/keyserver) only
+// reads them.
+package feed
 
 import (
 	"context"
@@ -17,14 +23,15 @@ import (
 
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/signingkeys"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
-// AddSources gives the server its own caches, separate from the
-// controllers', of the only namespaces where the key server may read
-// Secrets: one of hash Secrets in keysNamespace (selected by label and
-// stripped, StripHashSecret) feeding the index, and one of the signing key
-// Secret in operatorNamespace. Neither can hold a delivery Secret.
-func (s *Server) AddSources(mgr ctrl.Manager, operatorNamespace, keysNamespace string) error {
+// Add gives the server s its own caches, separate from the controllers', of
+// the only namespaces where the key server may read Secrets: one of hash
+// Secrets in keysNamespace (selected by label and stripped, StripHashSecret)
+// feeding the index, and one of the signing key Secret in operatorNamespace.
+// Neither can hold a delivery Secret.
+func Add(mgr ctrl.Manager, s *keyserver.Server, operatorNamespace, keysNamespace string) error {
 	hasKind, err := labels.NewRequirement(hashsecret.LabelKind, selection.Exists, nil)
 	if err != nil {
 		return err
@@ -76,7 +83,7 @@ func StripHashSecret(obj any) (any, error) {
 }
 
 type sources struct {
-	server       *Server
+	server       *keyserver.Server
 	hashes, keys cache.Cache
 }
 
@@ -94,7 +101,7 @@ func (src *sources) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signing key informer: %w", err)
 	}
-	idx := src.server.index
+	idx := src.server.Index()
 	hashReg, err := hashInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { src.upsert(obj, log) },
 		UpdateFunc: func(_, obj any) { src.upsert(obj, log) },
@@ -110,13 +117,12 @@ func (src *sources) Start(ctx context.Context) error {
 	keyReg, err := keyInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { src.loadKeys(obj, log) },
 		UpdateFunc: func(_, obj any) { src.loadKeys(obj, log) },
-		DeleteFunc: func(any) { src.server.keys.Store(nil) },
+		DeleteFunc: func(any) { _ = src.server.LoadSigningKeys(nil) },
 	})
 	if err != nil {
 		return err
 	}
-	synced := func() bool { return hashReg.HasSynced() && keyReg.HasSynced() }
-	src.server.synced.Store(&synced)
+	src.server.SetSynced(func() bool { return hashReg.HasSynced() && keyReg.HasSynced() })
 	<-ctx.Done()
 	return nil
 }
@@ -129,17 +135,17 @@ func (src *sources) upsert(obj any, log logr.Logger) {
 	if sec.Type != hashsecret.SecretType {
 		// Only the controllers write this type; a labelled Secret of
 		// another type is not a hash Secret, whatever it claims.
-		src.server.index.Delete(sec.Name)
+		src.server.Index().Delete(sec.Name)
 		return
 	}
 	rec, err := hashsecret.Decode(sec)
 	if err != nil {
 		// An unreadable record validates nothing; the controller repairs it.
-		src.server.index.Delete(sec.Name)
+		src.server.Index().Delete(sec.Name)
 		log.Info("ignoring an unreadable hash Secret", "namespace", sec.Namespace, "name", sec.Name)
 		return
 	}
-	if err := src.server.index.Upsert(sec.Name, rec); err != nil {
+	if err := src.server.Index().Upsert(sec.Name, rec); err != nil {
 		log.Info("refusing a hash Secret", "namespace", sec.Namespace, "name", sec.Name, "reason", err.Error())
 	}
 }
@@ -151,9 +157,7 @@ func (src *sources) loadKeys(obj any, log logr.Logger) {
 	}
 	ks, err := signingkeys.Decode(sec)
 	if err == nil {
-		var loaded *signingkeys.Loaded
-		if loaded, err = signingkeys.Load(ks, src.server.opts.Clock.Now()); err == nil {
-			src.server.keys.Store(loaded)
+		if err = src.server.LoadSigningKeys(ks); err == nil {
 			return
 		}
 	}

@@ -1,4 +1,10 @@
-package keyserver
+// Package statuswriter holds the key server's only writes to the API
+// server, both to the status subresource of the keys it serves: the
+// self-rotation request it leaves for the APIKey controller (StatusRotator)
+// and status.lastUsedAt, remembered in memory (LastUsed) and written back in
+// batches (UsageWriter). The HTTP side (webhook/keyserver) reads only its
+// index; the index is fed by webhook/keyserver/feed.
+package statuswriter
 
 import (
 	"context"
@@ -22,10 +28,11 @@ import (
 )
 
 // StatusRotator is the key server's half of self-rotation
-// (internal/selfrotation): it asks the APIKey controller for a successor
-// through the APIKey's status and waits for the answer, so the key server
-// needs no right to write Secrets. The new key travels encrypted to a
-// one-time age identity that never leaves this process.
+// (internal/selfrotation), its keyserver.Rotator: it asks the APIKey
+// controller for a successor through the APIKey's status and waits for the
+// answer, so the key server needs no right to write Secrets. The new key
+// travels encrypted to a one-time age identity that never leaves this
+// process.
 type StatusRotator struct {
 	// Client reads live (the key server caches no APIKeys) and patches
 	// apikeys/status.
@@ -36,11 +43,6 @@ type StatusRotator struct {
 // errRotationInProgress: another self-rotation of the key is pending.
 var errRotationInProgress = errors.New("another rotation of this key is in progress")
 
-// errForgedAnswer: the answer in status was not made by the controller (its
-// MAC does not verify with the presented version's hash); whoever wrote it
-// may write apikeys/status but does not hold the key.
-var errForgedAnswer = errors.New("the answer to the rotation request failed its integrity check (not written by the controller)")
-
 // SelfRotationWindow is how long the controller may begin acting on a
 // request; the key server waits AnswerMargin longer for the answer, time for
 // the controller's writes after its last deadline check.
@@ -49,7 +51,9 @@ const (
 	AnswerMargin       = 3 * time.Second
 )
 
-// Rotate implements Rotator.
+// Rotate implements keyserver.Rotator. Refusals wrap
+// selfrotation.ErrNotRotatable; a forged answer is
+// selfrotation.ErrForgedAnswer.
 func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedKeyID, presentedHash string) (string, string, error) {
 	identity, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -80,7 +84,7 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 	})
 	switch {
 	case errors.Is(err, errRotationInProgress), apierrors.IsNotFound(err):
-		return "", "", fmt.Errorf("%w: %w", ErrNotRotatable, err)
+		return "", "", fmt.Errorf("%w: %w", selfrotation.ErrNotRotatable, err)
 	case err != nil:
 		return "", "", err
 	}
@@ -104,10 +108,10 @@ func (sr *StatusRotator) Rotate(ctx context.Context, namespace, name, presentedK
 	case err != nil:
 		return "", "", fmt.Errorf("waiting for the controller to rotate: %w", err)
 	case answer.Refused != "":
-		return "", "", fmt.Errorf("%w: the controller refused (%s)", ErrNotRotatable, answer.Refused)
+		return "", "", fmt.Errorf("%w: the controller refused (%s)", selfrotation.ErrNotRotatable, answer.Refused)
 	case !selfrotation.VerifyAnswer(presentedHash, namespace, name, answer):
 		// Checked before decrypting: nothing a forger chose is handed out.
-		return "", "", errForgedAnswer
+		return "", "", selfrotation.ErrForgedAnswer
 	}
 	key, err := agecrypt.Decrypt(answer.EncryptedKey, identity)
 	if err != nil {

@@ -1,4 +1,4 @@
-package keyserver
+package statuswriter
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -25,16 +26,20 @@ type usageEntry struct {
 	used, written time.Time
 }
 
-// usage remembers when each key last validated, in memory, for batched
-// write-back to status.lastUsedAt.
-type usage struct {
+// LastUsed remembers when each key last validated, in memory, for batched
+// write-back to status.lastUsedAt by a UsageWriter. It is safe for
+// concurrent use.
+type LastUsed struct {
 	mu      sync.Mutex
 	entries map[usageKey]*usageEntry
 }
 
-func newUsage() *usage { return &usage{entries: map[usageKey]*usageEntry{}} }
+// NewLastUsed returns an empty LastUsed.
+func NewLastUsed() *LastUsed { return &LastUsed{entries: map[usageKey]*usageEntry{}} }
 
-func (u *usage) touch(kind, namespace, name string, now time.Time) {
+// Touch records that the key of kind (hashsecret.KindAPIKey or
+// KindAccessKeyPair) owned by namespace/name validated at now.
+func (u *LastUsed) Touch(kind, namespace, name string, now time.Time) {
 	if name == "" {
 		return
 	}
@@ -53,7 +58,7 @@ func (u *usage) touch(kind, namespace, name string, now time.Time) {
 
 // due returns the keys whose use is newer than what was written and whose
 // last write is at least LastUsedInterval old, marking them written.
-func (u *usage) due(now time.Time) map[usageKey]time.Time {
+func (u *LastUsed) due(now time.Time) map[usageKey]time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	out := map[usageKey]time.Time{}
@@ -67,7 +72,7 @@ func (u *usage) due(now time.Time) map[usageKey]time.Time {
 }
 
 // forget drops a key whose write-back found it gone.
-func (u *usage) forget(k usageKey) {
+func (u *LastUsed) forget(k usageKey) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.entries, k)
@@ -75,8 +80,11 @@ func (u *usage) forget(k usageKey) {
 
 // UsageWriter is a manager.Runnable writing lastUsedAt back in batches.
 type UsageWriter struct {
-	Server *Server
-	Client client.Client
+	// LastUsed is what the key server recorded (keyserver.Server.LastUsed).
+	LastUsed *LastUsed
+	Client   client.Client
+	// Clock is the key server's (nil: the real clock).
+	Clock clock.PassiveClock
 	// Every is how often it looks for due writes (LastUsedInterval bounds
 	// the writes per key).
 	Every time.Duration
@@ -106,7 +114,11 @@ func (w *UsageWriter) Start(ctx context.Context) error {
 // Flush writes every due lastUsedAt now.
 func (w *UsageWriter) Flush(ctx context.Context) {
 	log := logf.FromContext(ctx).WithName("last-used")
-	for k, used := range w.Server.usage.due(w.Server.opts.Clock.Now()) {
+	clk := w.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	for k, used := range w.LastUsed.due(clk.Now()) {
 		var obj client.Object
 		switch k.kind {
 		case hashsecret.KindAPIKey:
@@ -123,7 +135,7 @@ func (w *UsageWriter) Flush(ctx context.Context) {
 		if client.IgnoreNotFound(err) != nil {
 			log.V(1).Info("could not record last use", "namespace", k.namespace, "name", k.name, "error", err.Error())
 		} else if err != nil {
-			w.Server.usage.forget(k)
+			w.LastUsed.forget(k)
 		}
 	}
 }

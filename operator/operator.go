@@ -1,5 +1,11 @@
-// Package operator assembles the Keyward manager from its parts; main.go and
-// the dev control plane (hack/dev) both build it here so they cannot drift.
+// Package operator is the composition root: it assembles the Keyward manager
+// from the controllers, the admission webhooks and the key server, with its
+// flags, serving certificates, CA injection and the controllers' RBAC
+// markers. main.go, the dev control plane (hack/dev), hack/bench, hack/soak
+// and the tests of the whole assembly build it here, so they cannot drift.
+//
+// It sits at the top of the tree, above what it composes: nothing under
+// controllers/, webhook/ or internal/ imports it (test/layout checks).
 package operator
 
 import (
@@ -29,6 +35,8 @@ import (
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
+	"github.com/keyward/keyward/webhook/keyserver/feed"
+	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
 
 // Options are the manager's command-line flags.
@@ -279,15 +287,15 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
 		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
 		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
-		Rotator: &keyserver.StatusRotator{Client: live, Clock: clock.RealClock{}},
+		Rotator: &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},
 	})
-	if err := ks.AddSources(mgr, o.OperatorNamespace, o.keysNamespace()); err != nil {
+	if err := feed.Add(mgr, ks, o.OperatorNamespace, o.keysNamespace()); err != nil {
 		return err
 	}
 	if err := mgr.Add(ks); err != nil {
 		return err
 	}
-	if err := mgr.Add(&keyserver.UsageWriter{Server: ks, Client: live}); err != nil {
+	if err := mgr.Add(&statuswriter.UsageWriter{LastUsed: ks.LastUsed(), Client: live}); err != nil {
 		return err
 	}
 	if err := addTokenReview(mgr, ks, o, certReady); err != nil {

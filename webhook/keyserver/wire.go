@@ -1,0 +1,72 @@
+package keyserver
+
+import "time"
+
+// What goes over the wire: the bodies the key server reads and writes, and
+// the headers of a forward-auth answer. Clients (gateways, services, the
+// kubectl plugin) depend on these names and JSON fields.
+
+// Response headers of a successful forward-auth check, for the gateway to
+// pass upstream.
+const (
+	HeaderSubject = "X-Keyward-Subject"
+	HeaderGroups  = "X-Keyward-Groups"
+	HeaderScopes  = "X-Keyward-Scopes"
+	HeaderKeyID   = "X-Keyward-Key-Id"
+	// HeaderNamespace is the namespace of the key's object: subjects are
+	// chosen per namespace, so a subject alone does not say whose key it is.
+	HeaderNamespace = "X-Keyward-Namespace"
+)
+
+// VerifyRequest / VerifyResponse are the JSON verify API.
+// VerifyRequest is the body of POST /v1/verify.
+type VerifyRequest struct {
+	Key    string   `json:"key"`
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// VerifyResponse is the answer of POST /v1/verify (the kubectl plugin
+// decodes it too).
+type VerifyResponse struct {
+	Valid     bool       `json:"valid"`
+	Code      string     `json:"code"`
+	Subject   string     `json:"subject,omitempty"`
+	Groups    []string   `json:"groups,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	KeyID     string     `json:"keyID,omitempty"`
+	Namespace string     `json:"namespace,omitempty"`
+	Access    string     `json:"access,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// tokenRequest is the body of POST /v1/tokens (JSON or form).
+type tokenRequest struct {
+	AccessKeyID string `json:"accessKeyID"`
+	SecretKey   string `json:"secretKey"`
+	// Lifetime is a Go duration ("24h"); empty means the pair's default.
+	Lifetime string `json:"lifetime,omitempty"`
+}
+
+// tokenResponse is the answer of POST /v1/tokens and GET /v1/token.
+type tokenResponse struct {
+	Token     string    `json:"token"`
+	TokenType string    `json:"tokenType"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	ExpiresIn int64     `json:"expiresIn"`
+}
+
+// rotateResponse is the answer of POST /v1/keys/current/rotate.
+type rotateResponse struct {
+	Key   string `json:"key"`
+	KeyID string `json:"keyID"`
+	// PreviousKeyID keeps working until its grace period ends.
+	PreviousKeyID string `json:"previousKeyID"`
+	Warning       string `json:"warning"`
+}
+
+// errorBody is every JSON refusal: error is a stable code (invalid_request,
+// invalid_token, invalid_client, rate_limited, …), message says why.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}

@@ -1,3 +1,5 @@
 // Package controllers holds one package per controller (apikey,
-// accesskeypair, signingkey); Setup registers those enabled with a manager.
+// accesskeypair, signingkey), the lifecycle the two kinds of key share
+// (keylifecycle) and what it writes with (ownedsecret, keymetrics); Setup
+// registers the controllers with a manager.
 package controllers

@@ -17,6 +17,9 @@ const (
 // Reasons of the Ready condition. Each is also the reason of the event
 // emitted on the transition into it, where there is one.
 const (
+	// ReasonPending: no version is issued yet and nothing blocks one; Ready
+	// is Unknown, not False.
+	ReasonPending = "Pending"
 	// ReasonIssued: the current version is issued, delivered and valid.
 	ReasonIssued = "Issued"
 	// ReasonExpiringSoon: valid, but the key expires within the warning

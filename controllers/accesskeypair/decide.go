@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
@@ -30,8 +28,12 @@ type pairInput struct {
 	deliveredMatches bool
 	expired          bool
 	overLimit        bool
+	// hadPair: the record or the status names a pair (a new one is a
+	// reissue, not the first).
+	hadPair bool
 }
 
+// decidePair chooses what happens to the pair.
 func decidePair(in pairInput) action {
 	switch {
 	case in.overLimit:
@@ -48,6 +50,29 @@ func decidePair(in pairInput) action {
 		return issuePair // the delivered secret key was deleted or edited: it is lost
 	}
 	return keepPair
+}
+
+// pairPlan is what one reconcile does about the pair. A new pair is always
+// delivered before it is recorded: a crash in between leaves it delivered,
+// to adopt (decidePair), never lost. A pair has no previous versions, so no
+// grace.
+type pairPlan struct {
+	act action
+	// announce: an Issued event for the pair made current; reissued: a
+	// KeyReissued warning (the delivered secret key was lost).
+	announce, reissued bool
+}
+
+// planPair decides about the pair and what to say about it.
+func planPair(in pairInput) pairPlan {
+	p := pairPlan{act: decidePair(in)}
+	switch p.act {
+	case issuePair:
+		p.announce, p.reissued = true, in.hadPair
+	case adoptPair:
+		p.announce = !in.hadPair
+	}
+	return p
 }
 
 // withinLimit reports whether pair is among the first max pairs of its
@@ -96,6 +121,7 @@ func mustDuration(s string) time.Duration {
 	return d
 }
 
+// expiryOf is spec.expiresAt, or nil (never).
 func expiryOf(spec kw.AccessKeyPairSpec) *time.Time {
 	if spec.ExpiresAt == nil {
 		return nil
@@ -110,24 +136,4 @@ func SubjectOf(p *kw.AccessKeyPair) string {
 		return p.Spec.Subject
 	}
 	return p.Name
-}
-
-func readyCondition(p *kw.AccessKeyPair, now time.Time, expiry *time.Time, window time.Duration, blockedReason, blockedMessage string) metav1.Condition {
-	c := metav1.Condition{Type: kw.ConditionReady, Status: metav1.ConditionFalse}
-	switch {
-	case blockedReason != "":
-		c.Reason, c.Message = blockedReason, blockedMessage
-	case expiry != nil && !now.Before(*expiry):
-		c.Reason, c.Message = kw.ReasonExpired, "the pair expired at "+expiry.Format(time.RFC3339)
-	case p.Spec.Suspended:
-		c.Reason, c.Message = kw.ReasonSuspended, "the pair is suspended: no tokens are issued and issued tokens are refused"
-	case p.Status.AccessKeyID == "":
-		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, "Pending", "no access key is issued yet"
-	case expiry != nil && !now.Before(expiry.Add(-window)):
-		c.Status, c.Reason = metav1.ConditionTrue, kw.ReasonExpiringSoon
-		c.Message = "access key " + p.Status.AccessKeyID + " is valid; the pair expires at " + expiry.Format(time.RFC3339)
-	default:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, kw.ReasonIssued, "access key "+p.Status.AccessKeyID+" is valid"
-	}
-	return c
 }

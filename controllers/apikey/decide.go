@@ -7,12 +7,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/keystatus"
+	"github.com/keyward/keyward/controllers/keylifecycle"
 	"github.com/keyward/keyward/internal/hashsecret"
 )
 
 // The decisions of the APIKey controller: pure functions over the state
-// gathered once per reconcile, each table-tested in decide_test.go.
+// gathered once per reconcile, each table-tested in decide_test.go; the
+// plan built on decideVersion is in plan.go.
 
 // effectiveExpiry is spec.expiresAt, or creation+lifetime, or nil (never).
 func effectiveExpiry(spec kw.APIKeySpec, created metav1.Time) *time.Time {
@@ -186,34 +187,9 @@ func prune(prev []hashsecret.Version, now time.Time) []hashsecret.Version {
 	return out
 }
 
-// capAtExpiry makes the current version end exactly at the key's expiry
-// (none when the key never expires: an extended or removed expiry revives
-// it), and every previous version end by then at the latest, so a validator
-// that reads the record rejects the key from that instant even when no
-// controller runs.
-func capAtExpiry(rec *hashsecret.Record, expiry *time.Time) {
-	rec.ExpiresAt = expiry
-	if rec.Current != nil {
-		rec.Current.NotAfter = nil
-		if expiry != nil {
-			t := *expiry
-			rec.Current.NotAfter = &t
-		}
-	}
-	if expiry == nil {
-		return
-	}
-	for i := range rec.Previous {
-		if v := &rec.Previous[i]; v.NotAfter == nil || v.NotAfter.After(*expiry) {
-			t := *expiry
-			v.NotAfter = &t
-		}
-	}
-}
-
 // nextRotation is when the current version is due for scheduled rotation.
 func nextRotation(spec kw.APIKeySpec, rec *hashsecret.Record, expiry *time.Time, now time.Time) *time.Time {
-	if spec.Rotation == nil || rec.Current == nil || spec.Suspended || keystatus.ExpiredAt(expiry, now) {
+	if spec.Rotation == nil || rec.Current == nil || spec.Suspended || keylifecycle.ExpiredAt(expiry, now) {
 		return nil
 	}
 	t := rec.Current.NotBefore.Add(spec.Rotation.Period.Duration)
@@ -221,20 +197,4 @@ func nextRotation(spec kw.APIKeySpec, rec *hashsecret.Record, expiry *time.Time,
 		return nil
 	}
 	return &t
-}
-
-// requeueAfter is the wait until the next instant the key's state changes
-// on its own: a rotation, the expiring-soon warning, expiry, or the end of a
-// grace period. Zero means no such instant.
-func requeueAfter(now time.Time, instants ...*time.Time) time.Duration {
-	var next time.Duration
-	for _, t := range instants {
-		if t == nil || !t.After(now) {
-			continue
-		}
-		if d := t.Sub(now); next == 0 || d < next {
-			next = d
-		}
-	}
-	return next
 }

@@ -6,11 +6,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/ownedsecret"
+	"github.com/keyward/keyward/controllers/keylifecycle"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 )
@@ -21,17 +20,13 @@ const DataKey = "key"
 // AnnotationKeyID names the version a delivery Secret holds.
 const AnnotationKeyID = "keys.keyward.dev/key-id"
 
-// state is the world as one reconcile sees it, gathered once.
-type state struct {
-	hashName   string
-	hashSecret *corev1.Secret // nil when absent
-	record     *hashsecret.Record
-	// corrupt: the hash Secret exists but is not a valid record.
-	corrupt bool
+// scope is the world as one reconcile of an APIKey sees it, gathered once
+// (keylifecycle.Scope holds what both kinds read), and what it decided.
+type scope struct {
+	*keylifecycle.Scope[*kw.APIKey]
+	r   *Reconciler
+	key *kw.APIKey
 
-	delivery *corev1.Secret // the delivery Secret, when Keyward owns it
-	// conflict: spec.secretName names a Secret Keyward does not own.
-	conflict  bool
 	delivered *keymaterial.Key // the key in the delivery Secret, if it parses
 
 	imported *importedKey
@@ -42,8 +37,8 @@ type state struct {
 	// key's record otherwise is.
 	unbind bool
 
-	// forceRotate asks converge for a new version (self-rotation); issued
-	// then holds it, for the caller to hand out once.
+	// forceRotate asks for a new version (self-rotation); issued then holds
+	// it, for the caller to hand out once.
 	forceRotate bool
 	issued      *keymaterial.Key
 
@@ -54,6 +49,15 @@ type state struct {
 	// selfRotationHash is the presented version's hash: the key of the
 	// answer's MAC.
 	selfRotationHash string
+
+	// rec is the record this reconcile writes: the hash Secret's, repaired
+	// (recordFrom); age is the current version's age ciphertext.
+	rec *hashsecret.Record
+	age string
+	// plan is what the reconcile writes, in which order, with which grace.
+	plan plan
+	// plaintext is the current version's key when this reconcile has it.
+	plaintext *keymaterial.Key
 }
 
 // importedKey is what is recorded of an imported key: its hash and how the
@@ -61,42 +65,17 @@ type state struct {
 // public id is random, drawn when it is bound.
 type importedKey struct{ hash, lookup string }
 
-func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error) {
-	s := &state{hashName: hashsecret.Name(hashsecret.KindAPIKey, key.Namespace, key.Name)}
-
-	hs, err := ownedsecret.GetHash(ctx, r.Client, key, "APIKey", r.HashNamespace, s.hashName)
-	if err != nil {
-		return nil, err
-	}
-	if hs != nil {
-		s.hashSecret = hs
-		if rec, err := hashsecret.Decode(hs); err != nil {
-			s.corrupt = true
-		} else {
-			s.record = rec
+// observe reads what only APIKeys need beside the hash and delivery
+// Secrets: the delivered key, and the importFrom Secret.
+func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.APIKey]) (*scope, error) {
+	s := &scope{Scope: sc, r: r, key: sc.Object}
+	if ds := sc.Delivery; ds != nil {
+		if k, err := keymaterial.Parse(string(ds.Data[DataKey])); err == nil && k.Prefix == prefixOf(s.key) {
+			s.delivered = &k
 		}
 	}
-
-	// The delivery Secret is read live: the controllers may not list or
-	// watch Secrets outside Keyward's own namespaces (docs/security.md).
-	if name := key.Spec.SecretName; name != "" {
-		ds := &corev1.Secret{}
-		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, ds); {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return nil, err
-		case !metav1.IsControlledBy(ds, key):
-			s.conflict = true // someone else's Secret: never overwritten
-		default:
-			s.delivery = ds
-			if k, err := keymaterial.Parse(string(ds.Data[DataKey])); err == nil && k.Prefix == prefixOf(key) {
-				s.delivered = &k
-			}
-		}
-	}
-
-	if ref := key.Spec.ImportFrom; ref != nil {
-		if err := r.observeImport(ctx, key, ref, s); err != nil {
+	if ref := s.key.Spec.ImportFrom; ref != nil {
+		if err := r.observeImport(ctx, s.key, ref, s); err != nil {
 			return nil, err
 		}
 	}
@@ -105,7 +84,7 @@ func (r *Reconciler) observe(ctx context.Context, key *kw.APIKey) (*state, error
 
 // observeImport reads the importFrom Secret live: it is the user's Secret,
 // outside the cache of labelled Secrets.
-func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.SecretKeyRef, s *state) error {
+func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.SecretKeyRef, s *scope) error {
 	src := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: ref.Name}, src)
 	dataKey := ref.Key
@@ -141,13 +120,13 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 		return nil
 	}
 	hash, keywardFormat := keymaterial.ImportedHash(plain)
-	others, err := r.otherHolders(ctx, hash, s.hashName)
+	others, err := r.otherHolders(ctx, hash, s.HashName)
 	if err != nil {
 		return err
 	}
 	var own *holder
-	if s.record != nil {
-		own = holderOf(s.record, hash)
+	if s.Record != nil {
+		own = holderOf(s.Record, hash)
 	}
 	if first := importBlocker(own, others); first != nil {
 		s.importReason, s.unbind = kw.ReasonImportConflict, true

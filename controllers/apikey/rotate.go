@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/keystatus"
+	"github.com/keyward/keyward/controllers/keylifecycle"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/selfrotation"
 )
@@ -70,8 +70,9 @@ func decideSelfRotation(in selfRotationInput) (selfRotationAct, string) {
 }
 
 // planSelfRotation decides about a pending self-rotation request before
-// converge: it asks converge for a new version, or prepares the answer.
-func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
+// the phases run: it asks them for a new version, or prepares the answer.
+func planSelfRotation(s *scope) {
+	key, now := s.key, s.Now
 	st := &key.Status
 	in := selfRotationInput{pending: selfrotation.Pending(st, now)}
 	if !in.pending {
@@ -83,10 +84,10 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 	_, err := agecrypt.ParseRecipients([]string{req.Recipient})
 	in.recipientOK = err == nil
 	in.rotatable = key.Spec.ImportFrom == nil && !key.Spec.Suspended && key.DeletionTimestamp.IsZero() &&
-		!keystatus.ExpiredAt(effectiveExpiry(key.Spec, key.CreationTimestamp), now)
+		!keylifecycle.ExpiredAt(s.View.Expiry, now)
 	var presentedHash string
-	if s.record != nil {
-		for _, v := range s.record.Versions() {
+	if s.Record != nil {
+		for _, v := range s.Record.Versions() {
 			if v.ID == req.KeyID {
 				in.knownKey = true
 				in.proofOK = selfrotation.Verify(v.Hash, key.Namespace, key.Name, req)
@@ -95,7 +96,7 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 				}
 			}
 		}
-		in.current = s.record.Current != nil && s.record.Current.ID == req.KeyID
+		in.current = s.Record.Current != nil && s.Record.Current.ID == req.KeyID
 	}
 	switch act, reason := decideSelfRotation(in); act {
 	case srRotate:
@@ -107,11 +108,11 @@ func (r *Reconciler) planSelfRotation(key *kw.APIKey, s *state, now time.Time) {
 	}
 }
 
-// answerSelfRotation encrypts the version converge issued to the request's
+// answerSelfRotation encrypts the version the phases issued to the request's
 // recipient and authenticates the answer with the presented version's hash
 // (selfrotation.AnswerMAC); the answer is written into the hash Secret with
 // the version.
-func answerSelfRotation(key *kw.APIKey, s *state) error {
+func answerSelfRotation(key *kw.APIKey, s *scope) error {
 	if s.selfRotation == nil || s.issued == nil {
 		return nil
 	}
@@ -137,11 +138,11 @@ func noteDeferredRotation(key *kw.APIKey, until time.Time) {
 }
 
 // storedAnswer reads the hash Secret's last self-rotation answer.
-func storedAnswer(s *state) *kw.SelfRotationResponse {
-	if s.hashSecret == nil || s.corrupt {
+func storedAnswer(s *scope) *kw.SelfRotationResponse {
+	if s.HashSecret == nil || s.Corrupt {
 		return nil
 	}
-	raw := s.hashSecret.Data[DataSelfRotation]
+	raw := s.HashSecret.Data[DataSelfRotation]
 	if len(raw) == 0 || len(raw) > 8<<10 {
 		return nil
 	}
@@ -154,14 +155,14 @@ func storedAnswer(s *state) *kw.SelfRotationResponse {
 
 // selfRotationData renders the answer to keep in the hash Secret: this
 // reconcile's, or the one already there.
-func selfRotationData(s *state) []byte {
+func selfRotationData(s *scope) []byte {
 	if s.answer != nil && s.answer.EncryptedKey != "" {
 		if raw, err := json.Marshal(s.answer); err == nil {
 			return raw
 		}
 	}
-	if s.hashSecret != nil && !s.corrupt {
-		return s.hashSecret.Data[DataSelfRotation]
+	if s.HashSecret != nil && !s.Corrupt {
+		return s.HashSecret.Data[DataSelfRotation]
 	}
 	return nil
 }

@@ -56,28 +56,8 @@ func Put(ctx context.Context, c client.Client, owner client.Object, current *cor
 	} else {
 		sec = sec.DeepCopy()
 	}
-	labels := maps.Clone(d.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	// Outside Keyward's namespaces the API server accepts the controllers'
-	// Secret writes only for Secrets with this label and a controller
-	// reference to an APIKey or AccessKeyPair (config/policy): no caller
-	// may drop it. An existing Secret missing it gets it back.
-	labels[hashsecret.LabelManagedBy] = hashsecret.ManagedBy
-	labels[hashsecret.LabelOwner] = OwnerLabel(owner.GetName())
-	annotations := maps.Clone(d.Annotations)
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	// The owner annotation maps a watch event back to the owner, in any
-	// namespace (a key may live in the keys namespace itself).
-	annotations[hashsecret.AnnotationOwner] = owner.GetNamespace() + "/" + owner.GetName()
 	crossNamespace := ns != owner.GetNamespace()
-	if crossNamespace {
-		labels[hashsecret.LabelOwnerNamespace] = owner.GetNamespace()
-		labels[hashsecret.LabelOwnerUID] = string(owner.GetUID())
-	}
+	labels, annotations := ownerMarks(owner, d, crossNamespace)
 	if current != nil && subset(labels, current.Labels) && subset(annotations, current.Annotations) &&
 		maps.EqualFunc(current.Data, d.Data, bytes.Equal) && Controls(owner, current) {
 		return current, false, nil
@@ -108,6 +88,33 @@ func Put(ctx context.Context, c client.Client, owner client.Object, current *cor
 		return nil, false, err
 	}
 	return sec, true, nil
+}
+
+// ownerMarks are the labels and annotations d's Secret gets: d's, and those
+// that mark it as owner's.
+func ownerMarks(owner client.Object, d Desired, crossNamespace bool) (labels, annotations map[string]string) {
+	labels = maps.Clone(d.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	// Outside Keyward's namespaces the API server accepts the controllers'
+	// Secret writes only for Secrets with this label and a controller
+	// reference to an APIKey or AccessKeyPair (config/policy): no caller
+	// may drop it. An existing Secret missing it gets it back.
+	labels[hashsecret.LabelManagedBy] = hashsecret.ManagedBy
+	labels[hashsecret.LabelOwner] = OwnerLabel(owner.GetName())
+	annotations = maps.Clone(d.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	// The owner annotation maps a watch event back to the owner, in any
+	// namespace (a key may live in the keys namespace itself).
+	annotations[hashsecret.AnnotationOwner] = owner.GetNamespace() + "/" + owner.GetName()
+	if crossNamespace {
+		labels[hashsecret.LabelOwnerNamespace] = owner.GetNamespace()
+		labels[hashsecret.LabelOwnerUID] = string(owner.GetUID())
+	}
+	return labels, annotations
 }
 
 func subset(want, have map[string]string) bool {

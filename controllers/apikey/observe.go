@@ -14,12 +14,6 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
-// DataKey is the data key of the plaintext in a delivery Secret.
-const DataKey = "key"
-
-// AnnotationKeyID names the version a delivery Secret holds.
-const AnnotationKeyID = "keys.keyward.dev/key-id"
-
 // scope is the world as one reconcile of an APIKey sees it, gathered once
 // (keylifecycle.Scope holds what both kinds read), and what it decided.
 type scope struct {
@@ -70,7 +64,7 @@ type importedKey struct{ hash, lookup string }
 func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.APIKey]) (*scope, error) {
 	s := &scope{Scope: sc, r: r, key: sc.Object}
 	if ds := sc.Delivery; ds != nil {
-		if k, err := keymaterial.Parse(string(ds.Data[DataKey])); err == nil && k.Prefix == prefixOf(s.key) {
+		if k, err := keymaterial.Parse(string(ds.Data[kw.DeliveryDataKey])); err == nil && k.Prefix == prefixOf(s.key) {
 			s.delivered = &k
 		}
 	}
@@ -89,7 +83,7 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: ref.Name}, src)
 	dataKey := ref.Key
 	if dataKey == "" {
-		dataKey = DataKey
+		dataKey = kw.DeliveryDataKey
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -145,11 +139,4 @@ func prefixOf(key *kw.APIKey) string {
 		return key.Spec.Prefix
 	}
 	return kw.DefaultPrefix
-}
-
-func subjectOf(key *kw.APIKey) string {
-	if key.Spec.Subject != "" {
-		return key.Spec.Subject
-	}
-	return key.Name
 }

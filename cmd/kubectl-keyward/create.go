@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/keymaterial"
 )
@@ -184,7 +183,7 @@ func (a *app) createDelivered(c *kubeClient, key *kw.APIKey, timeout time.Durati
 	fmt.Fprintf(w, "apikey/%s created in namespace %s (key id %s, %s)\n", got.Name, got.Namespace, got.Status.KeyID, got.Status.KeyHint)
 	if s := got.Spec.SecretName; s != "" {
 		fmt.Fprintf(w, "The key is in Secret %s/%s, data key %q:\n  kubectl get secret %s -n %s -o jsonpath='{.data.%s}' | base64 -d\n",
-			got.Namespace, s, apikey.DataKey, s, got.Namespace, apikey.DataKey)
+			got.Namespace, s, kw.DeliveryDataKey, s, got.Namespace, kw.DeliveryDataKey)
 	}
 	if got.Spec.Delivery != nil {
 		fmt.Fprintf(w, "The key is encrypted to %d age recipient(s) in status.ageDelivery:\n  kubectl keyward decrypt %s -n %s --identity FILE\n",

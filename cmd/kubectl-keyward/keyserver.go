@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	kw "github.com/keyward/keyward/api/v1alpha1"
 	"io"
 	"net/http"
 	"net/url"
@@ -20,7 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
@@ -229,11 +229,11 @@ func (a *app) pairFromSecret(name string) (string, string, error) {
 		}
 		return "", "", fmt.Errorf("reading Secret %q: %w", name, err)
 	}
-	sk := strings.TrimSpace(string(sec.Data[accesskeypair.DataSecretKey]))
+	sk := strings.TrimSpace(string(sec.Data[kw.DeliveryDataSecretKey]))
 	if sk == "" {
-		return "", "", fmt.Errorf("Secret %q has no %q entry", name, accesskeypair.DataSecretKey)
+		return "", "", fmt.Errorf("Secret %q has no %q entry", name, kw.DeliveryDataSecretKey)
 	}
-	return strings.TrimSpace(string(sec.Data[accesskeypair.DataAccessKeyID])), sk, nil
+	return strings.TrimSpace(string(sec.Data[kw.DeliveryDataAccessKeyID])), sk, nil
 }
 
 // verify checks a key read from stdin at the key server.

@@ -24,8 +24,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -39,7 +37,7 @@ func createdKey(ns, name string, extra ...string) string {
 	GinkgoHelper()
 	r := plugin(ns, "", append([]string{"create", "apikey", name, "--output-secret", name + "-key"}, extra...)...)
 	Expect(r.code).To(Equal(0), r.String())
-	return secretData(ns, name+"-key", apikey.DataKey)
+	return secretData(ns, name+"-key", kw.DeliveryDataKey)
 }
 
 // leaks lists the forms in which a key must never appear.
@@ -114,7 +112,7 @@ var _ = Describe("create apikey", func() {
 			"--rotate-every", "720h", "--grace", "1h")
 		Expect(r.code).To(Equal(0), r.String())
 		Expect(r.stdout).To(ContainSubstring("Secret " + ns + "/batch-key"))
-		plain := secretData(ns, "batch-key", apikey.DataKey)
+		plain := secretData(ns, "batch-key", kw.DeliveryDataKey)
 		expectNoLeak(r.stdout+r.stderr, plain)
 		key := getKey(ns, "batch")
 		Expect(key.Spec.Delivery).To(BeNil())
@@ -267,7 +265,7 @@ var _ = Describe("rotate, suspend, resume and revoke", func() {
 		Expect(r.stdout).To(ContainSubstring(oldID + " -> " + key.Status.KeyID))
 		Expect(key.Status.PreviousKeys).To(ContainElement(HaveField("KeyID", oldID)))
 
-		Eventually(func() string { return secretData(ns, "rotating-key", apikey.DataKey) }, patience).ShouldNot(Equal(old))
+		Eventually(func() string { return secretData(ns, "rotating-key", kw.DeliveryDataKey) }, patience).ShouldNot(Equal(old))
 		r = plugin(ns, "", "describe", "rotating")
 		Expect(r.stdout).To(MatchRegexp(`(?s)Previous Keys:\s+KEY ID\s+VALID UNTIL\s+` + oldID))
 
@@ -339,8 +337,8 @@ var _ = Describe("the key server commands", func() {
 			Spec:       kw.AccessKeyPairSpec{Subject: "alice", SecretName: "alice-1-keys", Scopes: []string{"reports:read"}},
 		}
 		Expect(k8s.Create(ctx, pair)).To(Succeed())
-		ak := secretData(ns, "alice-1-keys", accesskeypair.DataAccessKeyID)
-		sk := secretData(ns, "alice-1-keys", accesskeypair.DataSecretKey)
+		ak := secretData(ns, "alice-1-keys", kw.DeliveryDataAccessKeyID)
+		sk := secretData(ns, "alice-1-keys", kw.DeliveryDataSecretKey)
 
 		var r result
 		Eventually(func() int {

@@ -26,12 +26,6 @@ import (
 	"github.com/keyward/keyward/internal/hashsecret"
 )
 
-// Data keys of the delivery Secret.
-const (
-	DataAccessKeyID = "accessKeyID"
-	DataSecretKey   = "secretKey"
-)
-
 // DefaultMaxPerSubject is how many pairs one subject may hold in a
 // namespace (DCE's limit).
 const DefaultMaxPerSubject = 2

@@ -135,7 +135,7 @@ func record(g Gomega, p *kw.AccessKeyPair) *hashsecret.Record {
 func delivered(g Gomega, p *kw.AccessKeyPair) (id, sk string) {
 	sec := &corev1.Secret{}
 	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.SecretName}, sec)).To(Succeed())
-	return string(sec.Data[DataAccessKeyID]), string(sec.Data[DataSecretKey])
+	return string(sec.Data[kw.DeliveryDataAccessKeyID]), string(sec.Data[kw.DeliveryDataSecretKey])
 }
 
 // issued waits until the pair is Ready and its delivered secret key

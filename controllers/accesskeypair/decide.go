@@ -2,7 +2,6 @@ package accesskeypair
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -76,23 +75,12 @@ func planPair(in pairInput) pairPlan {
 }
 
 // withinLimit reports whether pair is among the first max pairs of its
-// subject, oldest first (ties by name), so the same pairs win on every replica.
+// subject (kw.PairsAhead, the rule the admission webhook applies too).
 func withinLimit(pair *kw.AccessKeyPair, siblings []kw.AccessKeyPair, max int) bool {
-	live := slices.DeleteFunc(slices.Clone(siblings), func(p kw.AccessKeyPair) bool {
-		return !p.DeletionTimestamp.IsZero() || SubjectOf(&p) != SubjectOf(pair)
-	})
-	slices.SortFunc(live, func(a, b kw.AccessKeyPair) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	for i, p := range live {
-		if p.Name == pair.Name {
-			return i < max
-		}
+	if !slices.ContainsFunc(siblings, func(p kw.AccessKeyPair) bool { return p.Name == pair.Name }) {
+		return true // not listed yet (cache lag): the webhook already checked it
 	}
-	return true // not listed yet (cache lag): the webhook already checked it
+	return len(kw.PairsAhead(pair, siblings)) < max
 }
 
 // tokenPolicy is what the key server enforces on token requests.
@@ -128,12 +116,4 @@ func expiryOf(spec kw.AccessKeyPairSpec) *time.Time {
 	}
 	t := spec.ExpiresAt.UTC()
 	return &t
-}
-
-// SubjectOf is spec.subject, or the pair's name.
-func SubjectOf(p *kw.AccessKeyPair) string {
-	if p.Spec.Subject != "" {
-		return p.Spec.Subject
-	}
-	return p.Name
 }

@@ -34,7 +34,7 @@ type scope struct {
 func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.AccessKeyPair]) (*scope, error) {
 	s := &scope{Scope: sc, r: r, pair: sc.Object}
 	if ds := sc.Delivery; ds != nil {
-		id, sk := string(ds.Data[DataAccessKeyID]), string(ds.Data[DataSecretKey])
+		id, sk := string(ds.Data[kw.DeliveryDataAccessKeyID]), string(ds.Data[kw.DeliveryDataSecretKey])
 		if id != "" && len(id) <= 64 && sk != "" {
 			s.deliveredID, s.deliveredSK = id, sk
 		}
@@ -63,7 +63,7 @@ var phases = []keylifecycle.Phase[*scope]{
 // expiry still reach an existing record.
 func reconcileConflict(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.pair.Status
-	st.Subject, st.HashSecretName = SubjectOf(s.pair), s.HashName
+	st.Subject, st.HashSecretName = s.pair.EffectiveSubject(), s.HashName
 	if !s.Conflict {
 		return ctrl.Result{}, nil
 	}
@@ -117,7 +117,7 @@ func reconcileIssue(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := s.Deliver(ctx, nil, map[string][]byte{DataAccessKeyID: []byte(id), DataSecretKey: []byte(sk)}); err != nil {
+	if err := s.Deliver(ctx, nil, map[string][]byte{kw.DeliveryDataAccessKeyID: []byte(id), kw.DeliveryDataSecretKey: []byte(sk)}); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.deliveredID, s.deliveredSK = id, sk
@@ -146,7 +146,7 @@ func reconcileCurrent(_ context.Context, s *scope) (ctrl.Result, error) {
 func reconcileRecord(ctx context.Context, s *scope) (ctrl.Result, error) {
 	rec, pair := s.rec, s.pair
 	rec.Kind, rec.Namespace, rec.Name = hashsecret.KindAccessKeyPair, pair.Namespace, pair.Name
-	rec.Subject = SubjectOf(pair)
+	rec.Subject = pair.EffectiveSubject()
 	rec.Groups, rec.Scopes = slices.Clone(pair.Spec.Groups), slices.Clone(pair.Spec.Scopes)
 	rec.Suspended = pair.Spec.Suspended
 	rec.Tokens = tokenPolicy(pair.Spec)
@@ -167,7 +167,7 @@ func reconcileStatus(_ context.Context, s *scope) (ctrl.Result, error) {
 	if s.overLimit {
 		s.SetConditions(kw.ReasonLimitExceeded, fmt.Sprintf(
 			"subject %q already holds %d access key pairs in this namespace, the most allowed; delete one to issue this pair",
-			SubjectOf(s.pair), s.r.MaxPerSubject))
+			s.pair.EffectiveSubject(), s.r.MaxPerSubject))
 		return ctrl.Result{}, nil
 	}
 	s.SetConditions("", "")

@@ -15,16 +15,11 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
-// DataKey is the data key of the plaintext in a delivery Secret.
-const DataKey = "key"
-
-// AnnotationKeyID names the version a delivery Secret holds.
-const AnnotationKeyID = "keys.keyward.dev/key-id"
-
 // AnnotationAgeRecipients lists, comma-separated, the age recipients the
-// version in a delivery Secret was written for (empty: none). A version
-// adopted after a crash is encrypted to no other (issue 12, attack 1).
-// Recipients are public keys; spec.delivery bounds the list.
+// version in a delivery Secret was written for (empty: none), beside
+// kw.AnnotationDeliveredKeyID. A version adopted after a crash is encrypted
+// to no other (issue 12, attack 1). Recipients are public keys;
+// spec.delivery bounds the list.
 const AnnotationAgeRecipients = "keys.keyward.dev/age-recipients"
 
 // maxAgeRecipients is spec.delivery.ageRecipients' MaxItems.
@@ -83,7 +78,7 @@ type importedKey struct{ hash, lookup string }
 func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.APIKey]) (*scope, error) {
 	s := &scope{Scope: sc, r: r, key: sc.Object}
 	if ds := sc.Delivery; ds != nil {
-		if k, err := keymaterial.Parse(string(ds.Data[DataKey])); err == nil && k.Prefix == prefixOf(s.key) {
+		if k, err := keymaterial.Parse(string(ds.Data[kw.DeliveryDataKey])); err == nil && k.Prefix == prefixOf(s.key) {
 			s.delivered = &k
 			s.deliveredFor = recipientList(ds.Annotations[AnnotationAgeRecipients])
 		}
@@ -103,7 +98,7 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: ref.Name}, src)
 	dataKey := ref.Key
 	if dataKey == "" {
-		dataKey = DataKey
+		dataKey = kw.DeliveryDataKey
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -172,11 +167,4 @@ func prefixOf(key *kw.APIKey) string {
 		return key.Spec.Prefix
 	}
 	return kw.DefaultPrefix
-}
-
-func subjectOf(key *kw.APIKey) string {
-	if key.Spec.Subject != "" {
-		return key.Spec.Subject
-	}
-	return key.Name
 }

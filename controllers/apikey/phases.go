@@ -37,7 +37,7 @@ var phases = []keylifecycle.Phase[*scope]{
 // spec.secretName, or an import that cannot be used.
 func reconcileBlocked(ctx context.Context, s *scope) (ctrl.Result, error) {
 	key := s.key
-	key.Status.Subject = subjectOf(key)
+	key.Status.Subject = key.EffectiveSubject()
 	key.Status.HashSecretName = s.HashName
 	switch {
 	case s.Conflict:

@@ -138,7 +138,7 @@ func ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *
 func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *time.Time) {
 	rec.Kind = hashsecret.KindAPIKey
 	rec.Namespace, rec.Name = key.Namespace, key.Name
-	rec.Subject = subjectOf(key)
+	rec.Subject = key.EffectiveSubject()
 	rec.Groups = slices.Clone(key.Spec.Groups)
 	rec.Scopes = slices.Clone(key.Spec.Scopes)
 	rec.Access = string(key.Spec.Access)
@@ -154,8 +154,8 @@ func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *ti
 // with the age recipients it is issued for (always written: an old list
 // must not outlive its version).
 func writeDelivery(ctx context.Context, s *scope, k keymaterial.Key) error {
-	return s.Deliver(ctx, map[string]string{AnnotationKeyID: k.ID, AnnotationAgeRecipients: strings.Join(recipients(s.key), ",")},
-		map[string][]byte{DataKey: []byte(k.String())})
+	return s.Deliver(ctx, map[string]string{kw.AnnotationDeliveredKeyID: k.ID, AnnotationAgeRecipients: strings.Join(recipients(s.key), ",")},
+		map[string][]byte{kw.DeliveryDataKey: []byte(k.String())})
 }
 
 func newVersion(k keymaterial.Key, at time.Time) *hashsecret.Version {

@@ -270,7 +270,7 @@ func record(g Gomega, k *kw.APIKey) *hashsecret.Record {
 func delivered(g Gomega, k *kw.APIKey) keymaterial.Key {
 	sec := &corev1.Secret{}
 	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Spec.SecretName}, sec)).To(Succeed())
-	key, err := keymaterial.Parse(string(sec.Data[DataKey]))
+	key, err := keymaterial.Parse(string(sec.Data[kw.DeliveryDataKey]))
 	g.Expect(err).NotTo(HaveOccurred())
 	remember(key)
 	return key

@@ -21,8 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
@@ -242,13 +240,13 @@ func (cl *cluster) httpCredentials(ctx context.Context) (credentials, error) {
 		return out, err
 	}
 	var err error
-	if cr.apiKey, err = data("gateway-client-key", apikey.DataKey); err != nil {
+	if cr.apiKey, err = data("gateway-client-key", kw.DeliveryDataKey); err != nil {
 		return cr, err
 	}
-	if cr.ak, err = data("deployer-keys", accesskeypair.DataAccessKeyID); err != nil {
+	if cr.ak, err = data("deployer-keys", kw.DeliveryDataAccessKeyID); err != nil {
 		return cr, err
 	}
-	if cr.sk, err = data("deployer-keys", accesskeypair.DataSecretKey); err != nil {
+	if cr.sk, err = data("deployer-keys", kw.DeliveryDataSecretKey); err != nil {
 		return cr, err
 	}
 	req, _ := http.NewRequest(http.MethodPost, "/", nil)

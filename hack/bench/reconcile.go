@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/apikey"
 )
 
 // reconcileResult is figure 3.
@@ -131,7 +130,7 @@ func benchRevocation(ctx context.Context, cl *cluster, n int) (*revocationResult
 		if err := cl.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("revoke-%04d-key", i)}, sec); err != nil {
 			return err
 		}
-		plain[i] = string(sec.Data[apikey.DataKey])
+		plain[i] = string(sec.Data[kw.DeliveryDataKey])
 		return nil
 	}); err != nil {
 		return nil, err

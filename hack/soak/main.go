@@ -26,7 +26,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/operator"
@@ -95,7 +94,7 @@ func run(duration time.Duration, n, clients int) error {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: "soak", Name: fmt.Sprintf("k%d", i)}, sec); err != nil {
 			return false
 		}
-		if v := string(sec.Data[apikey.DataKey]); v != "" {
+		if v := string(sec.Data[kw.DeliveryDataKey]); v != "" {
 			held[i].Store(v)
 			return true
 		}

@@ -40,8 +40,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/operator"
@@ -135,10 +133,10 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 	}
 
 	ks := keyServerClient(g, ctx, k8s, keyServerAddr, certDir)
-	key := secretValue(g, ctx, k8s, "svc-key", apikey.DataKey)
+	key := secretValue(g, ctx, k8s, "svc-key", kw.DeliveryDataKey)
 	g.Eventually(func() bool { return ks.verify(g, key) }).Should(BeTrue(), "the generated key")
 	g.Eventually(func() bool { return ks.verify(g, imported) }).Should(BeTrue(), "the imported key")
-	ak, sk := secretValue(g, ctx, k8s, "deployer-keys", accesskeypair.DataAccessKeyID), secretValue(g, ctx, k8s, "deployer-keys", accesskeypair.DataSecretKey)
+	ak, sk := secretValue(g, ctx, k8s, "deployer-keys", kw.DeliveryDataAccessKeyID), secretValue(g, ctx, k8s, "deployer-keys", kw.DeliveryDataSecretKey)
 	g.Eventually(func() int { return ks.token(g, ak, sk) }).Should(Equal(http.StatusOK), "a token for the pair")
 
 	// Self-rotation: the key server writes no Secret, the controller does.
@@ -148,7 +146,7 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 	g.Expect(json.Unmarshal(body, &rotated)).To(Succeed())
 	g.Expect(rotated.Key).NotTo(Equal(key))
 	g.Eventually(func() bool { return ks.verify(g, rotated.Key) }).Should(BeTrue(), "the self-rotated key")
-	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", apikey.DataKey) }).Should(Equal(rotated.Key),
+	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", kw.DeliveryDataKey) }).Should(Equal(rotated.Key),
 		"the delivery Secret holds the new key")
 	g.Expect(ks.verify(g, key)).To(BeTrue(), "the old key keeps its grace period")
 
@@ -581,8 +579,8 @@ func TestAttack8TurningTheControllersIdentityIntoClusterAdmin(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
 	key.Annotations = map[string]string{kw.AnnotationRotate: "now"}
 	g.Expect(k8s.Update(ctx, key)).To(Succeed())
-	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", apikey.DataKey) }).
-		ShouldNot(Equal(string(first.Data[apikey.DataKey])), "the rotated key is delivered")
+	g.Eventually(func() string { return secretValue(g, ctx, k8s, "svc-key", kw.DeliveryDataKey) }).
+		ShouldNot(Equal(string(first.Data[kw.DeliveryDataKey])), "the rotated key is delivered")
 	delivered("svc-key")
 
 	g.Expect(k8s.Delete(ctx, key)).To(Succeed())

@@ -5,7 +5,6 @@ package admission
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
 )
 
 // The failure policy is Fail: when the operator is down no pair can be
@@ -46,17 +44,11 @@ func (v *PairLimit) ValidateCreate(ctx context.Context, pair *kw.AccessKeyPair) 
 	if err := v.Reader.List(ctx, list, client.InNamespace(pair.Namespace)); err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("listing access key pairs: %w", err))
 	}
-	subject := accesskeypair.SubjectOf(pair)
-	var held []string
-	for _, p := range list.Items {
-		if p.DeletionTimestamp.IsZero() && p.Name != pair.Name && accesskeypair.SubjectOf(&p) == subject {
-			held = append(held, p.Name)
-		}
-	}
+	subject := pair.EffectiveSubject()
+	held := kw.PairsAhead(pair, list.Items)
 	if len(held) < v.Max {
 		return nil, nil
 	}
-	slices.Sort(held)
 	return nil, apierrors.NewForbidden(schema.GroupResource{Group: kw.GroupVersion.Group, Resource: "accesskeypairs"}, pair.Name,
 		fmt.Errorf("subject %q already holds %d access key pairs in namespace %q, the most allowed (%d): %s; delete one first",
 			subject, len(held), pair.Namespace, v.Max, strings.Join(held, ", ")))

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/kube"
@@ -115,14 +114,14 @@ var _ = Describe("attack 10: work amplification by a key holder", Ordered, func(
 		}
 		held := make([]string, selfRotating)
 		for i := range held {
-			held[i] = secretData(s, nsA, fmt.Sprintf("a-%d", i), apikey.DataKey)
+			held[i] = secretData(s, nsA, fmt.Sprintf("a-%d", i), kw.DeliveryDataKey)
 			Eventually(func() string { return verifyCode(s, held[i]) }, 10*time.Second).Should(Equal("VALID"))
 		}
-		ak := secretData(s, nsA, "a-pair", accesskeypair.DataAccessKeyID)
-		sk := secretData(s, nsA, "a-pair", accesskeypair.DataSecretKey)
+		ak := secretData(s, nsA, "a-pair", kw.DeliveryDataAccessKeyID)
+		sk := secretData(s, nsA, "a-pair", kw.DeliveryDataSecretKey)
 		victimKeys := make([]string, quiet+victims)
 		for i := range victimKeys {
-			victimKeys[i] = secretData(s, nsB, fmt.Sprintf("b-%d", i), apikey.DataKey)
+			victimKeys[i] = secretData(s, nsB, fmt.Sprintf("b-%d", i), kw.DeliveryDataKey)
 			Eventually(func() string { return verifyCode(s, victimKeys[i]) }, 10*time.Second).Should(Equal("VALID"))
 		}
 

@@ -39,8 +39,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/controllers/accesskeypair"
-	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
@@ -213,7 +211,7 @@ var _ = Describe("the key server", Ordered, func() {
 			Spec:       kw.APIKeySpec{Scopes: []string{"invoices:read"}, SecretName: "billing-reporter-key", Access: kw.AccessReadOnly},
 		}
 		Expect(s.k8s.Create(ctx, key)).To(Succeed())
-		plain := secretData(s, ns, "billing-reporter-key", apikey.DataKey)
+		plain := secretData(s, ns, "billing-reporter-key", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
 		r := get(s, "/v1/authz?scope=invoices:read", map[string]string{"Authorization": "apk " + plain})
 		Expect(r.status).To(Equal(200))
@@ -233,8 +231,8 @@ var _ = Describe("the key server", Ordered, func() {
 		for _, name := range []string{"to-delete", "to-suspend"} {
 			Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kw.APIKeySpec{SecretName: name}})).To(Succeed())
 		}
-		del := secretData(s, ns, "to-delete", apikey.DataKey)
-		sus := secretData(s, ns, "to-suspend", apikey.DataKey)
+		del := secretData(s, ns, "to-delete", kw.DeliveryDataKey)
+		sus := secretData(s, ns, "to-suspend", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, del) }, 10*time.Second).Should(Equal(200))
 		Eventually(func() int { return authz(s, sus) }, 10*time.Second).Should(Equal(200))
 
@@ -257,8 +255,8 @@ var _ = Describe("the key server", Ordered, func() {
 			Spec:       kw.AccessKeyPairSpec{Subject: "alice", SecretName: "alice-1-keys", Scopes: []string{"reports:read"}},
 		}
 		Expect(s.k8s.Create(ctx, pair)).To(Succeed())
-		ak := secretData(s, ns, "alice-1-keys", accesskeypair.DataAccessKeyID)
-		sk := secretData(s, ns, "alice-1-keys", accesskeypair.DataSecretKey)
+		ak := secretData(s, ns, "alice-1-keys", kw.DeliveryDataAccessKeyID)
+		sk := secretData(s, ns, "alice-1-keys", kw.DeliveryDataSecretKey)
 
 		var tok struct {
 			Token     string    `json:"token"`
@@ -314,7 +312,7 @@ var _ = Describe("the key server", Ordered, func() {
 				Period: metav1.Duration{Duration: 24 * time.Hour}, GracePeriod: &metav1.Duration{Duration: time.Hour}}},
 		}
 		Expect(s.k8s.Create(ctx, key)).To(Succeed())
-		old := secretData(s, ns, "self-rotating", apikey.DataKey)
+		old := secretData(s, ns, "self-rotating", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, old) }, 10*time.Second).Should(Equal(200))
 
 		// 503 means "retry": a racing reconcile won; nothing was lost.
@@ -332,7 +330,7 @@ var _ = Describe("the key server", Ordered, func() {
 		Expect(authz(s, old)).To(Equal(200), "the old key must work through its grace period")
 		r = do(s, http.MethodPost, "/v1/keys/current/rotate", nil, map[string]string{"Authorization": "Token " + old})
 		Expect(r.status).To(Equal(http.StatusConflict), "a key in its grace period must not rotate its successor away: %s", r.body)
-		Expect(secretData(s, ns, "self-rotating", apikey.DataKey)).To(Equal(out.Key))
+		Expect(secretData(s, ns, "self-rotating", kw.DeliveryDataKey)).To(Equal(out.Key))
 		Eventually(func(g Gomega) {
 			cur := &kw.APIKey{}
 			g.Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
@@ -425,7 +423,7 @@ current-context: webhook
 	newKey := func(ns, name string, groups ...string) string {
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: kw.APIKeySpec{Groups: groups, SecretName: name}})).To(Succeed())
-		return secretData(s, ns, name, apikey.DataKey)
+		return secretData(s, ns, name, kw.DeliveryDataKey)
 	}
 
 	It("attack 5: guessing keys online through TokenReview", func() {
@@ -481,7 +479,7 @@ current-context: webhook
 		ns := newNS(s)
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"},
 			Spec: kw.APIKeySpec{Subject: "ci-bot", Groups: []string{"ci"}, SecretName: "ci-bot-key"}})).To(Succeed())
-		plain := secretData(s, ns, "ci-bot-key", apikey.DataKey)
+		plain := secretData(s, ns, "ci-bot-key", kw.DeliveryDataKey)
 		Expect(s.k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pod-reader"},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}}})).To(Succeed())
 		Expect(s.k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci-bot"},
@@ -510,7 +508,7 @@ current-context: webhook
 	It("keeps answering from its cache while the API server is down, and converges when it is back", func() {
 		ns := newNS(s)
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "steady"}, Spec: kw.APIKeySpec{SecretName: "steady"}})).To(Succeed())
-		plain := secretData(s, ns, "steady", apikey.DataKey)
+		plain := secretData(s, ns, "steady", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
 
 		// Freeze kube-apiserver (SIGSTOP): to its clients it is simply gone.
@@ -532,7 +530,7 @@ current-context: webhook
 		// It comes back: the controllers, which backed off, converge.
 		Expect(syscall.Kill(pid, syscall.SIGCONT)).To(Succeed())
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-outage"}, Spec: kw.APIKeySpec{SecretName: "after-outage"}})).To(Succeed())
-		fresh := secretData(s, ns, "after-outage", apikey.DataKey)
+		fresh := secretData(s, ns, "after-outage", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, fresh) }, 20*time.Second).Should(Equal(200))
 		Expect(authz(s, plain)).To(Equal(200))
 	})
@@ -575,7 +573,7 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		expiry := time.Now().Add(24 * time.Hour).Truncate(time.Second)
 		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mortal"},
 			Spec: kw.APIKeySpec{SecretName: "mortal", ExpiresAt: &metav1.Time{Time: expiry}}})).To(Succeed())
-		plain := secretData(s, ns, "mortal", apikey.DataKey)
+		plain := secretData(s, ns, "mortal", kw.DeliveryDataKey)
 		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
 		s.stop() // no controller runs from here on
 

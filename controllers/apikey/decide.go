@@ -75,6 +75,12 @@ type versionInput struct {
 	wantsAge        bool
 	ageUpToDate     bool
 	recipientsAdded bool
+	// recipientsDeferred: the new version recipientsAdded calls for waits
+	// for the per-key limit on rotations (planVersion).
+	recipientsDeferred bool
+	// deliveredForWanted: the delivery Secret says its version was written
+	// for every wanted age recipient (AnnotationAgeRecipients).
+	deliveredForWanted bool
 	// importedHash is the hash of the key in importFrom ("" when not
 	// imported).
 	importedHash  string
@@ -122,7 +128,7 @@ func decideVersion(in versionInput) (action, string) {
 	if in.wantsSecret && !in.deliveredMatches {
 		return issueVersion, whyLost
 	}
-	if in.wantsAge && !in.ageUpToDate && (in.recipientsAdded || !in.wantsSecret) {
+	if in.wantsAge && !in.ageUpToDate && (in.recipientsAdded || !in.wantsSecret) && !in.recipientsDeferred {
 		// A new recipient gets a new version, never the one whoever reads
 		// the delivery Secret holds (issue 12, attack 1): editing an
 		// APIKey must not read its key. Without a Secret copy there is no
@@ -153,6 +159,19 @@ func addsRecipients(want, had []string) bool {
 		}
 	}
 	return false
+}
+
+// ageTargets are the wanted recipients a version may be encrypted to:
+// those it was delivered to already (had). A version that exists is never
+// encrypted to a recipient it was not delivered to (issue 12, attack 1).
+func ageTargets(want, had []string) []string {
+	var out []string
+	for _, r := range want {
+		if slices.Contains(had, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // retire moves the current version to the previous ones, valid for grace

@@ -1,6 +1,8 @@
 package apikey
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +64,10 @@ func TestDecideVersion(t *testing.T) {
 		"a key gaining its first age recipient gets a new version": {
 			in:   versionInput{now: t0, current: current, wantsAge: true, recipientsAdded: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true, suspended: true},
 			want: issueVersion, wantWhy: whyRecipients,
+		},
+		"an age key gaining a recipient while rotations wait for the per-key limit keeps its version": {
+			in:   versionInput{now: t0, current: current, wantsAge: true, recipientsAdded: true, recipientsDeferred: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
+			want: keepVersion,
 		},
 		"an age key whose ciphertext is current stands": {
 			in:   versionInput{now: t0, current: current, wantsAge: true, ageUpToDate: true, wantsSecret: true, deliveredID: "cur", deliveredMatches: true},
@@ -134,6 +140,44 @@ func TestAddsRecipients(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if got := addsRecipients(c.want, c.had); got != c.adds {
 				t.Errorf("addsRecipients = %v, want %v", got, c.adds)
+			}
+		})
+	}
+}
+
+func TestAgeTargets(t *testing.T) {
+	for name, c := range map[string]struct {
+		want, had, to []string
+	}{
+		"the same recipients":                      {[]string{"a", "b"}, []string{"a", "b"}, []string{"a", "b"}},
+		"a recipient removed":                      {[]string{"a"}, []string{"a", "b"}, []string{"a"}},
+		"attack 1: a recipient added gets nothing": {[]string{"a", "m"}, []string{"a"}, []string{"a"}},
+		"attack 1: a recipient replaced":           {[]string{"m"}, []string{"a"}, nil},
+		"attack 1: delivered to nobody":            {[]string{"a"}, nil, nil},
+		"in the spec's order":                      {[]string{"b", "a"}, []string{"a", "b"}, []string{"b", "a"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := ageTargets(c.want, c.had); !slices.Equal(got, c.to) {
+				t.Errorf("ageTargets = %q, want %q", got, c.to)
+			}
+		})
+	}
+}
+
+func TestRecipientList(t *testing.T) {
+	long := strings.Repeat("age1x,", maxAgeRecipients) + "age1x"
+	for name, c := range map[string]struct {
+		in   string
+		want []string
+	}{
+		"none":                              {"", nil},
+		"one":                               {"age1a", []string{"age1a"}},
+		"several, in order":                 {"age1b,age1a", []string{"age1b", "age1a"}},
+		"more than a spec allows: nobody's": {long, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := recipientList(c.in); !slices.Equal(got, c.want) {
+				t.Errorf("recipientList = %q, want %q", got, c.want)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +15,16 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
+// AnnotationAgeRecipients lists, comma-separated, the age recipients the
+// version in a delivery Secret was written for (empty: none), beside
+// kw.AnnotationDeliveredKeyID. A version adopted after a crash is encrypted
+// to no other (issue 12, attack 1). Recipients are public keys;
+// spec.delivery bounds the list.
+const AnnotationAgeRecipients = "keys.keyward.dev/age-recipients"
+
+// maxAgeRecipients is spec.delivery.ageRecipients' MaxItems.
+const maxAgeRecipients = 16
+
 // scope is the world as one reconcile of an APIKey sees it, gathered once
 // (keylifecycle.Scope holds what both kinds read), and what it decided.
 type scope struct {
@@ -22,6 +33,9 @@ type scope struct {
 	key *kw.APIKey
 
 	delivered *keymaterial.Key // the key in the delivery Secret, if it parses
+	// deliveredFor: the age recipients the delivered key was written for
+	// (AnnotationAgeRecipients).
+	deliveredFor []string
 
 	imported *importedKey
 	// importReason/importMessage explain why an importFrom key is unusable.
@@ -66,6 +80,7 @@ func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.API
 	if ds := sc.Delivery; ds != nil {
 		if k, err := keymaterial.Parse(string(ds.Data[kw.DeliveryDataKey])); err == nil && k.Prefix == prefixOf(s.key) {
 			s.delivered = &k
+			s.deliveredFor = recipientList(ds.Annotations[AnnotationAgeRecipients])
 		}
 	}
 	if ref := s.key.Spec.ImportFrom; ref != nil {
@@ -132,6 +147,19 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 		s.imported.lookup = hashsecret.LookupSecretHash
 	}
 	return nil
+}
+
+// recipientList parses AnnotationAgeRecipients; a list longer than any spec
+// allows is nobody's (nil).
+func recipientList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	out := strings.SplitN(v, ",", maxAgeRecipients+1)
+	if len(out) > maxAgeRecipients {
+		return nil
+	}
+	return out
 }
 
 func prefixOf(key *kw.APIKey) string {

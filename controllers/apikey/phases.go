@@ -58,7 +58,7 @@ func reconcilePlan(_ context.Context, s *scope) (ctrl.Result, error) {
 	}
 	in := planInput{version: versionInputOf(s), hadVersion: s.rec.Current != nil || s.key.Status.KeyID != "",
 		reportedID: s.key.Status.KeyID, grace: gracePeriod(s.key)}
-	if in.version.rotatePending && s.r.RequestedRotations != nil {
+	if s.r.RequestedRotations != nil {
 		in.rotationWait = s.r.RequestedRotations.Wait(s.key.Namespace, s.key.Name)
 	}
 	s.plan = planVersion(in)
@@ -80,11 +80,12 @@ func versionInputOf(s *scope) versionInput {
 		ageUpToDate: s.age != "" && slices.Equal(rec.AgeRecipients, recipients(key)),
 		// The recipients the record names are those the current version was
 		// delivered to (none when the record had to be rebuilt).
-		recipientsAdded: addsRecipients(recipients(key), rec.AgeRecipients),
-		suspended:       key.Spec.Suspended,
-		rotatePending:   rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
-		deliveredIsOld:  s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
-		forced:          s.forceRotate,
+		recipientsAdded:    addsRecipients(recipients(key), rec.AgeRecipients),
+		deliveredForWanted: !addsRecipients(recipients(key), s.deliveredFor),
+		suspended:          key.Spec.Suspended,
+		rotatePending:      rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
+		deliveredIsOld:     s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
+		forced:             s.forceRotate,
 	}
 	if s.delivered != nil {
 		in.deliveredID = s.delivered.ID
@@ -171,7 +172,9 @@ func reconcileVersions(_ context.Context, s *scope) (ctrl.Result, error) {
 		s.plaintext = s.delivered
 		retire(rec, now, s.plan.grace)
 		rec.Current = newVersion(*s.delivered, now)
-		s.age = ""
+		// Its age ciphertext was lost with the record: it is made again
+		// for the recipients it was written for, never others (ageTargets).
+		s.age, rec.AgeRecipients = "", s.deliveredFor
 	case useImported:
 		// A random public id, drawn once and kept in the record: nothing
 		// public derives from a key its importer might not read (issue 12,
@@ -209,8 +212,7 @@ func reconcileAnswer(_ context.Context, s *scope) (ctrl.Result, error) {
 
 // reconcileAge brings the age ciphertext in line with the recipients.
 func reconcileAge(ctx context.Context, s *scope) (ctrl.Result, error) {
-	fresh := s.plan.act == issueVersion || s.plan.act == adoptDelivered
-	age, err := ageDelivery(s.key, s.rec, s.age, s.plaintext, fresh)
+	age, err := ageDelivery(s.key, s.rec, s.age, s.plaintext)
 	if err != nil {
 		return s.block(ctx, kw.ReasonDeliveryFailed, err.Error())
 	}
@@ -225,12 +227,16 @@ func reconcileRecord(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if err != nil || !wrote {
 		return ctrl.Result{}, err
 	}
-	if s.plan.why == whyRequested && s.r.RequestedRotations != nil {
+	if s.plan.spends && s.r.RequestedRotations != nil {
 		// Spent once recorded: a failed attempt costs nothing.
 		s.r.RequestedRotations.Take(s.key.Namespace, s.key.Name)
 	}
 	return ctrl.Result{}, s.AfterWrite(ctx, StepRecorded)
 }
+
+// followUpWait is how soon a reconcile follows one that planned another
+// (plan.followUp): its own writes trigger none.
+const followUpWait = time.Second
 
 // reconcileStatus mirrors the record into the status and says when the key
 // changes next on its own.
@@ -239,9 +245,13 @@ func reconcileStatus(_ context.Context, s *scope) (ctrl.Result, error) {
 	setStatus(s.key, s.rec, s.age, s.Now, expiry)
 	s.SetConditions("", "")
 	if s.plan.deferredUntil != nil {
-		noteDeferredRotation(s.key, *s.plan.deferredUntil)
+		noteDeferredRotation(s.key, s.plan.deferred, *s.plan.deferredUntil)
 	}
 	instants := []*time.Time{nextRotation(s.key.Spec, s.rec, expiry, s.Now), s.plan.deferredUntil}
+	if s.plan.followUp {
+		soon := s.Now.Add(followUpWait)
+		instants = append(instants, &soon)
+	}
 	for _, v := range s.rec.Previous {
 		instants = append(instants, v.NotAfter)
 	}

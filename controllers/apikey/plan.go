@@ -44,10 +44,27 @@ type plan struct {
 	// keepSince: an imported key keeps the instant it was bound since
 	// (its public id becomes random; it stays the first holder).
 	keepSince bool
-	// deferredUntil: the rotate annotation's value waits for the per-key
-	// limit until then (nil: not deferred).
+	// deferred names the rotations that wait for the per-key limit until
+	// deferredUntil (nil: none waits).
+	deferred      deferrals
 	deferredUntil *time.Time
+	// spends: the new version spends one of the key's limited rotations
+	// (Reconciler.RequestedRotations) once recorded.
+	spends bool
+	// followUp: the version adopted is not delivered to every wanted age
+	// recipient; the next reconcile, soon, issues one that is.
+	followUp bool
 }
+
+// deferrals are the rotations a plan defers, as bits.
+type deferrals uint8
+
+const (
+	// deferredRequest: the rotate annotation's new value.
+	deferredRequest deferrals = 1 << iota
+	// deferredRecipients: a new version for changed age recipients.
+	deferredRecipients
+)
 
 // planInput is everything planVersion looks at.
 type planInput struct {
@@ -58,13 +75,15 @@ type planInput struct {
 	reportedID string
 	// grace is spec.rotation.gracePeriod.
 	grace time.Duration
-	// rotationWait is how long a requested rotation must wait for the
-	// per-key limit (0: it may go now).
+	// rotationWait is how long a limited rotation (requested with the
+	// annotation, or for added age recipients) must wait for the per-key
+	// limit (0: it may go now).
 	rotationWait time.Duration
 }
 
 // planVersion decides what happens to the key's versions (decideVersion)
-// and how: the write order and the grace of the version replaced.
+// and how: the write order, the grace of the version replaced, and what
+// waits for the per-key limit.
 func planVersion(in planInput) plan {
 	v := in.version
 	p := plan{hadVersion: in.hadVersion}
@@ -73,10 +92,23 @@ func planVersion(in planInput) plan {
 		// is a reconcile and several writes, and anyone who may edit the
 		// APIKey can ask in a loop (issue 12, attack 10). Deferred, never
 		// dropped: the latest value is acted on when the bucket refills.
-		t := v.now.Add(in.rotationWait).Truncate(time.Second).Add(time.Second)
-		v.rotatePending, p.deferredUntil = false, &t
+		v.rotatePending, p.deferred = false, deferredRequest
 	}
 	p.act, p.why = decideVersion(v)
+	if p.act == issueVersion && p.why == whyRecipients && in.rotationWait > 0 {
+		// Editing the recipients is the same loop by other means: a
+		// rotation, limited alike. Meanwhile the version in use stays
+		// encrypted only to recipients it was delivered to (ageTargets);
+		// another rotation due now still goes, to the new recipients.
+		v.recipientsDeferred, p.deferred = true, p.deferred|deferredRecipients
+		p.act, p.why = decideVersion(v)
+	}
+	if p.deferred != 0 && p.act != issueVersion {
+		t := v.now.Add(in.rotationWait).Truncate(time.Second).Add(time.Second)
+		p.deferredUntil = &t
+	} else {
+		p.deferred = 0 // a new version goes anyway, to the spec as it is
+	}
 	switch p.act {
 	case issueVersion:
 		if p.why == whyFirst && in.hadVersion {
@@ -84,11 +116,17 @@ func planVersion(in planInput) plan {
 		}
 		p.order = issueOrder(v)
 		p.grace = issueGrace(p.why, v, in.grace, in.reportedID)
+		// First versions and re-issues of lost or interrupted ones are not
+		// limited: nobody can cause them in a loop by editing the APIKey.
+		p.spends = p.why == whyRequested || p.why == whyRecipients
 	case adoptDelivered:
 		// A version delivered before a crash: a first one, or one its
 		// holder asked for (which must not cut the caller's key off while
 		// it retries), so the old version keeps at least the minimum grace.
 		p.grace = max(in.grace, MinSelfRotationGrace)
+		// Recipients added since it was written never get it (ageTargets):
+		// a new version follows for them, as for any recipients added.
+		p.followUp = v.wantsAge && !v.deliveredForWanted
 	case useImported:
 		p.keepSince = p.why == whyRandomID
 	}

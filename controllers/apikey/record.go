@@ -2,8 +2,8 @@ package apikey
 
 import (
 	"context"
-	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,33 +100,36 @@ func recordData(s *scope, age string) map[string][]byte {
 	return data
 }
 
-// ageDelivery returns the age ciphertext of the current version, encrypting
-// it again when the recipients changed and the plaintext is at hand: to
-// recipients it was delivered to already, or to any when it is fresh (issued
-// or adopted by this reconcile). A version that exists is never encrypted
-// to a new recipient (issue 12, attack 1): decideVersion issues a new one
-// instead, but for an expired key, which then gets no age delivery.
-func ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key, fresh bool) (string, error) {
+// ageDelivery returns the age ciphertext of the current version, encrypted
+// again when the recipients changed: only ever to wanted recipients it was
+// delivered to already (ageTargets, issue 12, attack 1); a recipient added
+// gets a new version instead (decideVersion), when the per-key limit allows.
+// Without the plaintext at hand the ciphertext stays as it is, for the
+// recipients it was made for: each of them holds this version already.
+func ageDelivery(key *kw.APIKey, rec *hashsecret.Record, age string, plaintext *keymaterial.Key) (string, error) {
 	if key.Spec.Delivery == nil || rec.Current == nil {
 		rec.AgeRecipients = nil
 		return "", nil
 	}
-	want := recipients(key)
-	if age != "" && slices.Equal(rec.AgeRecipients, want) {
+	if plaintext == nil || plaintext.ID != rec.Current.ID {
+		if age == "" {
+			rec.AgeRecipients = nil
+		}
 		return age, nil
 	}
-	if !fresh && addsRecipients(want, rec.AgeRecipients) {
+	to := ageTargets(recipients(key), rec.AgeRecipients)
+	switch {
+	case age != "" && slices.Equal(to, rec.AgeRecipients):
+		return age, nil
+	case len(to) == 0:
 		rec.AgeRecipients = nil
 		return "", nil
 	}
-	if plaintext == nil || plaintext.ID != rec.Current.ID {
-		return "", errors.New("no plaintext of the current version is available to encrypt")
-	}
-	out, err := agecrypt.Encrypt(plaintext.String(), want)
+	out, err := agecrypt.Encrypt(plaintext.String(), to)
 	if err != nil {
 		return "", err
 	}
-	rec.AgeRecipients = want
+	rec.AgeRecipients = to
 	return out, nil
 }
 
@@ -147,9 +150,12 @@ func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *ti
 	keylifecycle.CapAtExpiry(rec, expiry)
 }
 
-// writeDelivery puts k in the delivery Secret, named in its annotation.
+// writeDelivery puts k in the delivery Secret, named in its annotations
+// with the age recipients it is issued for (always written: an old list
+// must not outlive its version).
 func writeDelivery(ctx context.Context, s *scope, k keymaterial.Key) error {
-	return s.Deliver(ctx, map[string]string{kw.AnnotationDeliveredKeyID: k.ID}, map[string][]byte{kw.DeliveryDataKey: []byte(k.String())})
+	return s.Deliver(ctx, map[string]string{kw.AnnotationDeliveredKeyID: k.ID, AnnotationAgeRecipients: strings.Join(recipients(s.key), ",")},
+		map[string][]byte{kw.DeliveryDataKey: []byte(k.String())})
 }
 
 func newVersion(k keymaterial.Key, at time.Time) *hashsecret.Version {

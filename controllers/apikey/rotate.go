@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -125,16 +126,28 @@ func answerSelfRotation(key *kw.APIKey, s *scope) error {
 	return nil
 }
 
-// noteDeferredRotation says on the Ready condition why the rotate
-// annotation's value was not acted on yet (status.rotateRequest shows the
-// last one that was).
-func noteDeferredRotation(key *kw.APIKey, until time.Time) {
+// noteDeferredRotation says on the Ready condition which rotations wait for
+// the per-key limit, and until when (status.rotateRequest shows the last
+// annotation value acted on, status.ageDelivery the recipients the version
+// in use is encrypted to).
+func noteDeferredRotation(key *kw.APIKey, what deferrals, until time.Time) {
 	c := meta.FindStatusCondition(key.Status.Conditions, kw.ConditionReady)
 	if c == nil || c.Status != metav1.ConditionTrue {
 		return
 	}
-	c.Message += fmt.Sprintf("; the rotation requested with the %s annotation is deferred until %s: rotations requested of one key are rate-limited",
-		kw.AnnotationRotate, until.UTC().Format(time.RFC3339))
+	var waiting []string
+	if what&deferredRequest != 0 {
+		waiting = append(waiting, "the rotation requested with the "+kw.AnnotationRotate+" annotation")
+	}
+	if what&deferredRecipients != 0 {
+		waiting = append(waiting, "the new version for the changed age recipients (meanwhile the version in use is encrypted only to recipients it was delivered to)")
+	}
+	verb := "is"
+	if len(waiting) > 1 {
+		verb = "are"
+	}
+	c.Message += fmt.Sprintf("; %s %s deferred until %s: rotations of one key are rate-limited",
+		strings.Join(waiting, " and "), verb, until.UTC().Format(time.RFC3339))
 }
 
 // storedAnswer reads the hash Secret's last self-rotation answer.

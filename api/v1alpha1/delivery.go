@@ -13,4 +13,9 @@ const (
 	// AnnotationDeliveredKeyID names the key version a delivery Secret
 	// holds (its public id).
 	AnnotationDeliveredKeyID = "keys.keyward.dev/key-id"
+	// AnnotationAgeRecipients lists, comma-separated, the age recipients the
+	// delivered version was written for (empty: none). A version adopted
+	// after a crash is encrypted to no other (issue 12, attack 1).
+	// Recipients are public keys; spec.delivery bounds the list.
+	AnnotationAgeRecipients = "keys.keyward.dev/age-recipients"
 )

@@ -79,7 +79,7 @@ type versionInput struct {
 	// for the per-key limit on rotations (planVersion).
 	recipientsDeferred bool
 	// deliveredForWanted: the delivery Secret says its version was written
-	// for every wanted age recipient (AnnotationAgeRecipients).
+	// for every wanted age recipient (kw.AnnotationAgeRecipients).
 	deliveredForWanted bool
 	// importedHash is the hash of the key in importFrom ("" when not
 	// imported).

@@ -15,13 +15,6 @@ import (
 	"github.com/keyward/keyward/internal/keymaterial"
 )
 
-// AnnotationAgeRecipients lists, comma-separated, the age recipients the
-// version in a delivery Secret was written for (empty: none), beside
-// kw.AnnotationDeliveredKeyID. A version adopted after a crash is encrypted
-// to no other (issue 12, attack 1). Recipients are public keys;
-// spec.delivery bounds the list.
-const AnnotationAgeRecipients = "keys.keyward.dev/age-recipients"
-
 // maxAgeRecipients is spec.delivery.ageRecipients' MaxItems.
 const maxAgeRecipients = 16
 
@@ -34,7 +27,7 @@ type scope struct {
 
 	delivered *keymaterial.Key // the key in the delivery Secret, if it parses
 	// deliveredFor: the age recipients the delivered key was written for
-	// (AnnotationAgeRecipients).
+	// (kw.AnnotationAgeRecipients).
 	deliveredFor []string
 
 	imported *importedKey
@@ -80,7 +73,7 @@ func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.API
 	if ds := sc.Delivery; ds != nil {
 		if k, err := keymaterial.Parse(string(ds.Data[kw.DeliveryDataKey])); err == nil && k.Prefix == prefixOf(s.key) {
 			s.delivered = &k
-			s.deliveredFor = recipientList(ds.Annotations[AnnotationAgeRecipients])
+			s.deliveredFor = recipientList(ds.Annotations[kw.AnnotationAgeRecipients])
 		}
 	}
 	if ref := s.key.Spec.ImportFrom; ref != nil {
@@ -149,7 +142,7 @@ func (r *Reconciler) observeImport(ctx context.Context, key *kw.APIKey, ref *kw.
 	return nil
 }
 
-// recipientList parses AnnotationAgeRecipients; a list longer than any spec
+// recipientList parses kw.AnnotationAgeRecipients; a list longer than any spec
 // allows is nobody's (nil).
 func recipientList(v string) []string {
 	if v == "" {

@@ -154,7 +154,7 @@ func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *ti
 // with the age recipients it is issued for (always written: an old list
 // must not outlive its version).
 func writeDelivery(ctx context.Context, s *scope, k keymaterial.Key) error {
-	return s.Deliver(ctx, map[string]string{kw.AnnotationDeliveredKeyID: k.ID, AnnotationAgeRecipients: strings.Join(recipients(s.key), ",")},
+	return s.Deliver(ctx, map[string]string{kw.AnnotationDeliveredKeyID: k.ID, kw.AnnotationAgeRecipients: strings.Join(recipients(s.key), ",")},
 		map[string][]byte{kw.DeliveryDataKey: []byte(k.String())})
 }
 

@@ -57,9 +57,9 @@ test: vet envtest ## Vet, unit tests and envtest suites against a real API serve
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) ./...
 
 # Not part of `make test`: building Traefik from the Go module proxy takes
-# about 20 minutes cold (hack/traefik.sh caches it; TRAEFIK_BIN skips it).
+# about 10 minutes cold on 2 cores (hack/traefik.sh caches it; TRAEFIK_BIN skips it).
 .PHONY: test-gateways
-test-gateways: ## Real Traefik, nginx and Caddy in front of the key server, with docs/gateways.md's configs; builds Traefik once (~20 min).
+test-gateways: ## Real Traefik, nginx and Caddy in front of the key server, with docs/gateways.md's configs; builds Traefik once (~10 min).
 	bin="$$(hack/traefik.sh)"; TRAEFIK_BIN="$$bin" $(GO) test $(TEST_FLAGS) -count=1 ./test/traefik ./test/nginx ./test/caddy
 
 .PHONY: bench

@@ -4,7 +4,7 @@
 // through it.
 //
 // It needs a Traefik binary: TRAEFIK_BIN, or the one hack/traefik.sh builds
-// and caches. Building it takes about 20 minutes, so `make test` (and CI)
+// and caches. Building it takes about 10 minutes, so `make test` (and CI)
 // never does: without a binary this test skips, in CI too. `make
 // test-gateways` builds it and runs this test with nginx's and Caddy's.
 // Traefik runs as the test's user, with every file it reads in the test's
@@ -200,7 +200,7 @@ func lookTraefik(t *testing.T) string {
 	}
 	cached := cachedBinary(t)
 	if _, err := exec.LookPath(cached); err != nil {
-		t.Skipf("no Traefik: set TRAEFIK_BIN, or run `make test-gateways` (it builds %s once, about 20 minutes)", cached)
+		t.Skipf("no Traefik: set TRAEFIK_BIN, or run `make test-gateways` (it builds %s once, about 10 minutes)", cached)
 	}
 	return cached
 }

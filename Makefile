@@ -56,6 +56,12 @@ envtest: ## Build (once) and cache kube-apiserver, etcd and kubectl from the Go 
 test: vet envtest ## Vet, unit tests and envtest suites against a real API server.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) ./...
 
+# Not part of `make test`: building Traefik from the Go module proxy takes
+# about 10 minutes cold on 2 cores (hack/traefik.sh caches it; TRAEFIK_BIN skips it).
+.PHONY: test-gateways
+test-gateways: ## Real Traefik, nginx and Caddy in front of the key server, with docs/gateways.md's configs; builds Traefik once (~10 min).
+	bin="$$(hack/traefik.sh)"; TRAEFIK_BIN="$$bin" $(GO) test $(TEST_FLAGS) -count=1 ./test/traefik ./test/nginx ./test/caddy
+
 .PHONY: bench
 bench: envtest ## Measure the key server, index, reconciles, revocation and tokens; writes docs/benchmarks.md.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md

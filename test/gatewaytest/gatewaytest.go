@@ -1,5 +1,5 @@
 // Package gatewaytest holds what the real-gateway tests (test/nginx,
-// test/caddy) share: a key server over TLS on loopback, an upstream that
+// test/caddy, test/traefik) share: a key server over TLS on loopback, an upstream that
 // records the headers it receives, and the forged-identity checks every
 // documented gateway configuration must pass (issue 12, attack 7).
 package gatewaytest
@@ -278,6 +278,9 @@ type Gateway struct {
 	// Protected is a path that needs a valid key; Public one that needs
 	// none (both forwarded to the Recorder).
 	Protected, Public string
+	// Host, if set, is the Host header of every request to Base, for a
+	// configuration that routes by host name (Base keeps the address).
+	Host string
 }
 
 // CheckForgedIdentity runs attack 7 of issue 12 against gw: whatever
@@ -296,7 +299,7 @@ func CheckForgedIdentity(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) 
 	t.Run("the forged headers reach an upstream that nothing strips", func(t *testing.T) {
 		// Without this, a client that silently dropped the forged headers
 		// would make every check below pass.
-		send(t, c, "http://"+up.Addr+gw.Protected, nil).want(t, http.StatusOK)
+		send(t, c, "http://"+up.Addr+gw.Protected, "", nil).want(t, http.StatusOK)
 		got := KeywardHeaders(up.Last())
 		for name := range Forged() {
 			if len(got[http.CanonicalHeaderKey(name)]) == 0 {
@@ -307,7 +310,7 @@ func CheckForgedIdentity(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) 
 
 	t.Run("no key, forged identity: 401, the upstream is not called", func(t *testing.T) {
 		before := up.Hits()
-		send(t, c, gw.Base+gw.Protected, nil).want(t, http.StatusUnauthorized)
+		send(t, c, gw.Base+gw.Protected, gw.Host, nil).want(t, http.StatusUnauthorized)
 		if up.Hits() != before {
 			t.Error("the upstream was called without a key")
 		}
@@ -316,7 +319,7 @@ func CheckForgedIdentity(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) 
 	for name, k := range map[string]Key{"a key with groups": withGroups, "a key without groups": noGroups} {
 		t.Run(name+", forged identity: the upstream sees only the key server's headers", func(t *testing.T) {
 			before := up.Hits()
-			send(t, c, gw.Base+gw.Protected, http.Header{"X-Api-Key": {k.Plaintext}}).want(t, http.StatusOK)
+			send(t, c, gw.Base+gw.Protected, gw.Host, http.Header{"X-Api-Key": {k.Plaintext}}).want(t, http.StatusOK)
 			if up.Hits() != before+1 {
 				t.Fatal("the upstream was not called")
 			}
@@ -328,7 +331,7 @@ func CheckForgedIdentity(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) 
 
 	t.Run("public path, forged identity: no X-Keyward-* header reaches the upstream", func(t *testing.T) {
 		before := up.Hits()
-		send(t, c, gw.Base+gw.Public, nil).want(t, http.StatusOK)
+		send(t, c, gw.Base+gw.Public, gw.Host, nil).want(t, http.StatusOK)
 		if up.Hits() != before+1 {
 			t.Fatal("the upstream was not called")
 		}
@@ -376,12 +379,16 @@ func (r response) want(t *testing.T, status int) {
 	}
 }
 
-// send sends a GET to url with extra headers and Forged() as written.
-func send(t *testing.T, c *http.Client, url string, extra http.Header) response {
+// send sends a GET to url with extra headers and Forged() as written, and
+// host as the Host header unless it is empty.
+func send(t *testing.T, c *http.Client, url, host string, extra http.Header) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
 	}
 	for name, vals := range Forged() {
 		req.Header[name] = vals

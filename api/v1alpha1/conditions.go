@@ -2,7 +2,7 @@ package v1alpha1
 
 import "time"
 
-// Condition types set on APIKey and AccessKeyPair.
+// Condition types set on APIKey and AccessKeyPair (Ready also on KeyPolicy).
 const (
 	// ConditionReady is True when the key validates now: issued, delivered,
 	// not expired and not suspended.
@@ -74,6 +74,37 @@ const (
 	// issued for them: a version that exists is never encrypted to a
 	// recipient it was not delivered to. The previous one keeps its grace.
 	EventRecipientsChanged = "RecipientsChanged"
+)
+
+// Condition types set on KeyPolicy (besides Ready).
+const (
+	// ConditionAccepted is True when the policy is valid and every host it
+	// names is its own; False (reason Invalid or Conflicted) otherwise.
+	// On a KeyPolicy, Ready is True while the key server applies the policy
+	// to at least one of its hosts.
+	ConditionAccepted = "Accepted"
+)
+
+// Reasons of KeyPolicy's Accepted and Ready conditions.
+const (
+	// ReasonAccepted (Accepted=True): valid, and no older policy holds any of
+	// its hosts.
+	ReasonAccepted = "Accepted"
+	// ReasonConflicted (Accepted=False; Ready=False when no host is left):
+	// a host it names is held by an older KeyPolicy, named in the message,
+	// in another namespace (the same host, or a wildcard covering it) or in
+	// the same namespace with the same path prefix. The older one keeps it
+	// (creation time, then namespace/name, decide), as in Gateway API.
+	ReasonConflicted = "Conflicted"
+	// ReasonInvalid (Accepted=False, Ready=False): the spec breaks a rule
+	// the API server cannot check alone (the message says which); the
+	// policy is not applied at all.
+	ReasonInvalid = "Invalid"
+	// ReasonInForce (Ready=True): applied to every host it names.
+	ReasonInForce = "InForce"
+	// ReasonPartiallyInForce (Ready=True): applied to some of its hosts;
+	// older policies hold the others (see Accepted).
+	ReasonPartiallyInForce = "PartiallyInForce"
 )
 
 // FinalizerCleanup makes deletion wait until the hash and delivery Secrets

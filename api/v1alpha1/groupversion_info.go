@@ -1,4 +1,5 @@
-// Package v1alpha1 contains the Keyward API: APIKey and AccessKeyPair.
+// Package v1alpha1 contains the Keyward API: APIKey, AccessKeyPair and
+// KeyPolicy.
 //
 // +kubebuilder:object:generate=true
 // +groupName=keys.keyward.dev

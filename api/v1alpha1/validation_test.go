@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -57,6 +58,21 @@ func validPair(ns string) *kw.AccessKeyPair {
 			Subject:    "alice",
 			SecretName: "alice-keys",
 			Tokens:     &kw.TokenPolicy{DefaultLifetime: dur("72h"), MaxLifetime: dur("168h")},
+		},
+	}
+}
+
+func validPolicy(ns string) *kw.KeyPolicy {
+	return &kw.KeyPolicy{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-", Namespace: ns},
+		Spec: kw.KeyPolicySpec{
+			Hosts: []kw.Hostname{"billing.example.com", "*.billing.example.com"},
+			Rules: []kw.KeyPolicyRule{{
+				PathPrefix: "/invoices", Methods: []kw.HTTPMethod{"GET"}, RequiredScopes: []string{"invoices:read"},
+				Subjects: []kw.KeyPolicySubject{{Name: "reporter"}, {Namespace: "reporting", Name: "reporter"}},
+			}},
+			Keys:   &kw.KeyPolicyKeys{Namespaces: []string{"reporting"}},
+			Tokens: &kw.KeyPolicyTokens{Audience: "billing.example.com"},
 		},
 	}
 }
@@ -265,6 +281,109 @@ var _ = Describe("AccessKeyPair validation", func() {
 	)
 })
 
+var _ = Describe("KeyPolicy validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("accepts the baseline used by the rules below, and defaults tokens.accept", func() {
+		p := validPolicy(ns)
+		Expect(k8s.Create(ctx, p)).To(Succeed())
+		Expect(p.Spec.Tokens.Accept).To(Equal(kw.TokensAlways))
+	})
+
+	It("accepts a policy naming only a host", func() {
+		p := &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-", Namespace: ns},
+			Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{"localhost"}}}
+		Expect(k8s.Create(ctx, p)).To(Succeed())
+	})
+
+	DescribeTable("refuses on create",
+		func(mutate func(*kw.KeyPolicy), message string) {
+			p := validPolicy(ns)
+			mutate(p)
+			expectInvalid(k8s.Create(ctx, p), message)
+		},
+		Entry("no host", func(p *kw.KeyPolicy) { p.Spec.Hosts = nil }, "spec.hosts"),
+		Entry("more than 16 hosts", func(p *kw.KeyPolicy) {
+			p.Spec.Hosts = nil
+			for i := range 17 {
+				p.Spec.Hosts = append(p.Spec.Hosts, kw.Hostname(fmt.Sprintf("h%d.example.com", i)))
+			}
+		}, "spec.hosts: Too many: 17: must have at most 16 items"),
+		Entry("an upper-case host", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "Billing.example.com" }, "spec.hosts[0]: Invalid value"),
+		Entry("a host with a port", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "billing.example.com:443" }, "spec.hosts[0]: Invalid value"),
+		Entry("a host with a trailing dot", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "billing.example.com." }, "spec.hosts[0]: Invalid value"),
+		Entry("a label longer than 63 characters", func(p *kw.KeyPolicy) {
+			p.Spec.Hosts[0] = kw.Hostname(strings.Repeat("a", 64) + ".example.com")
+		}, "spec.hosts[0]: Invalid value"),
+		Entry("a bare wildcard", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "*" }, "spec.hosts[0]: Invalid value"),
+		Entry("a wildcard in the middle", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "api.*.example.com" }, "spec.hosts[0]: Invalid value"),
+		Entry("a wildcard over a top-level domain", func(p *kw.KeyPolicy) { p.Spec.Hosts[1] = "*.com" },
+			"a wildcard host needs at least two labels after '*.'"),
+		Entry("an IP address", func(p *kw.KeyPolicy) { p.Spec.Hosts[0] = "10.0.0.1" }, "a host is a DNS name, not an IP address"),
+		Entry("a host twice", func(p *kw.KeyPolicy) { p.Spec.Hosts[1] = p.Spec.Hosts[0] }, "spec.hosts[1]: Duplicate value"),
+		Entry("more than 16 rules", func(p *kw.KeyPolicy) {
+			p.Spec.Rules = make([]kw.KeyPolicyRule, 17)
+		}, "spec.rules: Too many: 17: must have at most 16 items"),
+		Entry("a path prefix without a leading slash", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "invoices" },
+			"spec.rules[0].pathPrefix: Invalid value"),
+		Entry("a path prefix with a query", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/invoices?x=1" },
+			"spec.rules[0].pathPrefix: Invalid value"),
+		Entry("a percent-encoded path prefix", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/%69nvoices" },
+			"spec.rules[0].pathPrefix: Invalid value"),
+		Entry("a path prefix with a matrix parameter", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/invoices;v=1" },
+			"spec.rules[0].pathPrefix: Invalid value"),
+		Entry("a path prefix with '//'", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/invoices//old" },
+			"pathPrefix must not contain '//'"),
+		Entry("a path prefix with a '..' segment", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/public/../admin" },
+			"pathPrefix must not contain '.' or '..' segments"),
+		Entry("a path prefix ending in a '.' segment", func(p *kw.KeyPolicy) { p.Spec.Rules[0].PathPrefix = "/invoices/." },
+			"pathPrefix must not contain '.' or '..' segments"),
+		Entry("an unknown method", func(p *kw.KeyPolicy) { p.Spec.Rules[0].Methods = []kw.HTTPMethod{"get"} },
+			`spec.rules[0].methods[0]: Unsupported value: "get"`),
+		Entry("a required scope with a space", func(p *kw.KeyPolicy) { p.Spec.Rules[0].RequiredScopes = []string{"invoices read"} },
+			"spec.rules[0].requiredScopes[0]: Invalid value"),
+		Entry("a subject without a name", func(p *kw.KeyPolicy) { p.Spec.Rules[0].Subjects = []kw.KeyPolicySubject{{Namespace: "reporting"}} },
+			"spec.rules[0].subjects[0].name"),
+		Entry("a subject in a namespace that is not a namespace name", func(p *kw.KeyPolicy) {
+			p.Spec.Rules[0].Subjects = []kw.KeyPolicySubject{{Namespace: "Reporting", Name: "r"}}
+		}, "spec.rules[0].subjects[0].namespace: Invalid value"),
+		Entry("more than 32 subjects", func(p *kw.KeyPolicy) {
+			p.Spec.Rules[0].Subjects = make([]kw.KeyPolicySubject, 33)
+			for i := range p.Spec.Rules[0].Subjects {
+				p.Spec.Rules[0].Subjects[i].Name = fmt.Sprint(i)
+			}
+		}, "spec.rules[0].subjects: Too many: 33: must have at most 32 items"),
+		Entry("a key namespace that is not a namespace name", func(p *kw.KeyPolicy) { p.Spec.Keys.Namespaces = []string{"team_a"} },
+			"spec.keys.namespaces[0]: Invalid value"),
+		Entry("more than 64 key namespaces", func(p *kw.KeyPolicy) {
+			p.Spec.Keys.Namespaces = nil
+			for i := range 65 {
+				p.Spec.Keys.Namespaces = append(p.Spec.Keys.Namespaces, fmt.Sprintf("ns-%d", i))
+			}
+		}, "spec.keys.namespaces: Too many: 65: must have at most 64 items"),
+		Entry("a token audience while tokens are never accepted", func(p *kw.KeyPolicy) { p.Spec.Tokens.Accept = kw.TokensNever },
+			"tokens.audience cannot be set when tokens.accept is Never"),
+		Entry("an unknown token acceptance", func(p *kw.KeyPolicy) { p.Spec.Tokens.Accept = "Sometimes" },
+			`spec.tokens.accept: Unsupported value: "Sometimes"`),
+	)
+
+	It("lets every field change, and the status carry the matched hosts", func() {
+		p := validPolicy(ns)
+		Expect(k8s.Create(ctx, p)).To(Succeed())
+		p.Spec.Hosts = []kw.Hostname{"payments.example.com"}
+		p.Spec.Rules = nil
+		p.Spec.Keys = &kw.KeyPolicyKeys{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "payments"}}}
+		p.Spec.Tokens = &kw.KeyPolicyTokens{Accept: kw.TokensNever}
+		Expect(k8s.Update(ctx, p)).To(Succeed())
+		one := int32(1)
+		p.Status = kw.KeyPolicyStatus{MatchedHosts: &one, ObservedGeneration: p.Generation, Conditions: []metav1.Condition{{
+			Type: kw.ConditionAccepted, Status: metav1.ConditionTrue, Reason: kw.ReasonAccepted, LastTransitionTime: metav1.Now(),
+		}}}
+		Expect(k8s.Status().Update(ctx, p)).To(Succeed())
+	})
+})
+
 var _ = Describe("printer columns, short names and categories", func() {
 	It("render the subject, readiness, key id and expiry as the API server's table", func() {
 		ns := newNamespace()
@@ -330,6 +449,43 @@ var _ = Describe("printer columns, short names and categories", func() {
 		Expect(err).NotTo(HaveOccurred())
 		text, _ = io.ReadAll(out)
 		Expect(string(text)).To(ContainSubstring("the previous version keeps validating"))
+	})
+
+	It("show a KeyPolicy's hosts and acceptance, under its short name, and kubectl explain documents it", func() {
+		ns := newNamespace()
+		p := validPolicy(ns)
+		Expect(k8s.Create(ctx, p)).To(Succeed())
+		patch := client.MergeFrom(p.DeepCopy())
+		p.Status.Conditions = []metav1.Condition{{
+			Type: kw.ConditionAccepted, Status: metav1.ConditionFalse, Reason: kw.ReasonConflicted, LastTransitionTime: metav1.Now(),
+		}}
+		Expect(k8s.Status().Patch(ctx, p, patch)).To(Succeed())
+		kubectl := env.ControlPlane.KubeCtl()
+
+		out, _, err := kubectl.Run("get", "kp", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		text, _ := io.ReadAll(out)
+		Expect(string(text)).To(MatchRegexp(`NAME\s+HOSTS\s+ACCEPTED\s+AGE`))
+		Expect(string(text)).To(MatchRegexp(p.Name + `\s+\["billing.example.com","\*.billing.example.com"\]\s+False\s+`))
+
+		out, _, err = kubectl.Run("get", "keyward", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		text, _ = io.ReadAll(out)
+		Expect(string(text)).To(ContainSubstring("keypolicy.keys.keyward.dev/" + p.Name))
+
+		for field, doc := range map[string]string{
+			"keypolicy.spec.hosts":                  "wildcard of one label",
+			"keypolicy.spec.rules.pathPrefix":       "segment by segment",
+			"keypolicy.spec.keys.namespaceSelector": "labels tenants cannot set",
+			"keypolicy.spec.tokens.audience":        "Unset means the key server's default",
+			"keypolicy.status.matchedHosts":         "held by older policies",
+		} {
+			out, _, err = kubectl.Run("explain", field)
+			Expect(err).NotTo(HaveOccurred(), field)
+			text, _ = io.ReadAll(out)
+			// kubectl wraps descriptions at its own width.
+			Expect(strings.Join(strings.Fields(string(text)), " ")).To(ContainSubstring(doc), field)
+		}
 	})
 
 	It("lets kubectl wait for the Ready condition", func() {

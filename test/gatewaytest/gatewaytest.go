@@ -28,6 +28,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -49,15 +50,22 @@ type KeyServer struct {
 
 // StartKeyServer starts a key server whose certificate is written under dir.
 // failureLimit bounds failed attempts per client address (they never refill
-// during a test, so counts are exact).
-func StartKeyServer(t *testing.T, dir string, failureLimit int) *KeyServer {
+// during a test, so counts are exact). It runs with
+// --default-policy=allow-valid-key (tests of keys, not of policies) unless
+// mut says otherwise.
+func StartKeyServer(t *testing.T, dir string, failureLimit int, mut ...func(*keyserver.Options)) *KeyServer {
 	t.Helper()
 	certDir := filepath.Join(dir, "key-server-tls")
 	caFile := writeServingCert(t, certDir)
-	srv := keyserver.New(keyserver.Options{
+	opts := keyserver.Options{
 		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + KeyServerName,
 		FailureLimit: failureLimit, FailureRefill: 24 * time.Hour,
-	})
+		DefaultPolicy: keypolicy.ModeAllowValidKey,
+	}
+	for _, m := range mut {
+		m(&opts)
+	}
+	srv := keyserver.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()

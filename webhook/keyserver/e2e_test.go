@@ -41,6 +41,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
@@ -102,6 +103,9 @@ func startOperatorWith(s *stack, port int, web *http.Client, mut func(*operator.
 		ExpiringSoonWindow: time.Hour, MaxPairsPerSubject: 2,
 		// Every request comes from 127.0.0.1; the limit has its own tests.
 		FailureBurst: 1 << 20, FailureRefill: time.Millisecond,
+		// These specs are about keys: any valid key passes where no
+		// KeyPolicy names the host (the two-team spec runs deny).
+		DefaultPolicy:                keypolicy.ModeAllowValidKey,
 		SkipControllerNameValidation: true,
 	}
 	if mut != nil {
@@ -584,7 +588,8 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		mgr, err := ctrl.NewManager(s.cfg, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 		Expect(err).NotTo(HaveOccurred())
 		port := freePort()
-		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
+		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1",
+			DefaultPolicy: keypolicy.ModeAllowValidKey})
 		Expect(feed.Add(mgr, srv, s.opNS, s.keys)).To(Succeed())
 		Expect(mgr.Add(srv)).To(Succeed())
 		mctx, cancel := context.WithCancel(ctx)

@@ -64,9 +64,9 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 	h.Set(HeaderScopes, strings.Join(res.Scopes, " "))
 	h.Set(HeaderKeyID, res.KeyID)
 	h.Set(HeaderNamespace, res.Namespace)
-	if !d.Policy.IsZero() {
-		h.Set(HeaderPolicy, d.Policy.String())
-	}
+	// Empty when no policy decided, rather than absent: Caddy's copy_headers
+	// (2.6) copies an absent header as its literal placeholder.
+	h.Set(HeaderPolicy, policyLabel(d.Policy))
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: string(res.Code)}
 }

@@ -16,9 +16,9 @@ const (
 	// HeaderNamespace is the namespace of the key's object: subjects are
 	// chosen per namespace, so a subject alone does not say whose key it is.
 	HeaderNamespace = "X-Keyward-Namespace"
-	// HeaderPolicy is the KeyPolicy that decided, "<namespace>/<name>";
-	// absent when none did (a host no policy names, under
-	// --default-policy=allow-valid-key). On a 200 and a 403.
+	// HeaderPolicy is the KeyPolicy that decided, "<namespace>/<name>". On
+	// a 200 it is empty when none did (a host no policy names, under
+	// --default-policy=allow-valid-key); on a 403, absent then.
 	HeaderPolicy = "X-Keyward-Policy"
 	// HeaderCode is why a valid key was refused, on a 403: NO_POLICY,
 	// WRONG_NAMESPACE, INSUFFICIENT_SCOPE, … (keypolicy.Code).

@@ -121,7 +121,7 @@ Keyward is running on a local control plane. In another shell:
   kubectl explain apikey.spec
 
 Key server: http://%s
-Hosts no KeyPolicy names: --default-policy=%s%s
+  --default-policy=%s%s
 Ctrl-C stops Keyward and the control plane.
 
 `, kubeconfig, kubectl, displayAddr(opts.KeyServerBindAddress), opts.DefaultPolicy, defaultPolicyNote(opts.DefaultPolicy))
@@ -192,9 +192,9 @@ func applySamples(ctx context.Context, c client.Client, dir string) error {
 // defaultPolicyNote says what the default policy means for the quickstart.
 func defaultPolicyNote(m keypolicy.Mode) string {
 	if m == keypolicy.ModeAllowValidKey {
-		return " (any valid key passes there; the installer and the chart\n  run deny: 403 NO_POLICY. try make dev DEV_FLAGS=--default-policy=deny)"
+		return ": any valid key passes on a host no KeyPolicy names.\n  The installer and the chart run deny (403 NO_POLICY); try it with make dev DEV_FLAGS=--default-policy=deny"
 	}
-	return " (403 NO_POLICY there, as the installer and the chart)"
+	return ": a host no KeyPolicy names is refused (403 NO_POLICY), as installed"
 }
 
 func displayAddr(addr string) string {

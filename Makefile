@@ -19,8 +19,8 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: dev
-dev: envtest ## Run Keyward on a local control plane (kube-apiserver + etcd), in the foreground.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/dev
+dev: envtest ## Run Keyward on a local control plane (kube-apiserver + etcd), in the foreground; DEV_FLAGS are the manager's flags.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/dev $(DEV_FLAGS)
 
 .PHONY: manifests
 manifests: ## Generate the CRDs and RBAC from the Go types and markers.

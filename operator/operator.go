@@ -32,6 +32,7 @@ import (
 	"github.com/keyward/keyward/controllers/accesskeypair"
 	"github.com/keyward/keyward/controllers/apikey"
 	"github.com/keyward/keyward/controllers/signingkey"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -77,6 +78,9 @@ type Options struct {
 	// TrustedProxies: peers whose X-Forwarded-For names the client the key
 	// server counts failed attempts against (--trusted-proxies).
 	TrustedProxies []netip.Prefix
+	// DefaultPolicy is what the key server does for a host no KeyPolicy
+	// names (--default-policy); the zero value refuses (deny).
+	DefaultPolicy keypolicy.Mode
 	// Per-key limits on self-rotation and token minting (attack 10).
 	SelfRotationBurst  int
 	SelfRotationRefill time.Duration
@@ -132,6 +136,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		p, err := keyserver.ParseTrustedProxies(v)
 		o.TrustedProxies = append(o.TrustedProxies, p...)
 		return err
+	})
+	o.DefaultPolicy = keypolicy.ModeDeny
+	fs.Func("default-policy", "What the key server answers for a request whose host no KeyPolicy names: \"deny\" (the default: 403 NO_POLICY) or \"allow-valid-key\" (any valid key of any namespace passes, narrowed only by ?scope= and ?namespace=; what `make dev` runs).", func(v string) error {
+		m, err := keypolicy.ParseMode(v)
+		if err != nil {
+			return err
+		}
+		o.DefaultPolicy = m
+		return nil
 	})
 	fs.IntVar(&o.SelfRotationBurst, "self-rotation-burst", keyserver.DefaultSelfRotationBurst, "Self-rotations (POST /v1/keys/current/rotate) one APIKey may make in a burst before the key server answers 429; each costs the controllers a reconcile.")
 	fs.DurationVar(&o.SelfRotationRefill, "self-rotation-refill", keyserver.DefaultSelfRotationRefill, "After the burst, one more self-rotation of an APIKey is allowed per this interval.")
@@ -285,6 +298,7 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
 		FailureLimit: o.FailureBurst, FailureRefill: o.FailureRefill, TrustedProxies: o.TrustedProxies, CertReady: certReady,
+		DefaultPolicy:     o.DefaultPolicy,
 		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
 		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
 		Rotator: &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},

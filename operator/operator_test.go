@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/keypolicy"
 )
 
 func TestFlagDefaults(t *testing.T) {
@@ -34,6 +36,7 @@ func TestFlagDefaults(t *testing.T) {
 		"then ten tokens a second":                           {o.TokenRefill, 100 * time.Millisecond},
 		"two rotations by annotation per key at once":        {o.AnnotationRotationBurst, 2},
 		"then one by annotation a minute":                    {o.AnnotationRotationRefill, time.Minute},
+		"a host no KeyPolicy names is refused":               {o.DefaultPolicy, keypolicy.ModeDeny},
 	}
 	for name, c := range cases {
 		if c.got != c.want {
@@ -105,6 +108,28 @@ func TestTokenReviewFlagsThatCannotWorkAreRefused(t *testing.T) {
 		}
 		if err == nil && (tro == nil) != (o.TokenReviewBindAddress == "") {
 			t.Errorf("%s: options %+v", name, tro)
+		}
+	}
+}
+
+func TestDefaultPolicyFlag(t *testing.T) {
+	for _, c := range []struct {
+		arg  string
+		want keypolicy.Mode
+		ok   bool
+	}{
+		{"--default-policy=deny", keypolicy.ModeDeny, true},
+		{"--default-policy=allow-valid-key", keypolicy.ModeAllowValidKey, true},
+		{"--default-policy=allow", "", false},
+		{"--default-policy=", "", false},
+	} {
+		var o Options
+		fs := flag.NewFlagSet("keyward", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o.BindFlags(fs)
+		err := fs.Parse([]string{c.arg})
+		if (err == nil) != c.ok || c.ok && o.DefaultPolicy != c.want {
+			t.Errorf("%s: %q, %v", c.arg, o.DefaultPolicy, err)
 		}
 	}
 }

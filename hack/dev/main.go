@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
@@ -48,6 +49,9 @@ func run() error {
 	_ = flag.Set("health-probe-bind-address", "127.0.0.1:8081")
 	_ = flag.Set("operator-namespace", "default")
 	_ = flag.Set("keys-namespace", "keyward-keys") // as the installer: hash Secrets apart
+	// The quickstart's curl has no KeyPolicy to name: any valid key passes
+	// on a host no policy names. The installer and the chart run deny.
+	_ = flag.Set("default-policy", string(keypolicy.ModeAllowValidKey))
 	flag.Parse()
 	ctrl.SetLogger(logging.Capped(zap.New(zap.UseFlagOptions(&zapOpts))))
 
@@ -62,6 +66,7 @@ func run() error {
 		cancel()
 	}()
 
+	fmt.Fprintf(os.Stderr, "key server: --default-policy=%s%s\n", opts.DefaultPolicy, defaultPolicyNote(opts.DefaultPolicy))
 	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd…")
 	env, cfg, err := testenv.StartWithWebhooks()
 	if err != nil {
@@ -116,9 +121,10 @@ Keyward is running on a local control plane. In another shell:
   kubectl explain apikey.spec
 
 Key server: http://%s
+  --default-policy=%s%s
 Ctrl-C stops Keyward and the control plane.
 
-`, kubeconfig, kubectl, displayAddr(opts.KeyServerBindAddress))
+`, kubeconfig, kubectl, displayAddr(opts.KeyServerBindAddress), opts.DefaultPolicy, defaultPolicyNote(opts.DefaultPolicy))
 	return <-errc
 }
 
@@ -181,6 +187,14 @@ func applySamples(ctx context.Context, c client.Client, dir string) error {
 		}
 	}
 	return nil
+}
+
+// defaultPolicyNote says what the default policy means for the quickstart.
+func defaultPolicyNote(m keypolicy.Mode) string {
+	if m == keypolicy.ModeAllowValidKey {
+		return ": any valid key passes on a host no KeyPolicy names.\n  The installer and the chart run deny (403 NO_POLICY); try it with make dev DEV_FLAGS=--default-policy=deny"
+	}
+	return ": a host no KeyPolicy names is refused (403 NO_POLICY), as installed"
 }
 
 func displayAddr(addr string) string {

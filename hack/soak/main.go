@@ -26,6 +26,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/operator"
@@ -69,6 +70,8 @@ func run(duration time.Duration, n, clients int) error {
 		EnableControllers: true, EnableKeyServer: true, KeyServerBindAddress: addr, OperatorNamespace: "keyward-system",
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0", MaxPairsPerSubject: 2, SigningKeyPeriod: time.Hour,
 		MaxTokenLifetime: time.Hour, FailureBurst: 1 << 30, FailureRefill: time.Millisecond,
+		// Rotation is soaked, not policies: no KeyPolicy names the address.
+		DefaultPolicy: keypolicy.ModeAllowValidKey,
 	})
 	if err != nil {
 		return err

@@ -101,6 +101,16 @@ func (p *Policy) Invalid() string { return p.invalid }
 // Hosts are the hosts the policy names (spec order, duplicates dropped).
 func (p *Policy) Hosts() []string { return slices.Clone(p.hosts) }
 
+// Audience is the audience a token must carry here: spec.tokens.audience,
+// or DefaultAudience. A front end validates a token for it (and the
+// default) before Decide judges the token's audiences.
+func (p *Policy) Audience() string {
+	if p.audience == "" {
+		return DefaultAudience
+	}
+	return p.audience
+}
+
 // Compile checks and compiles a KeyPolicy. It never fails: a policy whose
 // spec breaks a rule is returned with Invalid set, so that it keeps the
 // hosts it names (refusing every request there) instead of handing them to

@@ -204,7 +204,8 @@ func startCaddy(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile st
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before Caddy binds it
 		port := freePort(t)
-		conf := replaceN(t, block, docSite, fmt.Sprintf("http://127.0.0.1:%d {", port), 1)
+		// Any host, as documented, on loopback only.
+		conf := replaceN(t, block, docSite, fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", port), 1)
 		base, err := runCaddy(t, bin, dir, conf, port)
 		if err == nil {
 			return base

@@ -28,6 +28,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -49,15 +50,22 @@ type KeyServer struct {
 
 // StartKeyServer starts a key server whose certificate is written under dir.
 // failureLimit bounds failed attempts per client address (they never refill
-// during a test, so counts are exact).
-func StartKeyServer(t *testing.T, dir string, failureLimit int) *KeyServer {
+// during a test, so counts are exact). It runs with
+// --default-policy=allow-valid-key (tests of keys, not of policies) unless
+// mut says otherwise.
+func StartKeyServer(t *testing.T, dir string, failureLimit int, mut ...func(*keyserver.Options)) *KeyServer {
 	t.Helper()
 	certDir := filepath.Join(dir, "key-server-tls")
 	caFile := writeServingCert(t, certDir)
-	srv := keyserver.New(keyserver.Options{
+	opts := keyserver.Options{
 		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + KeyServerName,
 		FailureLimit: failureLimit, FailureRefill: 24 * time.Hour,
-	})
+		DefaultPolicy: keypolicy.ModeAllowValidKey,
+	}
+	for _, m := range mut {
+		m(&opts)
+	}
+	srv := keyserver.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
@@ -118,16 +126,21 @@ func (s *KeyServer) Add(t *testing.T, k Key) Key {
 	return k
 }
 
-// Headers is what the key server's 200 for k carries, as the upstream must
-// see it: the five X-Keyward-* headers, an empty value standing for "absent
-// or empty" (the groups of a key without any).
-func (k Key) Headers() map[string]string {
+// Headers is what the key server's 200 for k carries where no KeyPolicy
+// decided, as the upstream must see it: the six X-Keyward-* headers, an
+// empty value standing for "absent or empty" (the groups of a key without
+// any, the policy where none decided).
+func (k Key) Headers() map[string]string { return k.HeadersBy("") }
+
+// HeadersBy is Headers where policy ("<namespace>/<name>") decided.
+func (k Key) HeadersBy(policy string) map[string]string {
 	return map[string]string{
 		keyserver.HeaderSubject:   k.Subject,
 		keyserver.HeaderGroups:    strings.Join(k.Groups, ","),
 		keyserver.HeaderScopes:    strings.Join(k.Scopes, " "),
 		keyserver.HeaderKeyID:     k.ID,
 		keyserver.HeaderNamespace: k.Namespace,
+		keyserver.HeaderPolicy:    policy,
 	}
 }
 
@@ -246,8 +259,8 @@ func KeywardHeaders(h http.Header) http.Header {
 	return out
 }
 
-// Forged is what an attacker adds to a request: the key server's five
-// headers with another identity, in other cases and repeated, headers of
+// Forged is what an attacker adds to a request: the key server's six
+// headers with another identity (and its X-Keyward-Code), in other cases and repeated, headers of
 // that prefix the key server never sets, and aliases an upstream may fold
 // into X-Keyward-* names (Go canonicalises them to X.keyward.subject,
 // X-Keyward_scopes and the like). The keys are written as they stand (Go's client
@@ -261,6 +274,8 @@ func Forged() http.Header {
 		"X-Keyward-Groups":    {"admins"},
 		"X-Keyward-Scopes":    {"invoices:write"},
 		"X-Keyward-Key-Id":    {"forged"},
+		"X-Keyward-Policy":    {"billing/api"},
+		"x-keyward-code":      {"OK"},
 		"X-Keyward-Whatever":  {"anything"},
 		"x-keyward-access":    {"ReadWrite"},
 		"X_Keyward_Namespace": {"billing"},
@@ -369,6 +384,7 @@ func OnlyHeaders(got http.Header, want map[string]string) []string {
 
 type response struct {
 	status int
+	header http.Header
 	body   string
 }
 
@@ -383,7 +399,14 @@ func (r response) want(t *testing.T, status int) {
 // host as the Host header unless it is empty.
 func send(t *testing.T, c *http.Client, url, host string, extra http.Header) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	return sendAs(t, c, http.MethodGet, url, "", extra)
+}
+
+// sendAs sends a request with method to url, for host (the URL's when
+// empty), with extra headers and Forged() as written.
+func sendAs(t *testing.T, c *http.Client, method, url, host string, extra http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,5 +428,5 @@ func send(t *testing.T, c *http.Client, url, host string, extra http.Header) res
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, body: string(b)}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }

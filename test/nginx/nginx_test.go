@@ -36,6 +36,7 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -270,9 +271,12 @@ func startKeyServer(t *testing.T, dir string) *keyServer {
 	t.Helper()
 	certDir := filepath.Join(dir, "key-server-tls")
 	caFile := writeServingCert(t, certDir)
+	// Keys, not policies, are tested here: any valid key passes where no
+	// KeyPolicy names the host (two_teams_test.go runs deny).
 	srv := keyserver.New(keyserver.Options{
 		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + keyServerName,
 		FailureLimit: failureBurst, FailureRefill: 24 * time.Hour,
+		DefaultPolicy: keypolicy.ModeAllowValidKey,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

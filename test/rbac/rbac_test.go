@@ -135,6 +135,16 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 	ks := keyServerClient(g, ctx, k8s, keyServerAddr, certDir)
 	key := secretValue(g, ctx, k8s, "svc-key", kw.DeliveryDataKey)
 	g.Eventually(func() bool { return ks.verify(g, key) }).Should(BeTrue(), "the generated key")
+	// Its caches of KeyPolicies and Namespaces sync under its RBAC (readiness
+	// waits for both), and it decides by a policy.
+	g.Eventually(func() int { status, _ := ks.get(g, "/readyz"); return status }).Should(Equal(http.StatusOK), "the key server's caches sync")
+	g.Expect(k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "api"},
+		Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{"api.team-a.example.com"}}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		status, body := ks.post(g, "/v1/verify", map[string]string{"key": key, "host": "api.team-a.example.com"}, "")
+		g.Expect(status).To(Equal(http.StatusOK))
+		g.Expect(string(body)).To(And(ContainSubstring(`"valid":true`), ContainSubstring(`"policy":"team-a/api"`)))
+	}).Should(Succeed(), "the key server decides by the KeyPolicy")
 	g.Eventually(func() bool { return ks.verify(g, imported) }).Should(BeTrue(), "the imported key")
 	ak, sk := secretValue(g, ctx, k8s, "deployer-keys", kw.DeliveryDataAccessKeyID), secretValue(g, ctx, k8s, "deployer-keys", kw.DeliveryDataSecretKey)
 	g.Eventually(func() int { return ks.token(g, ak, sk) }).Should(Equal(http.StatusOK), "a token for the pair")
@@ -159,22 +169,34 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 		attr    authzv1.ResourceAttributes
 		allowed bool
 	}{
-		{keyServerSA, secrets("get", userNamespace), false},    // a delivery Secret
-		{keyServerSA, secrets("list", ""), false},              // every Secret
-		{keyServerSA, secrets("watch", userNamespace), false},  // a user namespace's Secrets
-		{keyServerSA, secrets("create", opNS), false},          // writes no Secret ...
-		{keyServerSA, secrets("update", opNS), false},          // ... but its certificate
-		{keyServerSA, secrets("delete", opNS), false},          //
-		{keyServerSA, secrets("list", opNS), true},             // hash Secrets, signing keys
-		{keyServerSA, apikeys("update", ""), false},            // no spec writes
-		{keyServerSA, apikeys("patch", ""), false},             //
-		{keyServerSA, apikeys("patch", "status"), true},        // self-rotation, lastUsedAt
-		{controllerSA, secrets("list", ""), false},             // every Secret
-		{controllerSA, secrets("list", userNamespace), false},  // a user namespace's Secrets
-		{controllerSA, secrets("watch", userNamespace), false}, //
-		{controllerSA, secrets("get", userNamespace), true},    // importFrom, its delivery Secrets
-		{controllerSA, secrets("list", opNS), true},            // hash Secrets in its cache
-		{keyServerSA, leases("update"), false},                 // not a leader candidate
+		{keyServerSA, secrets("get", userNamespace), false},        // a delivery Secret
+		{keyServerSA, secrets("list", ""), false},                  // every Secret
+		{keyServerSA, secrets("watch", userNamespace), false},      // a user namespace's Secrets
+		{keyServerSA, secrets("create", opNS), false},              // writes no Secret ...
+		{keyServerSA, secrets("update", opNS), false},              // ... but its certificate
+		{keyServerSA, secrets("delete", opNS), false},              //
+		{keyServerSA, secrets("list", opNS), true},                 // hash Secrets, signing keys
+		{keyServerSA, apikeys("update", ""), false},                // no spec writes
+		{keyServerSA, apikeys("patch", ""), false},                 //
+		{keyServerSA, apikeys("patch", "status"), true},            // self-rotation, lastUsedAt
+		{controllerSA, secrets("list", ""), false},                 // every Secret
+		{controllerSA, secrets("list", userNamespace), false},      // a user namespace's Secrets
+		{controllerSA, secrets("watch", userNamespace), false},     //
+		{controllerSA, secrets("get", userNamespace), true},        // importFrom, its delivery Secrets
+		{controllerSA, secrets("list", opNS), true},                // hash Secrets in its cache
+		{keyServerSA, leases("update"), false},                     // not a leader candidate
+		{keyServerSA, keypolicies("list", ""), true},               // its own cache of every KeyPolicy
+		{keyServerSA, keypolicies("watch", ""), true},              //
+		{keyServerSA, keypolicies("get", userNamespace), true},     //
+		{keyServerSA, keypolicies("create", userNamespace), false}, // decides by them, never writes one
+		{keyServerSA, keypolicies("update", userNamespace), false}, //
+		{keyServerSA, keypolicies("delete", userNamespace), false}, //
+		{keyServerSA, authzv1.ResourceAttributes{Verb: "patch", Group: kw.GroupVersion.Group, Resource: "keypolicies", Subresource: "status", Namespace: userNamespace}, false}, // their status is the controllers'
+		{keyServerSA, namespaces("list"), true},   // labels, for namespaceSelector
+		{keyServerSA, namespaces("watch"), true},  //
+		{keyServerSA, namespaces("patch"), false}, // labelling a namespace into a selector
+		{keyServerSA, namespaces("update"), false},
+		{keyServerSA, namespaces("create"), false},
 		{controllerSA, authzv1.ResourceAttributes{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, true}, // admission asks for the requester
 	} {
 		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
@@ -204,6 +226,18 @@ func secrets(verb, ns string) authzv1.ResourceAttributes {
 
 func apikeys(verb, sub string) authzv1.ResourceAttributes {
 	return authzv1.ResourceAttributes{Verb: verb, Group: kw.GroupVersion.Group, Resource: "apikeys", Subresource: sub, Namespace: userNamespace}
+}
+
+func keypolicies(verb, ns string) authzv1.ResourceAttributes {
+	return authzv1.ResourceAttributes{Verb: verb, Group: kw.GroupVersion.Group, Resource: "keypolicies", Namespace: ns}
+}
+
+func namespaces(verb string) authzv1.ResourceAttributes {
+	a := authzv1.ResourceAttributes{Verb: verb, Resource: "namespaces"}
+	if verb != "list" && verb != "watch" && verb != "create" {
+		a.Name = userNamespace
+	}
+	return a
 }
 
 func leases(verb string) authzv1.ResourceAttributes {
@@ -318,6 +352,16 @@ func keyServerClient(g *WithT, ctx context.Context, k8s client.Client, addr, cer
 	g.Expect(pool.AppendCertsFromPEM(project(g, ctx, k8s, operator.KeyServerCertSecret, certDir))).To(BeTrue())
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: operator.KeyServerService + "." + opNS + ".svc"}}
 	return &keyServer{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+}
+
+func (ks *keyServer) get(g Gomega, path string) (int, []byte) {
+	resp, err := ks.http.Get(ks.base + path)
+	if err != nil {
+		return 0, []byte(fmt.Sprint(err))
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, out
 }
 
 func (ks *keyServer) post(g Gomega, path string, body any, auth string) (int, []byte) {

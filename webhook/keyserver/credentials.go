@@ -129,20 +129,31 @@ func looksLikeJWT(s string) bool {
 // identify validates an API key or a Keyward token at the clock's now.
 // audiences are those a token may carry (the default one when nil).
 func (s *Server) identify(cred string, audiences []string) keyindex.Result {
+	res, _ := s.identifyWithAudiences(cred, audiences)
+	return res
+}
+
+// identifyWithAudiences is identify, and a valid token's "aud" claim (nil
+// for an API key), which KeyPolicies judge. The claim may be shared with
+// the token cache: it must not be modified.
+func (s *Server) identifyWithAudiences(cred string, audiences []string) (keyindex.Result, []string) {
 	now := s.opts.Clock.Now()
 	if cred == "" || len(cred) > maxCredentialBytes {
-		return keyindex.Result{Code: keyindex.InvalidFormat}
+		return keyindex.Result{Code: keyindex.InvalidFormat}, nil
 	}
-	var res keyindex.Result
+	var (
+		res keyindex.Result
+		aud []string
+	)
 	if looksLikeJWT(cred) {
-		res = s.identifyToken(cred, audiences, now)
+		res, aud = s.identifyToken(cred, audiences, now)
 	} else {
 		res = s.index.ValidateAPIKey(cred, now)
 	}
 	if res.Code == keyindex.Valid {
 		s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	}
-	return res
+	return res, aud
 }
 
 // verifiedTokens spares a token presented again its ES256 verification,
@@ -156,10 +167,10 @@ func (s *Server) identify(cred string, audiences []string) keyindex.Result {
 // with a given key.
 var verifiedTokens = tokens.NewVerifiedCache(1<<16, 32<<20)
 
-func (s *Server) identifyToken(tok string, audiences []string, now time.Time) keyindex.Result {
+func (s *Server) identifyToken(tok string, audiences []string, now time.Time) (keyindex.Result, []string) {
 	keys := s.keys.Load()
 	if keys == nil {
-		return keyindex.Result{Code: keyindex.NotFound}
+		return keyindex.Result{Code: keyindex.NotFound}, nil
 	}
 	if len(audiences) == 0 {
 		audiences = []string{DefaultAudience}
@@ -171,13 +182,13 @@ func (s *Server) identifyToken(tok string, audiences []string, now time.Time) ke
 	c, err := v.Validate(tok, now)
 	switch {
 	case errors.Is(err, tokens.ErrExpired):
-		return keyindex.Result{Code: keyindex.Expired}
+		return keyindex.Result{Code: keyindex.Expired}, nil
 	case errors.Is(err, tokens.ErrNotYetValid):
-		return keyindex.Result{Code: keyindex.NotYetValid}
+		return keyindex.Result{Code: keyindex.NotYetValid}, nil
 	case errors.Is(err, tokens.ErrUnknownKey), errors.Is(err, tokens.ErrAudience):
-		return keyindex.Result{Code: keyindex.NotFound}
+		return keyindex.Result{Code: keyindex.NotFound}, nil
 	case err != nil:
-		return keyindex.Result{Code: keyindex.InvalidFormat}
+		return keyindex.Result{Code: keyindex.InvalidFormat}, nil
 	}
 	// A token lives only as long as its pair, and carries no more than the
 	// pair grants now: deleted, suspended or expired pairs take their tokens
@@ -185,14 +196,14 @@ func (s *Server) identifyToken(tok string, audiences []string, now time.Time) ke
 	// the pair is removed from its tokens.
 	pair, ok := s.index.PairIdentity(c.Namespace, c.Pair, c.AccessKeyID, now)
 	if !ok || pair.Subject != c.Subject {
-		return keyindex.Result{Code: keyindex.NotFound}
+		return keyindex.Result{Code: keyindex.NotFound}, nil
 	}
 	exp := c.Expiry.Time()
 	return keyindex.Result{
 		Code: keyindex.Valid, Kind: hashsecret.KindAccessKeyPair, Namespace: pair.Namespace, Name: pair.Name,
 		Subject: pair.Subject, KeyID: c.AccessKeyID, Access: string(kw.AccessReadWrite),
 		Groups: intersect(c.Groups, pair.Groups), Scopes: intersect(c.Scopes, pair.Scopes), ExpiresAt: &exp,
-	}
+	}, c.Audience
 }
 
 // intersect keeps the elements of a that b also has.

@@ -12,6 +12,7 @@ import (
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/signingkeys"
 	"github.com/keyward/keyward/internal/tokens"
 )
@@ -32,7 +33,8 @@ const credIssuer = "https://keyward.test"
 func newCredFixture(tb testing.TB) *credFixture {
 	tb.Helper()
 	clk := clocktesting.NewFakeClock(t0)
-	s := New(Options{Issuer: credIssuer, MaxTokenLifetime: 24 * time.Hour, Clock: clk, FailureLimit: 1 << 20, FailureRefill: time.Millisecond})
+	s := New(Options{Issuer: credIssuer, MaxTokenLifetime: 24 * time.Hour, Clock: clk, FailureLimit: 1 << 20, FailureRefill: time.Millisecond,
+		DefaultPolicy: keypolicy.ModeAllowValidKey})
 	f := &credFixture{s: s, clock: clk}
 	f.storeKeys(tb, signingkeys.Plan{Generate: true}, nil)
 

@@ -39,6 +39,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
@@ -100,6 +101,9 @@ func startOperatorWith(s *stack, port int, web *http.Client, mut func(*operator.
 		ExpiringSoonWindow: time.Hour, MaxPairsPerSubject: 2,
 		// Every request comes from 127.0.0.1; the limit has its own tests.
 		FailureBurst: 1 << 20, FailureRefill: time.Millisecond,
+		// These specs are about keys: any valid key passes where no
+		// KeyPolicy names the host (the two-team spec runs deny).
+		DefaultPolicy:                keypolicy.ModeAllowValidKey,
 		SkipControllerNameValidation: true,
 	}
 	if mut != nil {
@@ -582,7 +586,8 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		mgr, err := ctrl.NewManager(s.cfg, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 		Expect(err).NotTo(HaveOccurred())
 		port := freePort()
-		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1"})
+		srv := keyserver.New(keyserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Clock: clk, Issuer: "http://127.0.0.1",
+			DefaultPolicy: keypolicy.ModeAllowValidKey})
 		Expect(feed.Add(mgr, srv, s.opNS, s.keys)).To(Succeed())
 		Expect(mgr.Add(srv)).To(Succeed())
 		mctx, cancel := context.WithCancel(ctx)
@@ -599,5 +604,118 @@ var _ = Describe("a key expiring while every controller is stopped", Ordered, fu
 		Expect(authz(s, plain)).To(Equal(401), "at the instant of expiry")
 		body := strings.NewReader(`{"key":"` + plain + `"}`)
 		Expect(string(do(s, http.MethodPost, "/v1/verify", body, nil).body)).To(ContainSubstring(`"code":"EXPIRED"`))
+	})
+})
+
+var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordered, func() {
+	const (
+		hostA = "api.team-a.example.com"
+		hostB = "api.team-b.example.com"
+	)
+	var (
+		s                *stack
+		nsA, nsB, nsSbx  string
+		keyA, keyB, keyS string
+	)
+	// check asks forward-auth as Envoy does (the original method, the path
+	// appended, Host the client's) and returns the status, code and policy.
+	check := func(host, path, key string) (int, string, string) {
+		GinkgoHelper()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/v1/authz"+path, nil)
+		Expect(err).NotTo(HaveOccurred())
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get(keyserver.HeaderCode), resp.Header.Get(keyserver.HeaderPolicy)
+	}
+	answer := func(host, path, key string) func() []any {
+		return func() []any { st, code, pol := check(host, path, key); return []any{st, code, pol} }
+	}
+	newKey := func(ns, name string) string {
+		Expect(s.k8s.Create(ctx, &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kw.APIKeySpec{SecretName: name}})).To(Succeed())
+		return secretData(s, ns, name, kw.DeliveryDataKey)
+	}
+
+	BeforeAll(func() {
+		s = newStack(nil)
+		// As installed: a host no KeyPolicy names is refused.
+		startOperatorWith(s, freePort(), nil, func(o *operator.Options) { o.DefaultPolicy = keypolicy.ModeDeny })
+		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
+		nsA, nsB, nsSbx = newNS(s), newNS(s), newNS(s)
+		Expect(s.k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "api"},
+			Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{hostA}}})).To(Succeed())
+		Expect(s.k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "api"},
+			Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{hostB}}})).To(Succeed())
+		keyA, keyB, keyS = newKey(nsA, "client"), newKey(nsB, "client"), newKey(nsSbx, "client")
+	})
+
+	It("opens team-a's host to team-a's key and refuses it on team-b's with WRONG_NAMESPACE", func() {
+		Eventually(answer(hostA, "/orders", keyA), 20*time.Second).Should(Equal([]any{200, "", nsA + "/api"}))
+		Eventually(answer(hostB, "/orders", keyA), 20*time.Second).Should(Equal([]any{403, "WRONG_NAMESPACE", nsB + "/api"}))
+		Expect(answer(hostA, "/", keyB)()).To(Equal([]any{403, "WRONG_NAMESPACE", nsA + "/api"}))
+		Expect(answer(hostB, "/", keyB)()).To(Equal([]any{200, "", nsB + "/api"}))
+	})
+
+	It("refuses a host without a policy with NO_POLICY", func() {
+		Expect(answer("unclaimed.example.com", "/", keyA)()).To(Equal([]any{403, "NO_POLICY", ""}))
+		Expect(answer("127.0.0.1", "/", keyA)()).To(Equal([]any{403, "NO_POLICY", ""}))
+	})
+
+	It("lets team-a's key through once team-b's policy lists team-a's namespace", func() {
+		kp := &kw.KeyPolicy{}
+		Expect(s.k8s.Get(ctx, types.NamespacedName{Namespace: nsB, Name: "api"}, kp)).To(Succeed())
+		kp.Spec.Keys = &kw.KeyPolicyKeys{Namespaces: []string{nsA}}
+		Expect(s.k8s.Update(ctx, kp)).To(Succeed())
+		Eventually(answer(hostB, "/orders", keyA), 20*time.Second).Should(Equal([]any{200, "", nsB + "/api"}))
+		Expect(answer(hostB, "/orders", keyS)()).To(Equal([]any{403, "WRONG_NAMESPACE", nsB + "/api"}))
+	})
+
+	It("accepts the keys of a namespace a selector matches, as soon as it is labelled", func() {
+		const hostP = "partners.team-b.example.com"
+		Expect(s.k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "partners"},
+			Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{hostP}, Keys: &kw.KeyPolicyKeys{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"partner.example.com/team-b": "yes"}}}}})).To(Succeed())
+		Eventually(answer(hostP, "/", keyS), 20*time.Second).Should(Equal([]any{403, "WRONG_NAMESPACE", nsB + "/partners"}))
+		ns := &corev1.Namespace{}
+		Expect(s.k8s.Get(ctx, types.NamespacedName{Name: nsSbx}, ns)).To(Succeed())
+		ns.Labels = map[string]string{"partner.example.com/team-b": "yes"}
+		Expect(s.k8s.Update(ctx, ns)).To(Succeed())
+		Eventually(answer(hostP, "/", keyS), 20*time.Second).Should(Equal([]any{200, "", nsB + "/partners"}))
+	})
+
+	It("conflict: a newer policy of another namespace naming team-a's host is not applied there", func() {
+		const hostS = "sandbox.example.com"
+		// Creation times have one-second resolution, and a tie goes to the
+		// first namespace/name: let the squatter be newer by the clock.
+		older := &kw.KeyPolicy{}
+		Expect(s.k8s.Get(ctx, types.NamespacedName{Namespace: nsA, Name: "api"}, older)).To(Succeed())
+		Eventually(func() bool { return time.Now().After(older.CreationTimestamp.Add(time.Second)) }, 5*time.Second).Should(BeTrue())
+		Expect(s.k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: nsSbx, Name: "squatter"},
+			Spec: kw.KeyPolicySpec{Hosts: []kw.Hostname{hostA, hostS}}})).To(Succeed())
+		// Its other host shows the key server has it …
+		Eventually(answer(hostS, "/", keyS), 20*time.Second).Should(Equal([]any{200, "", nsSbx + "/squatter"}))
+		// … and team-a's host is still decided by team-a's policy.
+		Expect(answer(hostA, "/", keyS)()).To(Equal([]any{403, "WRONG_NAMESPACE", nsA + "/api"}))
+		Expect(answer(hostA, "/", keyA)()).To(Equal([]any{200, "", nsA + "/api"}))
+	})
+
+	It("answers verify with the same codes, by host or by policy", func() {
+		v := func(body map[string]string) keyserver.VerifyResponse {
+			raw, _ := json.Marshal(body)
+			r := do(s, http.MethodPost, "/v1/verify", bytes.NewReader(raw), map[string]string{"Content-Type": "application/json"})
+			Expect(r.status).To(Equal(200), string(r.body))
+			var out keyserver.VerifyResponse
+			Expect(json.Unmarshal(r.body, &out)).To(Succeed())
+			return out
+		}
+		got := v(map[string]string{"key": keyB, "host": hostA, "path": "/orders", "method": "POST"})
+		Expect([]any{got.Valid, got.Code, got.Policy}).To(Equal([]any{false, "WRONG_NAMESPACE", nsA + "/api"}))
+		got = v(map[string]string{"key": keyA, "policy": nsA + "/api"})
+		Expect([]any{got.Valid, got.Code, got.Policy}).To(Equal([]any{true, "VALID", nsA + "/api"}))
+		got = v(map[string]string{"key": keyA, "host": "unclaimed.example.com"})
+		Expect([]any{got.Valid, got.Code, got.Policy}).To(Equal([]any{false, "NO_POLICY", ""}))
 	})
 })

@@ -25,6 +25,14 @@ var (
 		Name: "keyward_key_server_requests_total",
 		Help: "Key server requests by front end and result (VALID, NOT_FOUND, EXPIRED, RATE_LIMITED, …).",
 	}, []string{"frontend", "result"})
+	// policyDecisions: one per decision on a valid key (forward-auth and
+	// verify with a policy or host). The policy label is "namespace/name"
+	// of a policy that exists (ForgetPolicy drops a deleted one's), or ""
+	// when none decided: never a value a client chose.
+	policyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyward_key_server_policy_decisions_total",
+		Help: "Decisions on valid keys by KeyPolicy (namespace/name, empty for none) and code (OK, NO_POLICY, WRONG_NAMESPACE, …).",
+	}, []string{"policy", "code"})
 	latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "keyward_key_server_request_duration_seconds",
 		Help:    "Time to answer a key server request, by front end.",
@@ -33,7 +41,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(validations, latency)
+	metrics.Registry.MustRegister(validations, policyDecisions, latency)
 }
 
 // outcome is what a handler reports to the wrapper: its result code for the
@@ -48,6 +56,8 @@ const (
 	resultRateLimited = "RATE_LIMITED"
 	// resultTwoCredentials: the request carried more than one credential.
 	resultTwoCredentials = "TWO_CREDENTIALS"
+	// resultNotReady: the KeyPolicies are not loaded yet.
+	resultNotReady = "NOT_READY"
 )
 
 // limited wraps a handler with the body bound and the metrics.

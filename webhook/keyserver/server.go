@@ -8,11 +8,13 @@
 // (request and response bodies, forward-auth headers); authz.go, verify.go,
 // tokens.go, rotate.go and tokenreview.go are the front ends' handlers, and
 // jwks.go publishes the token keys; credentials.go reads and identifies a
-// presented credential; failurelimit.go, clientaddr.go and keylimits.go are
+// presented credential; origin.go reads the original request a gateway asks
+// about, and policies.go has it decided by the KeyPolicies
+// (internal/keypolicy); failurelimit.go, clientaddr.go and keylimits.go are
 // the rate limits; metrics.go counts. Two packages beside it do the
-// Kubernetes side: feed keeps the index and signing keys current from
-// informers, statuswriter makes the key server's only writes (self-rotation
-// requests, lastUsedAt).
+// Kubernetes side: feed keeps the index, signing keys and KeyPolicies
+// current from informers, statuswriter makes the key server's only writes
+// (self-rotation requests, lastUsedAt).
 package keyserver
 
 import (
@@ -33,6 +35,7 @@ import (
 
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keylimit"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/signingkeys"
 	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
@@ -69,11 +72,16 @@ type Options struct {
 	// a burst; one more is allowed every FailureRefill.
 	FailureLimit  int
 	FailureRefill time.Duration
-	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
-	// client address of a request from one of them is the right-most
-	// entry that is not itself a trusted proxy. Empty: the peer is the
-	// client, whatever it forwards.
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Host are believed: the client address of a request from
+	// one of them is the right-most entry that is not itself a trusted
+	// proxy, and the original request's host is its X-Forwarded-Host.
+	// Empty: the peer is the client, whatever it forwards.
 	TrustedProxies []netip.Prefix
+	// DefaultPolicy is what forward-auth does for a host no KeyPolicy names
+	// (--default-policy). The zero value refuses, as keypolicy.ModeDeny:
+	// forgetting to set it must not open every API to every valid key.
+	DefaultPolicy keypolicy.Mode
 	// CertReady, when set, is closed once CertDir holds a certificate; the
 	// server waits for it before listening.
 	CertReady <-chan struct{}
@@ -105,8 +113,12 @@ type Server struct {
 	// rotations and mints: per-key limits (keylimits.go).
 	rotations, mints *keylimit.Limiter
 	lastUsed         *statuswriter.LastUsed
-	handler          http.Handler
-	addr             chan net.Addr
+	// policies decide requests (nil: not loaded yet); namespaceLabels
+	// serves their namespaceSelectors.
+	policies        atomic.Pointer[keypolicy.Table]
+	namespaceLabels atomic.Pointer[keypolicy.NamespaceLabels]
+	handler         http.Handler
+	addr            chan net.Addr
 }
 
 // New builds the server and its routes. Feed it with feed.Add, and write
@@ -139,6 +151,10 @@ func New(opts Options) *Server {
 		lastUsed: statuswriter.NewLastUsed(),
 		addr:     make(chan net.Addr, 1),
 	}
+	// No policies until someone sets them: a server without a feed (tests,
+	// embeddings) decides by the default mode alone. The feed unsets them
+	// until its informer has synced.
+	s.policies.Store(keypolicy.NewTable(nil))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /readyz", s.readyz)

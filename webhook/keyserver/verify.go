@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keypolicy"
 )
 
-// verify answers whether a key is valid, and whose it is, as JSON.
+// verify answers whether a key is valid, and whose it is, as JSON; with a
+// policy or host, whether a gateway would let it through there, decided as
+// forward-auth decides.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 	var req VerifyRequest
 	dec := json.NewDecoder(r.Body)
@@ -26,16 +30,83 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "too many scopes"})
 		return outcome{result: "BAD_REQUEST"}
 	}
-	res := s.identify(req.Key, nil)
+	target, msg := verifyTarget(req)
+	if msg != "" {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: msg})
+		return outcome{result: "BAD_REQUEST"}
+	}
+	var sel keypolicy.Selection
+	if target != nil {
+		table := s.policies.Load()
+		if table == nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the key server has not loaded the KeyPolicies yet"})
+			return outcome{result: resultNotReady}
+		}
+		sel = target(table)
+	}
+	res, aud := s.identifyWithAudiences(req.Key, tokenAudiences(req.Key, sel))
 	if res.Code != keyindex.Valid && req.Key != "" && s.limitFailure(w, r, bucketKeyID(req.Key)) {
 		return outcome{result: resultRateLimited}
 	}
-	res = keyindex.RequireScopes(res, req.Scopes)
+	if target == nil {
+		res = keyindex.RequireScopes(res, req.Scopes)
+	}
 	out := VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
+	if target != nil && res.Code == keyindex.Valid {
+		method := req.Method
+		if method == "" {
+			method = http.MethodGet
+		}
+		d := s.decide(keypolicy.Input{
+			Method: method, Target: sel, Identity: identityOf(res, aud),
+			Narrowing: keypolicy.Narrowing{Scopes: req.Scopes},
+		})
+		out.Policy = policyLabel(d.Policy)
+		if !d.Allowed() {
+			out.Valid, out.Code, out.Reason = false, string(d.Code), d.Reason
+		}
+	}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}
 	writeJSON(w, http.StatusOK, out)
-	return outcome{result: string(res.Code)}
+	return outcome{result: out.Code}
+}
+
+// Bounds of the verify API's policy name and method.
+const (
+	maxPolicyRefLength = 63 + 1 + 253
+	maxVerifyMethod    = maxMethodLength
+)
+
+// verifyTarget reads what a verify request asks to be judged by: nil when
+// it names neither a policy nor a host; a message when it is malformed.
+func verifyTarget(req VerifyRequest) (func(*keypolicy.Table) keypolicy.Selection, string) {
+	switch {
+	case req.Policy != "" && req.Host != "":
+		return nil, "name a policy or a host, not both"
+	case req.Policy == "" && req.Host == "":
+		if req.Path != "" || req.Method != "" {
+			return nil, "path and method need a policy or a host"
+		}
+		return nil, ""
+	case len(req.Method) > maxVerifyMethod:
+		return nil, "the method is too long"
+	case len(req.Path) > keypolicy.MaxPathLength:
+		return nil, "the path is too long"
+	}
+	path := req.Path
+	if path == "" {
+		path = "/"
+	}
+	if req.Host != "" {
+		return func(t *keypolicy.Table) keypolicy.Selection { return t.Select(req.Host, path) }, ""
+	}
+	ns, name, ok := strings.Cut(req.Policy, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") || len(req.Policy) > maxPolicyRefLength {
+		return nil, "policy must be \"<namespace>/<name>\""
+	}
+	ref := keypolicy.Ref{Namespace: ns, Name: name}
+	return func(t *keypolicy.Table) keypolicy.Selection { return t.SelectPolicy(ref, path) }, ""
 }

@@ -16,6 +16,13 @@ const (
 	// HeaderNamespace is the namespace of the key's object: subjects are
 	// chosen per namespace, so a subject alone does not say whose key it is.
 	HeaderNamespace = "X-Keyward-Namespace"
+	// HeaderPolicy is the KeyPolicy that decided, "<namespace>/<name>". On
+	// a 200 it is empty when none did (a host no policy names, under
+	// --default-policy=allow-valid-key); on a 403, absent then.
+	HeaderPolicy = "X-Keyward-Policy"
+	// HeaderCode is why a valid key was refused, on a 403: NO_POLICY,
+	// WRONG_NAMESPACE, INSUFFICIENT_SCOPE, … (keypolicy.Code).
+	HeaderCode = "X-Keyward-Code"
 )
 
 // VerifyRequest / VerifyResponse are the JSON verify API.
@@ -23,6 +30,16 @@ const (
 type VerifyRequest struct {
 	Key    string   `json:"key"`
 	Scopes []string `json:"scopes,omitempty"`
+	// Policy ("<namespace>/<name>") or Host asks for the decision a gateway
+	// would get for a request to Path (default "/") with Method (default
+	// GET): the code is then VALID or a KeyPolicy's refusal
+	// (WRONG_NAMESPACE, NO_POLICY, …). Without either, the answer is whether
+	// the key is valid (and holds Scopes), as a service that binds keys
+	// itself asks.
+	Policy string `json:"policy,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Method string `json:"method,omitempty"`
 }
 
 // VerifyResponse is the answer of POST /v1/verify (the kubectl plugin
@@ -37,6 +54,10 @@ type VerifyResponse struct {
 	Namespace string     `json:"namespace,omitempty"`
 	Access    string     `json:"access,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Policy that decided ("<namespace>/<name>"), and the one-line Reason
+	// of a refusal, when the request named a policy or host.
+	Policy string `json:"policy,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // tokenRequest is the body of POST /v1/tokens (JSON or form).

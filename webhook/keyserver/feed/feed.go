@@ -1,9 +1,10 @@
-// Package feed keeps a key server's index and signing keys current: it
-// gives the server informers of its own, on the hash Secrets (each Upsert
-// into the index, each deletion a Delete) and on the signing key Secret, and
-// tells the server when they have synced (its readiness). It is the only way
-// records reach a running key server; the HTTP side (webhook/keyserver) only
-// reads them.
+// Package feed keeps a key server's index, signing keys and KeyPolicies
+// current: it gives the server informers of its own, on the hash Secrets
+// (each Upsert into the index, each deletion a Delete), on the signing key
+// Secret, on KeyPolicies (a new table of compiled policies on each change)
+// and on Namespaces' labels (for namespaceSelector), and tells the server
+// when they have synced (its readiness). It is the only way records reach a
+// running key server; the HTTP side (webhook/keyserver) only reads them.
 package feed
 
 import (
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/signingkeys"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -55,12 +57,30 @@ func Add(mgr ctrl.Manager, s *keyserver.Server, operatorNamespace, keysNamespace
 	if err != nil {
 		return err
 	}
-	for _, c := range []cache.Cache{hashes, keys} {
+	// KeyPolicies of every namespace (they are few, and stripped), and
+	// Namespaces as metadata, stripped to their labels.
+	pols, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{
+			&kw.KeyPolicy{}: {Transform: StripKeyPolicy},
+			namespaceMeta(): {Transform: StripNamespace},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range []cache.Cache{hashes, keys, pols} {
 		if err := mgr.Add(c); err != nil {
 			return err
 		}
 	}
-	return mgr.Add(&sources{server: s, hashes: hashes, keys: keys})
+	// Until the policies are loaded nothing is judged: an empty table
+	// under --default-policy=allow-valid-key would open every host.
+	s.SetPolicies(nil)
+	ns := &namespaceLabels{byName: map[string]labels.Set{}}
+	s.SetNamespaceLabels(ns.lookup)
+	return mgr.Add(&sources{server: s, hashes: hashes, keys: keys, policyCache: pols,
+		policies: newPolicies(s), namespaces: ns})
 }
 
 // StripHashSecret is the key server's cache transform: it keeps only what
@@ -85,6 +105,10 @@ func StripHashSecret(obj any) (any, error) {
 type sources struct {
 	server       *keyserver.Server
 	hashes, keys cache.Cache
+	// policyCache holds KeyPolicies and Namespaces.
+	policyCache cache.Cache
+	policies    *policies
+	namespaces  *namespaceLabels
 }
 
 func (src *sources) NeedLeaderElection() bool { return false }
@@ -122,9 +146,54 @@ func (src *sources) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	src.server.SetSynced(func() bool { return hashReg.HasSynced() && keyReg.HasSynced() })
+	polReg, nsReg, err := src.startPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	src.server.SetSynced(func() bool {
+		return hashReg.HasSynced() && keyReg.HasSynced() && nsReg.HasSynced() && src.policies.loaded.Load()
+	})
+	// The initial list of KeyPolicies is applied as one table, not one
+	// table per policy listed.
+	if toolscache.WaitForCacheSync(ctx.Done(), polReg.HasSynced) {
+		src.policies.load()
+		log.Info("KeyPolicies loaded", "policies", src.server.Policies().Len())
+	}
 	<-ctx.Done()
 	return nil
+}
+
+func (src *sources) startPolicies(ctx context.Context) (pol, ns toolscache.ResourceEventHandlerRegistration, err error) {
+	polInf, err := src.policyCache.GetInformer(ctx, &kw.KeyPolicy{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("KeyPolicy informer: %w", err)
+	}
+	nsInf, err := src.policyCache.GetInformer(ctx, namespaceMeta())
+	if err != nil {
+		return nil, nil, fmt.Errorf("Namespace informer: %w", err)
+	}
+	pol, err = polInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: src.policies.upsert,
+		UpdateFunc: func(old, obj any) {
+			// Status writes (the controllers') change nothing the key
+			// server decides by.
+			if o, n := keyPolicyOf(old), keyPolicyOf(obj); o != nil && n != nil && o.Generation == n.Generation &&
+				o.CreationTimestamp.Equal(&n.CreationTimestamp) && o.DeletionTimestamp.Equal(n.DeletionTimestamp) {
+				return
+			}
+			src.policies.upsert(obj)
+		},
+		DeleteFunc: src.policies.remove,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err = nsInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    src.namespaces.set,
+		UpdateFunc: func(_, obj any) { src.namespaces.set(obj) },
+		DeleteFunc: src.namespaces.remove,
+	})
+	return pol, ns, err
 }
 
 func (src *sources) upsert(obj any, log logr.Logger) {

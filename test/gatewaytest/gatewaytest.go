@@ -399,7 +399,7 @@ func (r response) want(t *testing.T, status int) {
 // host as the Host header unless it is empty.
 func send(t *testing.T, c *http.Client, url, host string, extra http.Header) response {
 	t.Helper()
-	return sendAs(t, c, http.MethodGet, url, "", extra)
+	return sendAs(t, c, http.MethodGet, url, host, extra)
 }
 
 // sendAs sends a request with method to url, for host (the URL's when

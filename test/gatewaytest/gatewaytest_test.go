@@ -2,7 +2,9 @@ package gatewaytest
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +47,22 @@ func TestOnlyHeaders(t *testing.T) {
 				t.Errorf("OnlyHeaders = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestSendUsesHost: CheckForgedIdentity's requests carry Gateway.Host, or a
+// gateway that routes by host name (the Traefik block) answers 404.
+func TestSendUsesHost(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Host }))
+	defer srv.Close()
+	c := srv.Client()
+	send(t, c, srv.URL+"/", "billing.example.com", nil).want(t, http.StatusOK)
+	if got != "billing.example.com" {
+		t.Errorf("Host %q, want billing.example.com", got)
+	}
+	send(t, c, srv.URL+"/", "", nil).want(t, http.StatusOK)
+	if want := strings.TrimPrefix(srv.URL, "http://"); got != want {
+		t.Errorf("Host %q, want the URL's, %s", got, want)
 	}
 }

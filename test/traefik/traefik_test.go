@@ -27,9 +27,13 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/keymaterial"
+	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/test/gatewaytest"
+	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 const (
@@ -48,19 +52,25 @@ const (
 	docApp = "url: http://billing.billing.svc:8080"
 	// docHost is the host the block routes; requests carry it.
 	docHost = "billing.example.com"
+	// docPolicy is the KeyPolicy the key server holds for docHost (in
+	// startPolicyKeyServer), of namespace docPolicyNamespace.
+	docPolicy          = docPolicyNamespace + "/api"
+	docPolicyNamespace = "billing"
 
 	failureBurst   = 8
 	requestTimeout = 5 * time.Second
 	startTimeout   = 30 * time.Second
 )
 
-// TestTraefikForwardAuth checks the documented block's decisions: refusals
-// with the key server's answer, the identity upstream, ReadOnly keys, the
+// TestTraefikForwardAuth checks the documented block's decisions in front
+// of a key server as installed (--default-policy=deny) with a KeyPolicy for
+// the documented host and Traefik in --trusted-proxies: refusals with the
+// key server's answer, the identity and policy upstream, ReadOnly keys, the
 // scope-protected path, the public one, and the key server's 429.
 func TestTraefikForwardAuth(t *testing.T) {
 	bin := lookTraefik(t)
 	dir := t.TempDir()
-	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
+	ks := startPolicyKeyServer(t, dir, true)
 	up := gatewaytest.StartRecorder(t)
 	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
 	c := &http.Client{Timeout: requestTimeout}
@@ -77,6 +87,7 @@ func TestTraefikForwardAuth(t *testing.T) {
 		Namespace: "team-b", Name: "invoicer", Subject: "invoicer",
 		Scopes: []string{"invoices:read", "invoices:write"},
 	})
+	outsider := ks.Add(t, gatewaytest.Key{Namespace: "sandbox", Name: "client", Subject: "client"})
 
 	t.Run("no key: the key server's 401 with WWW-Authenticate, upstream not called", func(t *testing.T) {
 		before := up.Hits()
@@ -96,7 +107,7 @@ func TestTraefikForwardAuth(t *testing.T) {
 			{"X-API-Key": rw.Plaintext},
 		} {
 			do(t, c, http.MethodGet, base+"/orders", h).want(t, http.StatusOK)
-			if problems := gatewaytest.OnlyHeaders(up.Last(), rw.Headers()); len(problems) > 0 {
+			if problems := gatewaytest.OnlyHeaders(up.Last(), rw.HeadersBy(docPolicy)); len(problems) > 0 {
 				t.Errorf("the upstream saw:\n%s", strings.Join(problems, "\n"))
 			}
 		}
@@ -117,13 +128,25 @@ func TestTraefikForwardAuth(t *testing.T) {
 	t.Run("the path requiring invoices:write: 403 without the scope, 200 with it", func(t *testing.T) {
 		do(t, c, http.MethodGet, base+"/invoices/42", map[string]string{"X-API-Key": rw.Plaintext}).want(t, http.StatusForbidden)
 		do(t, c, http.MethodGet, base+"/invoices/42", map[string]string{"X-API-Key": writer.Plaintext}).want(t, http.StatusOK)
-		if problems := gatewaytest.OnlyHeaders(up.Last(), writer.Headers()); len(problems) > 0 {
+		if problems := gatewaytest.OnlyHeaders(up.Last(), writer.HeadersBy(docPolicy)); len(problems) > 0 {
 			t.Errorf("the upstream saw:\n%s", strings.Join(problems, "\n"))
 		}
 	})
 
 	t.Run("the public path: 200 without a key", func(t *testing.T) {
 		do(t, c, http.MethodGet, base+"/healthz", nil).want(t, http.StatusOK)
+	})
+
+	t.Run("a key of a namespace the policy does not accept: the key server's 403 WRONG_NAMESPACE", func(t *testing.T) {
+		before := up.Hits()
+		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": outsider.Plaintext})
+		r.want(t, http.StatusForbidden)
+		if got := r.header.Get(keyserver.HeaderCode); got != string(keypolicy.WrongNamespace) {
+			t.Errorf("%s = %q, want %s (body %q)", keyserver.HeaderCode, got, keypolicy.WrongNamespace, r.body)
+		}
+		if up.Hits() != before {
+			t.Error("the upstream was called")
+		}
 	})
 
 	// Last: it uses up the failure limit of Traefik's address.
@@ -143,6 +166,56 @@ func TestTraefikForwardAuth(t *testing.T) {
 		// A valid key is answered before any limit.
 		do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": rw.Plaintext}).want(t, http.StatusOK)
 	})
+}
+
+// TestTraefikOutsideTrustedProxies: Traefik's check request is addressed to
+// the key server, so its Host is the key server's name; the original host
+// is only in X-Forwarded-Host, which the key server believes only from
+// --trusted-proxies. Without Traefik listed, no request is judged by the
+// documented host's KeyPolicy: under deny, a valid key gets NO_POLICY.
+func TestTraefikOutsideTrustedProxies(t *testing.T) {
+	bin := lookTraefik(t)
+	dir := t.TempDir()
+	ks := startPolicyKeyServer(t, dir, false)
+	up := gatewaytest.StartRecorder(t)
+	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
+	c := &http.Client{Timeout: requestTimeout}
+	k := ks.Add(t, gatewaytest.Key{Namespace: docPolicyNamespace, Name: "reporter", Subject: "reporter"})
+
+	r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": k.Plaintext})
+	r.want(t, http.StatusForbidden)
+	if got := r.header.Get(keyserver.HeaderCode); got != string(keypolicy.NoPolicy) {
+		t.Errorf("%s = %q, want %s (body %q)", keyserver.HeaderCode, got, keypolicy.NoPolicy, r.body)
+	}
+	if up.Hits() != 0 {
+		t.Error("the upstream was called")
+	}
+}
+
+// startPolicyKeyServer starts a key server as installed
+// (--default-policy=deny) holding docPolicy, a KeyPolicy for docHost that
+// accepts the keys of team-a and team-b; trusted lists loopback, where
+// Traefik runs, in --trusted-proxies.
+func startPolicyKeyServer(t *testing.T, dir string, trusted bool) *gatewaytest.KeyServer {
+	t.Helper()
+	ks := gatewaytest.StartKeyServer(t, dir, failureBurst, func(o *keyserver.Options) {
+		o.DefaultPolicy = keypolicy.ModeDeny
+		if trusted {
+			var err error
+			if o.TrustedProxies, err = keyserver.ParseTrustedProxies("127.0.0.0/8"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	ks.Server.SetPolicies(keypolicy.Build([]kw.KeyPolicy{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: docPolicyNamespace, Name: "api", Generation: 1,
+			CreationTimestamp: metav1.NewTime(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))},
+		Spec: kw.KeyPolicySpec{
+			Hosts: []kw.Hostname{docHost},
+			Keys:  &kw.KeyPolicyKeys{Namespaces: []string{"team-a", "team-b"}},
+		},
+	}}))
+	return ks
 }
 
 // TestAttack7ForgedIdentityAtTheGateway sends a forged identity through the

@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -30,15 +29,6 @@ var (
 
 var _ = BeforeSuite(func() {
 	ctx = context.Background()
-	var err error
-	env, cfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-})
-
-var _ = AfterSuite(func() {
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	env, cfg, k8s = s.Env, s.Config, s.Client
 })

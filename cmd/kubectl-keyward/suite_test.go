@@ -20,14 +20,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/operator"
@@ -51,13 +49,9 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	var err error
-	var restCfg *rest.Config
-	env, restCfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
-	k8s, err = client.New(restCfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	restCfg := s.Config
+	env, k8s = s.Env, s.Client
 
 	admin, err := env.AddUser(envtest.User{Name: "keyward-plugin-user", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())

@@ -17,12 +17,10 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
-	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -32,7 +30,6 @@ func TestAccessKeyPairController(t *testing.T) {
 }
 
 var (
-	env *envtest.Environment
 	cfg *rest.Config
 	k8s client.Client
 	ctx = context.Background()
@@ -41,17 +38,8 @@ var (
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	var err error
-	env, cfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-})
-
-var _ = AfterSuite(func() {
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	cfg, k8s = s.Config, s.Client
 })
 
 type hook func(context.Context, client.ObjectKey, Step) error

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"filippo.io/age"
 	. "github.com/onsi/ginkgo/v2"
@@ -15,17 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/keyindex"
-	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/kube"
-	"github.com/keyward/keyward/internal/testenv"
 )
 
 // Two ways around attack 1 and attack 10 of issue 12 through
@@ -172,18 +167,7 @@ var _ = Describe("a version adopted after a crash", func() {
 
 var _ = Describe("rotations caused by editing age recipients", func() {
 	It("attack 10: rotations caused by editing ageRecipients are limited per key", func() {
-		ns, opNS := newNamespace(), newNamespace()
-		operatorNamespaceOf.Store(ns, opNS)
-		clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
-		stop, err := testenv.StartManager(cfg, ns, opNS, func(mgr ctrl.Manager) error {
-			return (&Reconciler{
-				Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clk,
-				Recorder: mgr.GetEventRecorder("keyward-apikey"), HashNamespace: opNS, Resync: specResync,
-				RequestedRotations: keylimit.New(0, 0, DefaultRequestedRotationBurst, DefaultRequestedRotationRefill, clk),
-			}).SetupWithManager(mgr)
-		})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+		ns, clk := startRotationLimited()
 		owner := newIdentity()
 		k := newKey(ns, "churned", withAge(owner.Recipient().String()))
 		Expect(k8s.Create(ctx, k)).To(Succeed())

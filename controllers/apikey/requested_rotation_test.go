@@ -25,18 +25,7 @@ import (
 // per key; the rest wait, and the latest value is acted on then.
 var _ = Describe("rotations requested with the annotation", func() {
 	It("attack 10: are limited per key, deferred and never dropped", func() {
-		ns, opNS := newNamespace(), newNamespace()
-		operatorNamespaceOf.Store(ns, opNS)
-		clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
-		stop, err := testenv.StartManager(cfg, ns, opNS, func(mgr ctrl.Manager) error {
-			return (&Reconciler{
-				Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clk,
-				Recorder: mgr.GetEventRecorder("keyward-apikey"), HashNamespace: opNS, Resync: specResync,
-				RequestedRotations: keylimit.New(0, 0, DefaultRequestedRotationBurst, DefaultRequestedRotationRefill, clk),
-			}).SetupWithManager(mgr)
-		})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+		ns, clk := startRotationLimited()
 
 		churned, other := newKey(ns, "churned"), newKey(ns, "other")
 		for _, k := range []*kw.APIKey{churned, other} {
@@ -89,3 +78,23 @@ var _ = Describe("rotations requested with the annotation", func() {
 		Expect(meta.FindStatusCondition(getKey(churned).Status.Conditions, kw.ConditionReady).Message).NotTo(ContainSubstring("deferred"))
 	})
 })
+
+// startRotationLimited starts a manager for the spec in a fresh namespace
+// (and operator namespace) whose requested rotations are limited as the
+// operator's are, on a fake clock the spec moves to refill the limit.
+func startRotationLimited() (ns string, clk *clocktesting.FakeClock) {
+	GinkgoHelper()
+	ns, opNS := newNamespace(), newNamespace()
+	operatorNamespaceOf.Store(ns, opNS)
+	clk = clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
+	stop, err := testenv.StartManager(cfg, ns, opNS, func(mgr ctrl.Manager) error {
+		return (&Reconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clk,
+			Recorder: mgr.GetEventRecorder("keyward-apikey"), HashNamespace: opNS, Resync: specResync,
+			RequestedRotations: keylimit.New(0, 0, DefaultRequestedRotationBurst, DefaultRequestedRotationRefill, clk),
+		}).SetupWithManager(mgr)
+	})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	return ns, clk
+}

@@ -23,14 +23,12 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/agecrypt"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
-	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
 )
@@ -41,7 +39,6 @@ func TestAPIKeyController(t *testing.T) {
 }
 
 var (
-	env *envtest.Environment
 	cfg *rest.Config
 	k8s client.Client
 	ctx = context.Background()
@@ -77,11 +74,8 @@ var _ = BeforeSuite(func() {
 	// The operator's own logger (capped, as main.go sets it) at the highest
 	// verbosity zap allows.
 	ctrl.SetLogger(logging.Capped(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, logs)), zap.Level(zapcore.Level(-127)), zap.UseDevMode(true))))
-	var err error
-	env, cfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	cfg, k8s = s.Config, s.Client
 })
 
 var _ = AfterSuite(func() {
@@ -91,9 +85,6 @@ var _ = AfterSuite(func() {
 		Expect(strings.Contains(text, k.(string))).To(BeFalse(), "a key's secret appeared in the logs")
 		return true
 	})
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
 })
 
 // harness runs one manager with the APIKey controller on a fake clock,

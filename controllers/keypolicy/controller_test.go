@@ -16,7 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -30,7 +29,6 @@ func TestKeyPolicyController(t *testing.T) {
 }
 
 var (
-	env  *envtest.Environment
 	cfg  *rest.Config
 	k8s  client.Client
 	ctx  = context.Background()
@@ -42,11 +40,8 @@ var (
 
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
-	var err error
-	env, cfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	cfg, k8s = s.Config, s.Client
 	// Conflicts span namespaces, so the manager watches all of them (as
 	// the real one does for KeyPolicies); each spec uses its own hosts.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -65,12 +60,10 @@ var _ = BeforeSuite(func() {
 	}()
 })
 
+// The manager stops here, before the environment (StartSuite's cleanup).
 var _ = AfterSuite(func() {
 	if stop != nil {
 		stop()
-	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
 	}
 })
 

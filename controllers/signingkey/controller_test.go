@@ -14,9 +14,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/keyward/keyward/internal/kube"
 	"github.com/keyward/keyward/internal/signingkeys"
 	"github.com/keyward/keyward/internal/testenv"
 )
@@ -27,7 +25,6 @@ func TestSigningKeyController(t *testing.T) {
 }
 
 var (
-	env *envtest.Environment
 	cfg *rest.Config
 	k8s client.Client
 	ctx = context.Background()
@@ -35,17 +32,8 @@ var (
 
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
-	var err error
-	env, cfg, err = testenv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-})
-
-var _ = AfterSuite(func() {
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	s := testenv.StartSuite(GinkgoT(), testenv.Start)
+	cfg, k8s = s.Config, s.Client
 })
 
 const period, maxTok = 24 * time.Hour, 2 * time.Hour

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -118,4 +119,44 @@ func StartManager(cfg *rest.Config, ns, operatorNS string, setup func(ctrl.Manag
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return func() error { cancel(); return <-done }, nil
+}
+
+// TB is what StartSuite needs of a test: a *testing.T, or ginkgo's GinkgoT()
+// in a BeforeSuite, whose Cleanup runs after the suite (as DeferCleanup).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// Suite is what an envtest suite's specs share: the environment, its
+// config and a client with Keyward's scheme.
+type Suite struct {
+	Env    *envtest.Environment
+	Config *rest.Config
+	Client client.Client
+}
+
+// StartSuite starts an environment with start (Start or
+// StartWithWebhooks), builds a client for it and stops the environment in
+// t's cleanup, so every envtest suite sets up the same way. It fails t
+// rather than returning an error.
+func StartSuite(t TB, start func() (*envtest.Environment, *rest.Config, error)) *Suite {
+	t.Helper()
+	env, cfg, err := start()
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Fatalf("stopping envtest: %v", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		t.Fatalf("creating a client for envtest: %v", err)
+		return nil
+	}
+	return &Suite{Env: env, Config: cfg, Client: c}
 }

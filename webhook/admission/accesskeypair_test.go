@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -30,7 +29,6 @@ func TestAdmission(t *testing.T) {
 }
 
 var (
-	env  *envtest.Environment
 	cfg  *rest.Config
 	k8s  client.Client
 	stop context.CancelFunc
@@ -38,13 +36,10 @@ var (
 
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
-	var err error
-	env, cfg, err = testenv.StartWithWebhooks()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := testenv.StartSuite(GinkgoT(), testenv.StartWithWebhooks)
+	cfg, k8s = s.Config, s.Client
 
-	wh := env.WebhookInstallOptions
+	wh := s.Env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: kube.Scheme(), Metrics: metricsOff(), HealthProbeBindAddress: "0",
 		WebhookServer: webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}),
@@ -61,12 +56,10 @@ var _ = BeforeSuite(func() {
 	Eventually(func() error { return mgr.GetWebhookServer().StartedChecker()(nil) }).Should(Succeed())
 })
 
+// The manager stops here, before the environment (StartSuite's cleanup).
 var _ = AfterSuite(func() {
 	if stop != nil {
 		stop()
-	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
 	}
 })
 

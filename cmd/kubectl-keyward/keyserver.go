@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/api/wire"
 	"io"
 	"net/http"
 	"net/url"
@@ -22,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keyward/keyward/internal/keymaterial"
-	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 // maxResponse bounds what is read from the key server.
@@ -38,15 +38,9 @@ type serverResponse struct {
 	body   []byte
 }
 
-// errorBody is the key server's error answer.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 // describeError names a failed answer without echoing anything sent.
 func (r serverResponse) describeError() string {
-	var e errorBody
+	var e wire.ErrorBody
 	if json.Unmarshal(r.body, &e) == nil && (e.Error != "" || e.Message != "") {
 		return fmt.Sprintf("HTTP %d: %s: %s", r.status, e.Error, e.Message)
 	}
@@ -201,9 +195,7 @@ func (a *app) token(args []string) error {
 	if resp.status != http.StatusOK {
 		return fmt.Errorf("the key server refused the exchange (%s)", resp.describeError())
 	}
-	var tok struct {
-		Token string `json:"token"`
-	}
+	var tok wire.TokenResponse
 	if err := json.Unmarshal(resp.body, &tok); err != nil || tok.Token == "" {
 		return errors.New("the key server's answer holds no token")
 	}
@@ -274,7 +266,7 @@ func (a *app) verify(args []string) error {
 	if resp.status != http.StatusOK {
 		return fmt.Errorf("the key server did not answer the verification (%s)", resp.describeError())
 	}
-	var res keyserver.VerifyResponse
+	var res wire.VerifyResponse
 	if err := json.Unmarshal(resp.body, &res); err != nil {
 		return errors.New("the key server's answer is not a verify response")
 	}
@@ -293,7 +285,7 @@ func (a *app) verify(args []string) error {
 	return nil
 }
 
-func printVerify(w io.Writer, key string, res keyserver.VerifyResponse) {
+func printVerify(w io.Writer, key string, res wire.VerifyResponse) {
 	if !res.Valid {
 		fmt.Fprintf(w, "invalid: %s\n", res.Code)
 		if res.Code == "INSUFFICIENT_SCOPE" {

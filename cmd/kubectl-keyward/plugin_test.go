@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,7 +27,6 @@ import (
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
-	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 const patience = 20 * time.Second
@@ -86,7 +86,7 @@ var _ = Describe("create apikey", func() {
 		Expect(key.Status.AgeDelivery).NotTo(BeNil())
 		Expect(key.Status.AgeDelivery.EncryptedKey).NotTo(ContainSubstring(plain))
 
-		Eventually(func() keyserver.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
+		Eventually(func() wire.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
 			HaveField("Valid", true), HaveField("KeyID", key.Status.KeyID),
 			HaveField("Subject", "billing-reporter"), HaveField("Scopes", ContainElement("invoices:read"))))
 
@@ -118,7 +118,7 @@ var _ = Describe("create apikey", func() {
 		Expect(key.Spec.Delivery).To(BeNil())
 		Expect(key.Spec.Rotation.GracePeriod.Duration).To(Equal(time.Hour))
 		Expect(r.stdout).To(ContainSubstring(key.Status.KeyID))
-		Eventually(func() keyserver.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
+		Eventually(func() wire.VerifyResponse { return verifyAt(plain) }, patience, 50*time.Millisecond).Should(And(
 			HaveField("Valid", true), HaveField("Subject", "batch-jobs")))
 	})
 
@@ -352,7 +352,7 @@ var _ = Describe("the key server commands", func() {
 
 		r = plugin(ns, tok+"\n", "verify", "-o", "json")
 		Expect(r.code).To(Equal(0), r.String())
-		var v keyserver.VerifyResponse
+		var v wire.VerifyResponse
 		Expect(json.Unmarshal([]byte(r.stdout), &v)).To(Succeed())
 		Expect(v.Subject).To(Equal("alice"))
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"io"
 	"io/fs"
 	"net"
@@ -29,7 +30,6 @@ import (
 	"github.com/keyward/keyward/internal/logging"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/operator"
-	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 // The plugin's commands, run in-process against a real API server with the
@@ -139,7 +139,7 @@ func getKey(ns, name string) *kw.APIKey {
 }
 
 // verifyAt asks the key server directly, not through the plugin.
-func verifyAt(key string) keyserver.VerifyResponse {
+func verifyAt(key string) wire.VerifyResponse {
 	GinkgoHelper()
 	body, _ := json.Marshal(map[string]string{"key": key})
 	resp, err := http.Post(server+"/v1/verify", "application/json", bytes.NewReader(body))
@@ -147,7 +147,7 @@ func verifyAt(key string) keyserver.VerifyResponse {
 	defer func() { _ = resp.Body.Close() }()
 	raw, _ := io.ReadAll(resp.Body)
 	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(raw))
-	var out keyserver.VerifyResponse
+	var out wire.VerifyResponse
 	Expect(json.Unmarshal(raw, &out)).To(Succeed())
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/keyward/keyward/api/wire"
 	"io"
 	"math/big"
 	"net/http"
@@ -135,12 +136,12 @@ func (k Key) Headers() map[string]string { return k.HeadersBy("") }
 // HeadersBy is Headers where policy ("<namespace>/<name>") decided.
 func (k Key) HeadersBy(policy string) map[string]string {
 	return map[string]string{
-		keyserver.HeaderSubject:   k.Subject,
-		keyserver.HeaderGroups:    strings.Join(k.Groups, ","),
-		keyserver.HeaderScopes:    strings.Join(k.Scopes, " "),
-		keyserver.HeaderKeyID:     k.ID,
-		keyserver.HeaderNamespace: k.Namespace,
-		keyserver.HeaderPolicy:    policy,
+		wire.HeaderSubject:   k.Subject,
+		wire.HeaderGroups:    strings.Join(k.Groups, ","),
+		wire.HeaderScopes:    strings.Join(k.Scopes, " "),
+		wire.HeaderKeyID:     k.ID,
+		wire.HeaderNamespace: k.Namespace,
+		wire.HeaderPolicy:    policy,
 	}
 }
 

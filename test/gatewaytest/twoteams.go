@@ -1,6 +1,7 @@
 package gatewaytest
 
 import (
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,8 +105,8 @@ func CheckTwoTeams(t *testing.T, gw Gateway, up *Recorder, ks *KeyServer) {
 		before := up.Hits()
 		r := sendAs(t, c, http.MethodGet, gw.Base+path, host, withKey(k, extra))
 		r.want(t, http.StatusForbidden)
-		if got := r.header.Get(keyserver.HeaderCode); got != string(code) {
-			t.Errorf("%s: %q, want %q (body %q)", keyserver.HeaderCode, got, code, r.body)
+		if got := r.header.Get(wire.HeaderCode); got != string(code) {
+			t.Errorf("%s: %q, want %q (body %q)", wire.HeaderCode, got, code, r.body)
 		}
 		if up.Hits() != before {
 			t.Error("the service was called")

@@ -48,7 +48,24 @@ func violations(pkgs []pkg) []string {
 		}
 		// The root package (main.go) and hack/'s commands run the assembly;
 		// tests may start it; nothing else may depend on it.
-		if isTest(p.path) || p.path == module || below(p.path, "hack") || below(p.path, "operator") {
+		if isTest(p.path) {
+			continue
+		}
+		if below(p.path, "api") {
+			for _, d := range p.deps {
+				if strings.HasPrefix(d, module+"/") && !below(d, "api") {
+					out = append(out, p.path+" depends on "+d+": api/ is the contract, it imports no other package of ours")
+				}
+			}
+		}
+		if below(p.path, "cmd") || below(p.path, "webhook/admission") {
+			for _, d := range p.deps {
+				if below(d, "controllers") || below(d, "webhook/keyserver") {
+					out = append(out, p.path+" depends on "+d+": clients and admission use the contracts in api/, not the controllers or the key server")
+				}
+			}
+		}
+		if p.path == module || below(p.path, "hack") || below(p.path, "operator") {
 			continue
 		}
 		if slices.Contains(p.imports, module+"/operator") {
@@ -75,6 +92,13 @@ func TestViolations(t *testing.T) {
 		"the kubectl plugin importing the composition root": {pkg{path: module + "/cmd/kubectl-keyward", imports: []string{module + "/operator"}}, true},
 		"main.go importing the composition root":            {pkg{path: module, imports: []string{module + "/operator"}}, false},
 		"make dev importing the composition root":           {pkg{path: module + "/hack/dev", imports: []string{module + "/operator"}}, false},
+		"the kubectl plugin depending on a controller":      {pkg{path: module + "/cmd/kubectl-keyward", deps: []string{module + "/controllers/apikey"}}, true},
+		"the kubectl plugin depending on the key server":    {pkg{path: module + "/cmd/kubectl-keyward", deps: []string{module + "/webhook/keyserver"}}, true},
+		"the kubectl plugin depending on the wire format":   {pkg{path: module + "/cmd/kubectl-keyward", deps: []string{module + "/api/wire"}}, false},
+		"admission depending on a controller":               {pkg{path: module + "/webhook/admission", deps: []string{module + "/controllers/accesskeypair"}}, true},
+		"the plugin's suite starting the operator":          {pkg{path: module + "/cmd/kubectl-keyward [" + module + "/cmd/kubectl-keyward.test]", deps: []string{module + "/controllers/apikey"}}, false},
+		"the API types depending on an internal package":    {pkg{path: module + "/api/v1alpha1", deps: []string{module + "/internal/keymaterial"}}, true},
+		"the wire format depending on the key server":       {pkg{path: module + "/api/wire", deps: []string{module + "/webhook/keyserver"}}, true},
 		"a test importing the composition root": {pkg{path: module + "/webhook/keyserver_test [" + module + "/webhook/keyserver.test]",
 			imports: []string{module + "/operator"}}, false},
 	} {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"slices"
 	"sync"
@@ -44,9 +45,9 @@ func tenantClient(s *stack, ns, user string) client.Client {
 }
 
 func verifyCode(s *stack, key string) string {
-	body, _ := json.Marshal(keyserver.VerifyRequest{Key: key})
+	body, _ := json.Marshal(wire.VerifyRequest{Key: key})
 	r := do(s, http.MethodPost, "/v1/verify", bytes.NewReader(body), map[string]string{"Content-Type": "application/json"})
-	var out keyserver.VerifyResponse
+	var out wire.VerifyResponse
 	_ = json.Unmarshal(r.body, &out)
 	return out.Code
 }

@@ -2,6 +2,7 @@ package keyserver
 
 import (
 	"encoding/json"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -138,7 +139,7 @@ func wantTwoCredentialsAnswer(t *testing.T, rec *httptest.ResponseRecorder, isJS
 	if !isJSON {
 		return
 	}
-	var e errorBody
+	var e wire.ErrorBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error != "invalid_request" || rec.Header().Get("Content-Type") != "application/json" {
 		t.Errorf("want a JSON invalid_request, got %q (%s)", body, rec.Header().Get("Content-Type"))
 	}

@@ -1,6 +1,7 @@
 package keyserver
 
 import (
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"slices"
 	"strings"
@@ -59,14 +60,14 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		return outcome{result: string(d.Code)}
 	}
 	h := w.Header()
-	h.Set(HeaderSubject, res.Subject)
-	h.Set(HeaderGroups, strings.Join(res.Groups, ","))
-	h.Set(HeaderScopes, strings.Join(res.Scopes, " "))
-	h.Set(HeaderKeyID, res.KeyID)
-	h.Set(HeaderNamespace, res.Namespace)
+	h.Set(wire.HeaderSubject, res.Subject)
+	h.Set(wire.HeaderGroups, strings.Join(res.Groups, ","))
+	h.Set(wire.HeaderScopes, strings.Join(res.Scopes, " "))
+	h.Set(wire.HeaderKeyID, res.KeyID)
+	h.Set(wire.HeaderNamespace, res.Namespace)
 	// Empty when no policy decided, rather than absent: Caddy's copy_headers
 	// (2.6) copies an absent header as its literal placeholder.
-	h.Set(HeaderPolicy, policyLabel(d.Policy))
+	h.Set(wire.HeaderPolicy, policyLabel(d.Policy))
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: string(res.Code)}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"io"
 	"net"
 	"net/http"
@@ -629,7 +630,7 @@ var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordere
 		Expect(err).NotTo(HaveOccurred())
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get(keyserver.HeaderCode), resp.Header.Get(keyserver.HeaderPolicy)
+		return resp.StatusCode, resp.Header.Get(wire.HeaderCode), resp.Header.Get(wire.HeaderPolicy)
 	}
 	answer := func(host, path, key string) func() []any {
 		return func() []any { st, code, pol := check(host, path, key); return []any{st, code, pol} }
@@ -703,11 +704,11 @@ var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordere
 	})
 
 	It("answers verify with the same codes, by host or by policy", func() {
-		v := func(body map[string]string) keyserver.VerifyResponse {
+		v := func(body map[string]string) wire.VerifyResponse {
 			raw, _ := json.Marshal(body)
 			r := do(s, http.MethodPost, "/v1/verify", bytes.NewReader(raw), map[string]string{"Content-Type": "application/json"})
 			Expect(r.status).To(Equal(200), string(r.body))
-			var out keyserver.VerifyResponse
+			var out wire.VerifyResponse
 			Expect(json.Unmarshal(r.body, &out)).To(Succeed())
 			return out
 		}

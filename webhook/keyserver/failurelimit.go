@@ -1,6 +1,7 @@
 package keyserver
 
 import (
+	"github.com/keyward/keyward/api/wire"
 	"math"
 	"net/http"
 	"net/netip"
@@ -127,7 +128,7 @@ func (s *Server) limitFailure(w http.ResponseWriter, r *http.Request, keyID stri
 		return false
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-	writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "rate_limited", Message: "too many failed attempts from this address for this key; retry later"})
+	writeJSON(w, http.StatusTooManyRequests, wire.ErrorBody{Error: "rate_limited", Message: "too many failed attempts from this address for this key; retry later"})
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/keyward/keyward/api/wire"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,8 +157,8 @@ func TestAuthzReadsTheKeyFromEverySchemeUsersSend(t *testing.T) {
 				t.Fatalf("status %d, want 200", rec.Code)
 			}
 			h := rec.Header()
-			if h.Get(HeaderSubject) != "billing-subject" || h.Get(HeaderGroups) != "reporting" ||
-				h.Get(HeaderScopes) != "invoices:read" || h.Get(HeaderKeyID) == "" {
+			if h.Get(wire.HeaderSubject) != "billing-subject" || h.Get(wire.HeaderGroups) != "reporting" ||
+				h.Get(wire.HeaderScopes) != "invoices:read" || h.Get(wire.HeaderKeyID) == "" {
 				t.Fatalf("identity headers: %v", h)
 			}
 		})
@@ -191,17 +192,17 @@ func TestAuthzRefusals(t *testing.T) {
 			if c.want == 401 && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
 				t.Fatal("a 401 must carry WWW-Authenticate")
 			}
-			if c.want != 200 && rec.Header().Get(HeaderSubject) != "" {
+			if c.want != 200 && rec.Header().Get(wire.HeaderSubject) != "" {
 				t.Fatal("a refusal must not reveal the identity")
 			}
 		})
 	}
 }
 
-func verifyBody(t *testing.T, f *fixture, body string) (int, VerifyResponse) {
+func verifyBody(t *testing.T, f *fixture, body string) (int, wire.VerifyResponse) {
 	t.Helper()
 	rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(body)))
-	var out VerifyResponse
+	var out wire.VerifyResponse
 	if rec.Code == http.StatusOK {
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 			t.Fatal(err)
@@ -267,7 +268,7 @@ func TestVerifyRefusesMalformedAndOversizedBodies(t *testing.T) {
 
 type tokenResult struct {
 	status int
-	resp   tokenResponse
+	resp   wire.TokenResponse
 	body   string
 }
 
@@ -308,7 +309,7 @@ func TestTokensAcceptTheAccessKeyPairAsJSONFormOrBasic(t *testing.T) {
 				t.Fatalf("expiresAt %v, want the default 72h", got.resp.ExpiresAt)
 			}
 			rec := f.do(authzReq("/v1/authz", func(h http.Header) { h.Set("Authorization", "Bearer "+got.resp.Token) }))
-			if rec.Code != 200 || rec.Header().Get(HeaderSubject) != "alice" || rec.Header().Get(HeaderKeyID) != ak {
+			if rec.Code != 200 || rec.Header().Get(wire.HeaderSubject) != "alice" || rec.Header().Get(wire.HeaderKeyID) != ak {
 				t.Fatalf("the token does not pass forward-auth: %d %v", rec.Code, rec.Header())
 			}
 		})
@@ -316,7 +317,7 @@ func TestTokensAcceptTheAccessKeyPairAsJSONFormOrBasic(t *testing.T) {
 }
 
 func jsonToken(ak, sk, lifetime string) *http.Request {
-	body, _ := json.Marshal(tokenRequest{AccessKeyID: ak, SecretKey: sk, Lifetime: lifetime})
+	body, _ := json.Marshal(wire.TokenRequest{AccessKeyID: ak, SecretKey: sk, Lifetime: lifetime})
 	r := httptest.NewRequest(http.MethodPost, "/v1/tokens", bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	return r
@@ -461,10 +462,10 @@ func TestTheSameKeyGivesTheSameIdentityThroughEveryFrontEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := tr.Status.User
-	if !tr.Status.Authenticated || u.Username != "keyward:team-a:"+v.Subject || rec.Header().Get(HeaderSubject) != v.Subject ||
-		strings.Join(u.Groups, ",") != "keyward:team-a:reporting,keyward:authenticated" || strings.Join(v.Groups, ",") != rec.Header().Get(HeaderGroups) ||
-		rec.Header().Get(HeaderNamespace) != "team-a" || v.Namespace != "team-a" || len(tr.Status.Audiences) != 0 ||
-		u.Extra[ExtraKeyID][0] != v.KeyID || rec.Header().Get(HeaderKeyID) != v.KeyID || u.Extra[ExtraNamespace][0] != "team-a" {
+	if !tr.Status.Authenticated || u.Username != "keyward:team-a:"+v.Subject || rec.Header().Get(wire.HeaderSubject) != v.Subject ||
+		strings.Join(u.Groups, ",") != "keyward:team-a:reporting,keyward:authenticated" || strings.Join(v.Groups, ",") != rec.Header().Get(wire.HeaderGroups) ||
+		rec.Header().Get(wire.HeaderNamespace) != "team-a" || v.Namespace != "team-a" || len(tr.Status.Audiences) != 0 ||
+		u.Extra[ExtraKeyID][0] != v.KeyID || rec.Header().Get(wire.HeaderKeyID) != v.KeyID || u.Extra[ExtraNamespace][0] != "team-a" {
 		t.Fatalf("identities differ: authz %v, verify %+v, tokenreview %+v", rec.Header(), v, tr.Status)
 	}
 	body, _ = json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: "kw_bogus"}})

@@ -2,6 +2,7 @@ package keyserver
 
 import (
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,7 +34,7 @@ const (
 func limitedKey(w http.ResponseWriter, wait time.Duration, what string) outcome {
 	secs := retryAfterSeconds(wait)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "rate_limited",
+	writeJSON(w, http.StatusTooManyRequests, wire.ErrorBody{Error: "rate_limited",
 		Message: fmt.Sprintf("%s; retry after %d s", what, secs)})
 	return outcome{result: resultRateLimited}
 }

@@ -3,6 +3,7 @@ package keyserver
 import (
 	"context"
 	"encoding/json"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -43,7 +44,7 @@ func (f *fixture) selfRotate(key string) (*httptest.ResponseRecorder, string) {
 	req := httptest.NewRequest(http.MethodPost, "/v1/keys/current/rotate", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	rr := f.do(req)
-	var out rotateResponse
+	var out wire.RotateResponse
 	if rr.Code == http.StatusOK {
 		if err := json.Unmarshal(rr.Body.Bytes(), &out); err != nil {
 			f.t.Fatal(err)
@@ -56,7 +57,7 @@ func (f *fixture) selfRotate(key string) (*httptest.ResponseRecorder, string) {
 // error body saying what was limited.
 func expectLimited(t *testing.T, rr *httptest.ResponseRecorder, want int) {
 	t.Helper()
-	var body errorBody
+	var body wire.ErrorBody
 	_ = json.Unmarshal(rr.Body.Bytes(), &body)
 	if rr.Code != http.StatusTooManyRequests || rr.Header().Get("Retry-After") != strconv.Itoa(want) || body.Error != "rate_limited" || body.Message == "" {
 		t.Fatalf("got %d Retry-After=%q %s, want 429, Retry-After %d and a JSON error", rr.Code, rr.Header().Get("Retry-After"), rr.Body, want)

@@ -1,6 +1,7 @@
 package keyserver
 
 import (
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -104,9 +105,9 @@ func policyLabel(ref keypolicy.Ref) string {
 // attempt: the key is valid.
 func refuse(w http.ResponseWriter, d keypolicy.Decision) {
 	h := w.Header()
-	h.Set(HeaderCode, string(d.Code))
+	h.Set(wire.HeaderCode, string(d.Code))
 	if !d.Policy.IsZero() {
-		h.Set(HeaderPolicy, d.Policy.String())
+		h.Set(wire.HeaderPolicy, d.Policy.String())
 	}
 	if d.Code == keypolicy.InsufficientScope {
 		h.Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope"`)

@@ -2,6 +2,7 @@ package keyserver
 
 import (
 	"encoding/json"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -118,29 +119,29 @@ func checkForwardAuth(t *testing.T, c decisionCase, rec *httptest.ResponseRecord
 	t.Helper()
 	h := rec.Header()
 	if rec.Code != c.status {
-		t.Fatalf("status %d, want %d (%s: %s)", rec.Code, c.status, h.Get(HeaderCode), strings.TrimSpace(rec.Body.String()))
+		t.Fatalf("status %d, want %d (%s: %s)", rec.Code, c.status, h.Get(wire.HeaderCode), strings.TrimSpace(rec.Body.String()))
 	}
-	if got := h.Get(HeaderPolicy); got != c.policy && c.status != http.StatusUnauthorized {
-		t.Errorf("%s: %q, want %q", HeaderPolicy, got, c.policy)
+	if got := h.Get(wire.HeaderPolicy); got != c.policy && c.status != http.StatusUnauthorized {
+		t.Errorf("%s: %q, want %q", wire.HeaderPolicy, got, c.policy)
 	}
 	switch c.status {
 	case http.StatusOK:
-		if h.Get(HeaderSubject) == "" || h.Get(HeaderNamespace) == "" || h.Get(HeaderKeyID) == "" || h.Get(HeaderCode) != "" {
+		if h.Get(wire.HeaderSubject) == "" || h.Get(wire.HeaderNamespace) == "" || h.Get(wire.HeaderKeyID) == "" || h.Get(wire.HeaderCode) != "" {
 			t.Errorf("a 200 without the identity, or with a code: %v", h)
 		}
 	case http.StatusForbidden:
-		if got := h.Get(HeaderCode); got != string(c.code) {
-			t.Errorf("%s: %q, want %q", HeaderCode, got, c.code)
+		if got := h.Get(wire.HeaderCode); got != string(c.code) {
+			t.Errorf("%s: %q, want %q", wire.HeaderCode, got, c.code)
 		}
 		body := strings.TrimSuffix(rec.Body.String(), "\n")
 		if !strings.HasPrefix(body, "forbidden: ") || strings.Contains(body, "\n") || len(body) > 512 {
 			t.Errorf("the reason is not one line: %q", body)
 		}
-		if h.Get(HeaderSubject) != "" || h.Get(HeaderNamespace) != "" {
+		if h.Get(wire.HeaderSubject) != "" || h.Get(wire.HeaderNamespace) != "" {
 			t.Errorf("a refusal revealed the identity: %v", h)
 		}
 	case http.StatusUnauthorized:
-		if !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || h.Get(HeaderCode) != "" || h.Get(HeaderPolicy) != "" {
+		if !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || h.Get(wire.HeaderCode) != "" || h.Get(wire.HeaderPolicy) != "" {
 			t.Errorf("a 401 with %v", h)
 		}
 	}
@@ -156,7 +157,7 @@ func TestVerifyDecidesEveryCase(t *testing.T) {
 				t.Skip("verify has no namespace narrowing: the policy says whose keys are accepted")
 			}
 			w := worlds[c.mode]
-			body, _ := json.Marshal(VerifyRequest{Key: w.creds[c.cred], Scopes: c.scopes, Host: c.host, Path: c.path, Method: c.method})
+			body, _ := json.Marshal(wire.VerifyRequest{Key: w.creds[c.cred], Scopes: c.scopes, Host: c.host, Path: c.path, Method: c.method})
 			status, v := verifyBody(t, w.fixture, string(body))
 			if status != http.StatusOK {
 				t.Fatalf("status %d", status)
@@ -166,7 +167,7 @@ func TestVerifyDecidesEveryCase(t *testing.T) {
 	}
 }
 
-func checkVerify(t *testing.T, c decisionCase, v VerifyResponse) {
+func checkVerify(t *testing.T, c decisionCase, v wire.VerifyResponse) {
 	t.Helper()
 	switch c.status {
 	case http.StatusOK:
@@ -198,7 +199,7 @@ func TestVerifyByPolicyName(t *testing.T) {
 		{"a policy that does not exist", credTeamA, "team-a/nothing", "/", "GET", false, string(keypolicy.NoPolicy)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			body, _ := json.Marshal(VerifyRequest{Key: w.creds[c.cred], Policy: c.policy, Path: c.path, Method: c.method})
+			body, _ := json.Marshal(wire.VerifyRequest{Key: w.creds[c.cred], Policy: c.policy, Path: c.path, Method: c.method})
 			status, v := verifyBody(t, w.fixture, string(body))
 			if status != http.StatusOK || v.Valid != c.valid || v.Code != c.code {
 				t.Fatalf("%d %+v, want valid=%v code %s", status, v, c.valid, c.code)
@@ -289,8 +290,8 @@ func TestTheOriginalRequestCannotBeChosenByTheClient(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := get(c.path, c.peer, c.cred, c.header)
-			if rec.Code != c.status || rec.Header().Get(HeaderCode) != string(c.code) {
-				t.Fatalf("%d %s (%s), want %d %s", rec.Code, rec.Header().Get(HeaderCode), strings.TrimSpace(rec.Body.String()), c.status, c.code)
+			if rec.Code != c.status || rec.Header().Get(wire.HeaderCode) != string(c.code) {
+				t.Fatalf("%d %s (%s), want %d %s", rec.Code, rec.Header().Get(wire.HeaderCode), strings.TrimSpace(rec.Body.String()), c.status, c.code)
 			}
 		})
 	}

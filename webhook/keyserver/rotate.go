@@ -3,6 +3,7 @@ package keyserver
 import (
 	"context"
 	"errors"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"time"
 
@@ -34,11 +35,11 @@ var ErrNotRotatable = selfrotation.ErrNotRotatable
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	cred, err := credentialFrom(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: err.Error()})
 		return outcome{result: resultTwoCredentials}
 	}
 	if looksLikeJWT(cred) {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "authenticate with the API key to rotate, not a token"})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: "authenticate with the API key to rotate, not a token"})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	res := s.identify(cred, nil)
@@ -47,11 +48,11 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 			return outcome{result: resultRateLimited}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Message: "a valid API key is required"})
+		writeJSON(w, http.StatusUnauthorized, wire.ErrorBody{Error: "invalid_token", Message: "a valid API key is required"})
 		return outcome{result: string(res.Code)}
 	}
 	if s.opts.Rotator == nil {
-		writeJSON(w, http.StatusNotImplemented, errorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})
+		writeJSON(w, http.StatusNotImplemented, wire.ErrorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})
 		return outcome{result: "UNSUPPORTED"}
 	}
 	// Only the current version may rotate (the controller checks it again).
@@ -59,7 +60,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	// and the answer can be checked against the version it must replace.
 	presented, ok := s.presentedIsCurrent(res)
 	if !ok {
-		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable",
+		writeJSON(w, http.StatusConflict, wire.ErrorBody{Error: "not_rotatable",
 			Message: ErrNotRotatable.Error() + ": only the key's current version can rotate it, and this one has been replaced"})
 		return outcome{result: "NOT_ROTATABLE"}
 	}
@@ -75,18 +76,18 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	key, id, err := s.opts.Rotator.Rotate(ctx, res.Namespace, res.Name, res.KeyID, presentedHash(cred))
 	switch {
 	case errors.Is(err, ErrNotRotatable):
-		writeJSON(w, http.StatusConflict, errorBody{Error: "not_rotatable", Message: err.Error()})
+		writeJSON(w, http.StatusConflict, wire.ErrorBody{Error: "not_rotatable", Message: err.Error()})
 		return outcome{result: "NOT_ROTATABLE"}
 	case errors.Is(err, selfrotation.ErrForgedAnswer):
 		logf.FromContext(r.Context()).Info("self-rotation answer refused", "namespace", res.Namespace, "name", res.Name, "reason", err.Error())
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable",
+		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable",
 			Message: "the answer to the rotation request failed its integrity check (someone other than the controller wrote it) and was not handed out; the key you presented keeps working; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	case err != nil:
 		logf.FromContext(r.Context()).Error(err, "self-rotation failed", "namespace", res.Namespace, "name", res.Name)
 		// Nothing half-done is lost: the controller rotates at most once per
 		// request, and the caller's key keeps working for its grace period.
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
+		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	}
 	if !s.confirmRotated(ctx, key, id, res, presented) {
@@ -94,10 +95,10 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 		// status rights could write: only a key the index knows as this
 		// APIKey's new version is handed out.
 		logf.FromContext(r.Context()).Info("self-rotation answer not confirmed by the index", "namespace", res.Namespace, "name", res.Name, "keyID", id)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
+		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable", Message: "the key could not be rotated now; retry"})
 		return outcome{result: "UNAVAILABLE"}
 	}
-	writeJSON(w, http.StatusOK, rotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
+	writeJSON(w, http.StatusOK, wire.RotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
 		Warning: "store this key now: it is not shown again"})
 	return outcome{result: "ROTATED"}
 }

@@ -3,6 +3,7 @@ package keyserver
 import (
 	"context"
 	"encoding/json"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -169,7 +170,7 @@ func TestSelfRotationHandsOutTheControllersAnswer(t *testing.T) {
 	if rr.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rr.Code, rr.Body)
 	}
-	var out rotateResponse
+	var out wire.RotateResponse
 	if err := json.Unmarshal(rr.Body.Bytes(), &out); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keyward/keyward/api/wire"
 	"mime"
 	"net/http"
 	"slices"
@@ -17,14 +18,14 @@ import (
 
 // errBadCredentials is the one answer to every failed exchange, whatever
 // failed: which part was wrong is nobody's business.
-var errBadCredentials = errorBody{Error: "invalid_client", Message: "invalid access key id or secret key"}
+var errBadCredentials = wire.ErrorBody{Error: "invalid_client", Message: "invalid access key id or secret key"}
 
 // tokens exchanges an access key pair for a signed token. The pair comes
 // as HTTP Basic (id:secret), JSON, or a form.
 func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
 	req, err := readTokenRequest(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: err.Error()})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: err.Error()})
 		if errors.Is(err, errTwoAuthorization) || errors.Is(err, errTwoPairs) {
 			return outcome{result: resultTwoCredentials}
 		}
@@ -33,7 +34,7 @@ func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
 	var lifetime time.Duration
 	if req.Lifetime != "" {
 		if lifetime, err = time.ParseDuration(req.Lifetime); err != nil || lifetime <= 0 {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "lifetime must be a positive duration such as \"24h\""})
+			writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: "lifetime must be a positive duration such as \"24h\""})
 			return outcome{result: "BAD_REQUEST"}
 		}
 	}
@@ -49,7 +50,7 @@ func (s *Server) dceToken(w http.ResponseWriter, r *http.Request) outcome {
 	if c := q.Get("cycle"); c != "" {
 		days, err := strconv.Atoi(c)
 		if err != nil || days <= 0 || days > 366 {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "cycle must be a number of days between 1 and 366"})
+			writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: "cycle must be a number of days between 1 and 366"})
 			return outcome{result: "BAD_REQUEST"}
 		}
 		lifetime = time.Duration(days) * 24 * time.Hour
@@ -57,7 +58,7 @@ func (s *Server) dceToken(w http.ResponseWriter, r *http.Request) outcome {
 	ak, okAK := onlyValue(q["ak"])
 	sk, okSK := onlyValue(q["sk"])
 	if !okAK || !okSK {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: errTwoPairs.Error()})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: errTwoPairs.Error()})
 		return outcome{result: resultTwoCredentials}
 	}
 	return s.issue(w, r, ak, sk, lifetime)
@@ -87,7 +88,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		}
 	}
 	if maxLifetime > 0 && lifetime > maxLifetime {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request",
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request",
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
 		return outcome{result: "BAD_REQUEST"}
 	}
@@ -109,11 +110,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		Groups: res.Groups, Scopes: res.Scopes, Namespace: res.Namespace, Pair: res.Name,
 	}, now, lifetime)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
+		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
 		return outcome{result: "UNAVAILABLE"}
 	}
 	s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
-	writeJSON(w, http.StatusOK, tokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
+	writeJSON(w, http.StatusOK, wire.TokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
 	return outcome{result: string(res.Code)}
 }
 
@@ -129,8 +130,8 @@ func (s *Server) signingKey() (tokens.SigningKey, error) {
 // A request naming two pairs is refused rather than one of them chosen: two
 // Authorization headers, Basic and a body that differ, or a form repeating
 // the id or secret (or giving both accessKeyID and ak, say, that differ).
-func readTokenRequest(r *http.Request) (tokenRequest, error) {
-	var req tokenRequest
+func readTokenRequest(r *http.Request) (wire.TokenRequest, error) {
+	var req wire.TokenRequest
 	if len(r.Header[headerAuthorization]) > 1 {
 		return req, errTwoAuthorization
 	}
@@ -139,7 +140,7 @@ func readTokenRequest(r *http.Request) (tokenRequest, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
 	case ct == "application/json":
-		var body tokenRequest
+		var body wire.TokenRequest
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 			return req, errors.New("the body must be JSON: {\"accessKeyID\": \"…\", \"secretKey\": \"…\", \"lifetime\": \"24h\"}")
 		}

@@ -3,6 +3,7 @@ package keyserver
 import (
 	"encoding/json"
 	"errors"
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 // policy or host, whether a gateway would let it through there, decided as
 // forward-auth decides.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
-	var req VerifyRequest
+	var req wire.VerifyRequest
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -23,23 +24,23 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		if errors.As(err, &tooBig) {
 			msg = "the body is too large"
 		}
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: msg})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: msg})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	if len(req.Scopes) > maxScopesAsked {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "too many scopes"})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: "too many scopes"})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	target, msg := verifyTarget(req)
 	if msg != "" {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: msg})
+		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: msg})
 		return outcome{result: "BAD_REQUEST"}
 	}
 	var sel keypolicy.Selection
 	if target != nil {
 		table := s.policies.Load()
 		if table == nil {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the key server has not loaded the KeyPolicies yet"})
+			writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "not_ready", Message: "the key server has not loaded the KeyPolicies yet"})
 			return outcome{result: resultNotReady}
 		}
 		sel = target(table)
@@ -51,7 +52,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 	if target == nil {
 		res = keyindex.RequireScopes(res, req.Scopes)
 	}
-	out := VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
+	out := wire.VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
 	if target != nil && res.Code == keyindex.Valid {
 		method := req.Method
 		if method == "" {
@@ -82,7 +83,7 @@ const (
 
 // verifyTarget reads what a verify request asks to be judged by: nil when
 // it names neither a policy nor a host; a message when it is malformed.
-func verifyTarget(req VerifyRequest) (func(*keypolicy.Table) keypolicy.Selection, string) {
+func verifyTarget(req wire.VerifyRequest) (func(*keypolicy.Table) keypolicy.Selection, string) {
 	switch {
 	case req.Policy != "" && req.Host != "":
 		return nil, "name a policy or a host, not both"

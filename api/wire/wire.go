@@ -1,10 +1,10 @@
-package keyserver
+// Package wire is the key server's HTTP contract: the bodies it reads and
+// writes and the headers of a forward-auth answer. Gateways, services and
+// the kubectl plugin depend on these names and JSON fields; the package
+// imports nothing of Keyward's, so a client can use it alone.
+package wire
 
 import "time"
-
-// What goes over the wire: the bodies the key server reads and writes, and
-// the headers of a forward-auth answer. Clients (gateways, services, the
-// kubectl plugin) depend on these names and JSON fields.
 
 // Response headers of a successful forward-auth check, for the gateway to
 // pass upstream.
@@ -21,7 +21,7 @@ const (
 	// --default-policy=allow-valid-key); on a 403, absent then.
 	HeaderPolicy = "X-Keyward-Policy"
 	// HeaderCode is why a valid key was refused, on a 403: NO_POLICY,
-	// WRONG_NAMESPACE, INSUFFICIENT_SCOPE, … (keypolicy.Code).
+	// WRONG_NAMESPACE, INSUFFICIENT_SCOPE, … (see internal/keypolicy).
 	HeaderCode = "X-Keyward-Code"
 )
 
@@ -60,24 +60,24 @@ type VerifyResponse struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// tokenRequest is the body of POST /v1/tokens (JSON or form).
-type tokenRequest struct {
+// TokenRequest is the body of POST /v1/tokens (JSON or form).
+type TokenRequest struct {
 	AccessKeyID string `json:"accessKeyID"`
 	SecretKey   string `json:"secretKey"`
 	// Lifetime is a Go duration ("24h"); empty means the pair's default.
 	Lifetime string `json:"lifetime,omitempty"`
 }
 
-// tokenResponse is the answer of POST /v1/tokens and GET /v1/token.
-type tokenResponse struct {
+// TokenResponse is the answer of POST /v1/tokens and GET /v1/token.
+type TokenResponse struct {
 	Token     string    `json:"token"`
 	TokenType string    `json:"tokenType"`
 	ExpiresAt time.Time `json:"expiresAt"`
 	ExpiresIn int64     `json:"expiresIn"`
 }
 
-// rotateResponse is the answer of POST /v1/keys/current/rotate.
-type rotateResponse struct {
+// RotateResponse is the answer of POST /v1/keys/current/rotate.
+type RotateResponse struct {
 	Key   string `json:"key"`
 	KeyID string `json:"keyID"`
 	// PreviousKeyID keeps working until its grace period ends.
@@ -85,9 +85,9 @@ type rotateResponse struct {
 	Warning       string `json:"warning"`
 }
 
-// errorBody is every JSON refusal: error is a stable code (invalid_request,
+// ErrorBody is every JSON refusal: error is a stable code (invalid_request,
 // invalid_token, invalid_client, rate_limited, …), message says why.
-type errorBody struct {
+type ErrorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 }

@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/test/gatewaytest"
@@ -141,8 +142,8 @@ func TestTraefikForwardAuth(t *testing.T) {
 		before := up.Hits()
 		r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": outsider.Plaintext})
 		r.want(t, http.StatusForbidden)
-		if got := r.header.Get(keyserver.HeaderCode); got != string(keypolicy.WrongNamespace) {
-			t.Errorf("%s = %q, want %s (body %q)", keyserver.HeaderCode, got, keypolicy.WrongNamespace, r.body)
+		if got := r.header.Get(wire.HeaderCode); got != string(keypolicy.WrongNamespace) {
+			t.Errorf("%s = %q, want %s (body %q)", wire.HeaderCode, got, keypolicy.WrongNamespace, r.body)
 		}
 		if up.Hits() != before {
 			t.Error("the upstream was called")
@@ -184,8 +185,8 @@ func TestTraefikOutsideTrustedProxies(t *testing.T) {
 
 	r := do(t, c, http.MethodGet, base+"/orders", map[string]string{"X-API-Key": k.Plaintext})
 	r.want(t, http.StatusForbidden)
-	if got := r.header.Get(keyserver.HeaderCode); got != string(keypolicy.NoPolicy) {
-		t.Errorf("%s = %q, want %s (body %q)", keyserver.HeaderCode, got, keypolicy.NoPolicy, r.body)
+	if got := r.header.Get(wire.HeaderCode); got != string(keypolicy.NoPolicy) {
+		t.Errorf("%s = %q, want %s (body %q)", wire.HeaderCode, got, keypolicy.NoPolicy, r.body)
 	}
 	if up.Hits() != 0 {
 		t.Error("the upstream was called")

@@ -103,7 +103,10 @@ func TestKeywardWorksWithTheRBACItShipsAndNoMore(t *testing.T) {
 		}
 	}).Should(Succeed())
 
-	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userNamespace}})).To(Succeed())
+	// A cluster admin grants the namespace its host (the installer's
+	// keypolicy-hosts admission policy checks it).
+	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userNamespace,
+		Annotations: map[string]string{"keys.keyward.dev/hosts": "api.team-a.example.com"}}})).To(Succeed())
 	imported := "imported-" + strings.Repeat("x7Kq", 10)
 	g.Expect(k8s.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: userNamespace, Name: "legacy-source"},

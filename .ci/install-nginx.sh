@@ -20,30 +20,8 @@ if find_nginx >/dev/null && [[ -f $headers_more ]]; then
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-nginx: nginx or its headers-more module is missing and apt-get is not available; install nginx (with the auth_request module) and headers-more yourself" >&2
-  exit 1
-fi
-
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null 2>&1; then
-    sudo=(sudo)
-  else
-    echo "install-nginx: run as root (or install sudo)" >&2
-    exit 1
-  fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-
-if ! "${sudo[@]}" apt-get update -qq >"$log" 2>&1; then
-  cat "$log" >&2
-  echo "install-nginx: apt-get update failed" >&2
-  exit 1
-fi
+who=install-nginx
+source "$(dirname "$0")/apt.sh"
 
 if ! find_nginx >/dev/null; then
   # nginx-light was Debian's smallest build with the auth_request module (on
@@ -51,13 +29,13 @@ if ! find_nginx >/dev/null; then
   # where it no longer exists, install nginx itself.
   pkg=
   for candidate in nginx-light nginx; do
-    if "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$candidate" >"$log" 2>&1; then
+    if apt_try "$candidate"; then
       pkg=$candidate
       break
     fi
   done
   if [[ -z $pkg ]]; then
-    cat "$log" >&2
+    cat "$apt_log" >&2
     echo "install-nginx: apt-get install nginx-light (or nginx) failed" >&2
     exit 1
   fi
@@ -73,11 +51,7 @@ fi
 # The module's package must match the installed nginx's ABI; apt picks the
 # one built for Debian's nginx.
 if [[ ! -f $headers_more ]]; then
-  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends libnginx-mod-http-headers-more-filter >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "install-nginx: apt-get install libnginx-mod-http-headers-more-filter failed" >&2
-    exit 1
-  fi
+  apt_install libnginx-mod-http-headers-more-filter
 fi
 if [[ ! -f $headers_more ]]; then
   echo "install-nginx: installed libnginx-mod-http-headers-more-filter but found no $headers_more" >&2

@@ -175,17 +175,14 @@ func (r *report) writeNotes(w writer) {
 		if med < targetPolicyRatio {
 			verdictWord = "misses"
 		}
-		var perReq time.Duration
-		for _, rd := range pl.Rounds {
-			perReq += rd.PolicyCPU / time.Duration(len(pl.Rounds))
-		}
+		perReq := pl.cpuPerRequest()
 		text := fmt.Sprintf("**/v1/authz through a policy** %s the %.1f target at %.2f of the same server with no policy (rounds from %.2f to %.2f); "+
-			"per request it costs %.2f× the CPU. Choosing the policy is one map read by host and a scan of that host's one prefix: `Table.Select` took %s in process, "+
+			"Choosing the policy is one map read by host and a scan of that host's one prefix: `Table.Select` took %s in process, "+
 			"against %s of process CPU per request (client included), so the lookup itself is %s of a request; deciding by the policy (namespace, method, scope) "+
 			"and the X-Keyward-Policy header are the rest of the extra work.",
-			verdictWord, targetPolicyRatio, med, lo, hi, pl.cpuRatio(), fmtDurNs(pl.Select), fmtDur(perReq), pct(float64(pl.Select)/float64(perReq)))
+			verdictWord, targetPolicyRatio, med, lo, hi, fmtDurNs(pl.Select), fmtDur(perReq), pct(float64(pl.Select)/float64(perReq)))
 		if hi-lo > 0.1 {
-			text += fmt.Sprintf(" The rounds spread over %.2f: the machine's drift between runs seconds apart, on both sides alike; the median is the figure.", hi-lo)
+			text += fmt.Sprintf(" The rounds spread over %.2f though both sides share each round's seconds: other jobs' bursts on this shared machine; the median is the figure.", hi-lo)
 		}
 		if n := len(pl.Heap); n > 0 {
 			h := pl.Heap[n-1]

@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -34,6 +37,11 @@ const (
 	// knee of figure 1 (about 5,000/s for /v1/authz on 2 CPUs), so that
 	// latency is the server's and not a queue's.
 	policyOpenRate = 2000.0
+	// policySlice is how long one side holds the server in a closed-loop
+	// run before the table is swapped: short against the machine's drift
+	// (other jobs' bursts hit both sides alike), long against the requests
+	// in flight at a swap (tens of microseconds).
+	policySlice = 20 * time.Millisecond
 )
 
 // policyHeapSizes are the tables whose heap per policy is reported.
@@ -41,7 +49,7 @@ var policyHeapSizes = []int{1_000, 10_000}
 
 type policyRound struct {
 	Base, Policy         float64       // closed-loop 200s per second
-	BaseCPU, PolicyCPU   time.Duration // process CPU per request
+	CPU                  time.Duration // process CPU per request, both sides
 	BaseP50, PolicyP50   time.Duration // open loop at the fixed rate
 	BaseP99, PolicyP99   time.Duration
 	BaseSucc, PolicySucc float64
@@ -60,7 +68,8 @@ type policyResult struct {
 	Rounds   []policyRound
 	Conc     int // concurrent requests of the closed-loop runs
 	RunDur   time.Duration
-	OpenRate float64 // the fixed open-loop rate, both sides
+	Slice    time.Duration // how long the table stays before it is swapped
+	OpenRate float64       // the fixed open-loop rate, both sides
 	OpenDur  time.Duration
 	Targets  int           // distinct keys presented
 	Host     string        // the policy chosen
@@ -87,15 +96,13 @@ func (p *policyResult) ratio() (med, lo, hi float64) {
 	return medianOf(rs), rs[0], rs[len(rs)-1]
 }
 
-func (p *policyResult) cpuRatio() float64 {
-	rs := make([]float64, 0, len(p.Rounds))
+func (p *policyResult) cpuPerRequest() time.Duration {
+	ds := make([]time.Duration, 0, len(p.Rounds))
 	for _, r := range p.Rounds {
-		if r.BaseCPU > 0 {
-			rs = append(rs, float64(r.PolicyCPU)/float64(r.BaseCPU))
-		}
+		ds = append(ds, r.CPU)
 	}
-	slices.Sort(rs)
-	return medianOf(rs)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // openMedians are the medians over the rounds of the open-loop p50 and
@@ -171,7 +178,7 @@ func policyHeapPer(n, reps int) float64 {
 func benchPolicy(lg *loadGen, rounds int) (*policyResult, error) {
 	progress("figure 6: GET /v1/authz through a policy (%s policies, %s keys) vs no policy (allow-valid-key), same server, interleaved rounds",
 		num(policyTableN), num(policyKeys))
-	res := &policyResult{Conc: 8 * runtime.GOMAXPROCS(0), RunDur: lg.m.probeDur, OpenDur: lg.m.stepDur}
+	res := &policyResult{Conc: 8 * runtime.GOMAXPROCS(0), RunDur: lg.m.probeDur, OpenDur: lg.m.stepDur, Slice: policySlice}
 	for _, n := range policyHeapSizes {
 		reps := max(1, policyHeapSizes[len(policyHeapSizes)-1]/n)
 		h := policyHeap{N: n, Reps: reps, PerPolicy: policyHeapPer(n, reps)}
@@ -269,25 +276,26 @@ func benchPolicy(lg *loadGen, rounds int) (*policyResult, error) {
 
 	for r := range rounds {
 		var rd policyRound
+		var err error
+		rd.Policy, rd.Base, rd.CPU, err = switchedRates(lg.client, targets, lg.m.probeDur, res.Conc, r%2 == 0, set, res.Ref)
+		if err != nil {
+			return nil, err
+		}
+		pause()
 		for k := range 2 {
 			policy := (k+r)%2 == 1
 			set(policy)
-			rate, cpu, _, err := lg.probe(ep, lg.m.probeDur, "")
-			if err != nil {
-				return nil, err
-			}
-			pause()
 			st := lg.attack(ep, res.OpenRate, lg.m.stepDur)
 			pause()
 			if policy {
-				rd.Policy, rd.PolicyCPU, rd.PolicyP50, rd.PolicyP99, rd.PolicySucc = rate, cpu, st.P50, st.P99, st.Success
+				rd.PolicyP50, rd.PolicyP99, rd.PolicySucc = st.P50, st.P99, st.Success
 			} else {
-				rd.Base, rd.BaseCPU, rd.BaseP50, rd.BaseP99, rd.BaseSucc = rate, cpu, st.P50, st.P99, st.Success
+				rd.BaseP50, rd.BaseP99, rd.BaseSucc = st.P50, st.P99, st.Success
 			}
 		}
 		res.Rounds = append(res.Rounds, rd)
-		progress("  round %d: through the policy %.0f/s, no policy %.0f/s: %.3f (CPU per request %s vs %s; at %.0f/s p50 %s vs %s, p99 %s vs %s)",
-			r+1, rd.Policy, rd.Base, rd.ratio(), fmtDur(rd.PolicyCPU), fmtDur(rd.BaseCPU), res.OpenRate,
+		progress("  round %d: through the policy %.0f/s, no policy %.0f/s: %.3f (CPU per request %s; at %.0f/s p50 %s vs %s, p99 %s vs %s)",
+			r+1, rd.Policy, rd.Base, rd.ratio(), fmtDur(rd.CPU), res.OpenRate,
 			fmtDur(rd.PolicyP50), fmtDur(rd.BaseP50), fmtDur(rd.PolicyP99), fmtDur(rd.BaseP99))
 	}
 	set(true)
@@ -326,4 +334,69 @@ func checkAuthz(c *http.Client, t vegeta.Target, status int, policy string) erro
 			resp.StatusCode, resp.Header.Get(keyserver.HeaderPolicy), resp.Header.Get(keyserver.HeaderCode), status, policy)
 	}
 	return nil
+}
+
+// switchedRates runs conc concurrent requests for d (closed loop) while the
+// server's table is swapped every policySlice between the policy table and
+// none, starting with the policy when policyFirst. Each 200 is counted for
+// the side that answered it (X-Keyward-Policy names ref, or is empty), and
+// each side's rate is its count over the time it held the server.
+func switchedRates(c *http.Client, targets []vegeta.Target, d time.Duration, conc int, policyFirst bool, set func(policy bool), ref string) (policyRate, baseRate float64, cpuPerReq time.Duration, err error) {
+	var nPolicy, nBase, nOther atomic.Int64
+	var held [2]time.Duration // [0] no policy, [1] the policy
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	cpu0 := processCPU()
+	for w := range conc {
+		wg.Go(func() {
+			for i := w; !stop.Load(); i += conc {
+				req, err := targets[i%len(targets)].Request()
+				if err != nil {
+					nOther.Add(1)
+					return
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					nOther.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				switch p := resp.Header.Get(keyserver.HeaderPolicy); {
+				case resp.StatusCode != http.StatusOK:
+					nOther.Add(1)
+				case p == ref:
+					nPolicy.Add(1)
+				case p == "":
+					nBase.Add(1)
+				default:
+					nOther.Add(1)
+				}
+			}
+		})
+	}
+	side := policyFirst
+	deadline := time.Now().Add(d)
+	for t := time.Now(); t.Before(deadline); {
+		set(side)
+		time.Sleep(policySlice)
+		now := time.Now()
+		if side {
+			held[1] += now.Sub(t)
+		} else {
+			held[0] += now.Sub(t)
+		}
+		t, side = now, !side
+	}
+	stop.Store(true)
+	wg.Wait()
+	cpu := processCPU() - cpu0
+	if n := nOther.Load(); n > 0 {
+		return 0, 0, 0, fmt.Errorf("figure 6: %d answers were not a 200 of either side", n)
+	}
+	if nPolicy.Load() == 0 || nBase.Load() == 0 {
+		return 0, 0, 0, errors.New("figure 6: a side answered nothing")
+	}
+	return float64(nPolicy.Load()) / held[1].Seconds(), float64(nBase.Load()) / held[0].Seconds(),
+		cpu / time.Duration(nPolicy.Load()+nBase.Load()), nil
 }

@@ -5,6 +5,7 @@
 //	go run ./hack/bench -out docs/benchmarks.md          # full run, ~8 min on 2 cores
 //	go run ./hack/bench -quick                           # short run, ~2 min, to stdout
 //	go run ./hack/bench -only keyserver,tokens -quick    # some figures only
+//	go run ./hack/bench -only policy                     # no API server needed
 //
 // Every figure is a ratio against a floor measured in the same run on the
 // same machine (a bare net/http handler, raw ES256 signing, plain Secret
@@ -40,9 +41,17 @@ const (
 	figReconcile  = "reconcile"
 	figRevocation = "revocation"
 	figTokens     = "tokens"
+	figPolicy     = "policy"
 )
 
-var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens}
+var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy}
+
+// needsCluster: figures measured against the running operator (the index
+// figure takes a real hash Secret's shape from it). The policy figure runs
+// its own key server, with neither API server nor operator.
+func (c config) needsCluster() bool {
+	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy })
+}
 
 type config struct {
 	quick      bool
@@ -62,15 +71,16 @@ type mode struct {
 	reconcileN                         int
 	revocationN                        int
 	indexSamples                       int // validations timed per index size
+	policyRounds                       int // interleaved rounds of figure 6
 }
 
 func (c config) mode() mode {
 	if c.quick {
 		return mode{stepDur: 700 * time.Millisecond, lowDur: 400 * time.Millisecond, halfDur: 1200 * time.Millisecond, probeDur: 600 * time.Millisecond,
-			refine: 1, attempts: 2, reconcileN: 100, revocationN: 100, indexSamples: 100_000}
+			refine: 1, attempts: 2, reconcileN: 100, revocationN: 100, indexSamples: 100_000, policyRounds: 5}
 	}
 	return mode{stepDur: 2 * time.Second, lowDur: 1500 * time.Millisecond, halfDur: 4 * time.Second, probeDur: 2 * time.Second,
-		refine: 3, attempts: 2, reconcileN: 1000, revocationN: 100, indexSamples: 300_000}
+		refine: 3, attempts: 2, reconcileN: 1000, revocationN: 100, indexSamples: 300_000, policyRounds: 9}
 }
 
 var began = time.Now()
@@ -134,6 +144,34 @@ func run(cfg config) error {
 		return err
 	}
 
+	lg := newLoadGen(m, profDir)
+	if cfg.needsCluster() {
+		if err := runCluster(ctx, cfg, m, lg, rep); err != nil {
+			return err
+		}
+	}
+	if cfg.want(figPolicy) {
+		// Also measured with the control plane gone: it reports heap.
+		var err error
+		if rep.policy, err = benchPolicy(lg, m.policyRounds); err != nil {
+			return err
+		}
+	}
+	rep.finished = time.Now()
+	rep.machine.loadEnd = loadAverage()
+	doc := rep.markdown()
+	if cfg.out == "" {
+		fmt.Print(doc)
+	} else if err := os.WriteFile(cfg.out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	progress("done in %s; %s", rep.finished.Sub(rep.started).Round(time.Second), rep.verdictLine())
+	return nil
+}
+
+// runCluster measures the figures that need the operator running, and the
+// index figure after stopping it.
+func runCluster(ctx context.Context, cfg config, m mode, lg *loadGen, rep *report) error {
 	progress("starting kube-apiserver, etcd and the operator (envtest)…")
 	cl, err := startCluster(ctx)
 	if err != nil {
@@ -149,7 +187,6 @@ func run(cfg config) error {
 	defer stop()
 	progress("operator running; key server at %s", cl.base)
 
-	lg := newLoadGen(m, profDir)
 	if cfg.want(figKeyServer) || cfg.want(figTokens) {
 		creds, err := cl.httpCredentials(ctx)
 		if err != nil {
@@ -193,14 +230,5 @@ func run(cfg config) error {
 			return err
 		}
 	}
-	rep.finished = time.Now()
-	rep.machine.loadEnd = loadAverage()
-	doc := rep.markdown()
-	if cfg.out == "" {
-		fmt.Print(doc)
-	} else if err := os.WriteFile(cfg.out, []byte(doc), 0o644); err != nil {
-		return err
-	}
-	progress("done in %s; %s", rep.finished.Sub(rep.started).Round(time.Second), rep.verdictLine())
 	return nil
 }

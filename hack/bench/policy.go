@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/webhook/keyserver"
@@ -329,9 +330,9 @@ func checkAuthz(c *http.Client, t vegeta.Target, status int, policy string) erro
 		return err
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != status || resp.Header.Get(keyserver.HeaderPolicy) != policy {
+	if resp.StatusCode != status || resp.Header.Get(wire.HeaderPolicy) != policy {
 		return fmt.Errorf("figure 6: /v1/authz answered %d, policy %q (%s); want %d, policy %q",
-			resp.StatusCode, resp.Header.Get(keyserver.HeaderPolicy), resp.Header.Get(keyserver.HeaderCode), status, policy)
+			resp.StatusCode, resp.Header.Get(wire.HeaderPolicy), resp.Header.Get(wire.HeaderCode), status, policy)
 	}
 	return nil
 }
@@ -362,7 +363,7 @@ func switchedRates(c *http.Client, targets []vegeta.Target, d time.Duration, con
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
-				switch p := resp.Header.Get(keyserver.HeaderPolicy); {
+				switch p := resp.Header.Get(wire.HeaderPolicy); {
 				case resp.StatusCode != http.StatusOK:
 					nOther.Add(1)
 				case p == ref:

@@ -2,6 +2,7 @@ package keypolicy
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -84,7 +85,15 @@ var methodBits = map[string]methodSet{
 
 // has reports whether the set matches method; methods are case-sensitive
 // (RFC 9110), so "get" matches no rule that names methods.
-func (m methodSet) has(method string) bool { return m == 0 || m&methodBits[method] != 0 }
+// A rule naming GET matches HEAD too: servers answer HEAD with the GET
+// handler (Go's ServeMux, Express, Django, Flask), so a looser later rule
+// must not decide it.
+func (m methodSet) has(method string) bool {
+	if method == http.MethodHead {
+		return m == 0 || m&(methodBits[http.MethodHead]|methodBits[http.MethodGet]) != 0
+	}
+	return m == 0 || m&methodBits[method] != 0
+}
 
 // covers reports whether every method o matches, m matches too.
 func (m methodSet) covers(o methodSet) bool { return m == 0 || o != 0 && o&^m == 0 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -155,6 +156,9 @@ func refuse(code Code, p Ref, rule int, format string, args ...any) Decision {
 // matching path and method decides subject, groups and scopes; the gateway's
 // narrowing applies on top; a ReadOnly key passes safe methods only.
 func Decide(in Input) Decision {
+	// Methods are case-sensitive on the wire, but frameworks (Django,
+	// werkzeug) upper-case them: "delete" must meet the DELETE rule.
+	in.Method = strings.ToUpper(in.Method)
 	sel, id := in.Target, in.Identity
 	if sel.Invalid != "" {
 		return refuse(InvalidRequest, Ref{}, -1, "%s", sel.Invalid)
@@ -192,6 +196,9 @@ func Decide(in Input) Decision {
 	}
 	if len(p.rules) == 0 {
 		return narrowAndAccess(in, ref, -1, nil)
+	}
+	if r := foldedRule(p.rules, sel.Path); r >= 0 {
+		return refuse(InvalidRequest, ref, r, "the request's path differs only in letter case from the prefix of rule %d of KeyPolicy %s", r, ref)
 	}
 	pathMatched := false
 	for i := range p.rules {
@@ -255,4 +262,18 @@ func (r *rule) allows(id Identity) bool {
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// foldedRule is the first rule whose prefix the path matches only when
+// letter case is ignored (-1 if none). Rules compare case-sensitively, and
+// many backends (Express, ASP.NET Core) route case-insensitively: /ADMIN
+// would reach the /admin handler under a later, looser rule. Such a path is
+// refused rather than guessed at.
+func foldedRule(rules []rule, path string) int {
+	for i := range rules {
+		if pr := rules[i].prefix; !prefixMatch(pr, path) && prefixMatchFold(pr, path) {
+			return i
+		}
+	}
+	return -1
 }

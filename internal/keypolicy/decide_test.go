@@ -137,8 +137,8 @@ func TestDecide(t *testing.T) {
 			"GET", "first.example.com", "/x/1", Identity{Namespace: "billing", Subject: "bob"}, ModeDeny, Narrowing{}, nil, SubjectNotAllowed, "billing/first", 0},
 		"a method no rule of the path allows": {
 			"POST", "billing.example.com", "/reports", reporter, ModeDeny, Narrowing{}, nil, MethodNotAllowed, "billing/api", -1},
-		"a lowercase method matches no rule that names methods": {
-			"get", "billing.example.com", "/reports", reporter, ModeDeny, Narrowing{}, nil, MethodNotAllowed, "billing/api", -1},
+		"a lowercase method is judged as its upper case (frameworks upper-case it)": {
+			"get", "billing.example.com", "/reports", reporter, ModeDeny, Narrowing{}, nil, OK, "billing/api", 3},
 		"a subject of an accepted namespace is allowed by name": {
 			"GET", "billing.example.com", "/reports/q1", reporter, ModeDeny, Narrowing{}, nil, OK, "billing/api", 3},
 		"a subject named without namespace is of the policy's namespace": {

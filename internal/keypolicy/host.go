@@ -99,6 +99,19 @@ func wildcardKey(host string) (string, bool) {
 	return host[i+1:], true
 }
 
+// deeperWildcard reports whether a wildcard held (per held, keyed like
+// wildcardKey) covers host two or more labels up: "*.b.example.com" for
+// "x.y.b.example.com". O(labels).
+func deeperWildcard(host string, held func(key string) bool) bool {
+	key, ok := wildcardKey(host)
+	for ok {
+		if key, ok = wildcardKey(key); ok && held(key) {
+			return true
+		}
+	}
+	return false
+}
+
 // validPolicyHost checks a spec.hosts entry as the CRD schema does: the key
 // server must not trust that every stored object passed today's schema.
 func validPolicyHost(h string) bool {

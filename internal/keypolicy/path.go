@@ -118,6 +118,14 @@ func prefixMatch(prefix, path string) bool {
 	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
 }
 
+// prefixMatchFold is prefixMatch ignoring letter case.
+func prefixMatchFold(prefix, path string) bool {
+	if prefix == "/" {
+		return true
+	}
+	return len(path) >= len(prefix) && strings.EqualFold(path[:len(prefix)], prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
 // normalizePathPrefix checks a spec.rules[].pathPrefix as the CRD schema does
 // and drops a trailing slash ("/v1/" and "/v1" claim the same paths).
 // Unset means "/".

@@ -92,6 +92,18 @@ func resolve(policies []*Policy) (status map[Ref]Status, exact, wild map[string]
 					}
 				}
 			}
+			if !lost {
+				// Nor a name deeper under another namespace's wildcard,
+				// which gateways route to the wildcard's service.
+				name := key
+				if isWildcard {
+					name = "x." + suffix
+				}
+				var w *holder
+				if deeperWildcard(name, func(k string) bool { w = wild[k]; return w != nil && w.namespace != p.ref.Namespace }) {
+					winner, lost = w.first, true
+				}
+			}
 			if lost {
 				st.Lost = append(st.Lost, Loss{Host: h, Winner: winner})
 				continue

@@ -90,11 +90,11 @@ func TestResolve(t *testing.T) {
 				"billing/one": {held: []string{"api.example.com"}},
 			},
 		},
-		"a wildcard covers one label only": {
+		"a name deeper under another namespace's older wildcard is the wildcard's (gateways route it there)": {
 			[]*kw.KeyPolicy{kp("billing/all", created(0), hosts("*.example.com")), kp("shop/deep", created(5), hosts("a.b.example.com"))},
 			map[string]want{
 				"billing/all": {held: []string{"*.example.com"}},
-				"shop/deep":   {held: []string{"a.b.example.com"}},
+				"shop/deep":   {lost: []Loss{{"a.b.example.com", ref("billing/all")}}},
 			},
 		},
 		"a policy keeps the hosts nobody older holds": {

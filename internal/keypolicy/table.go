@@ -106,6 +106,13 @@ func (t *Table) Select(host, path string) Selection {
 		}
 	}
 	if e == nil {
+		if deeperWildcard(h, func(k string) bool { return t.wild[k] != nil }) {
+			// Under a wildcard's domain, deeper than it matches: gateways
+			// (nginx server_name, Envoy domains) route such names to the
+			// wildcard's service, so the host is its owners' and refused
+			// whatever the default mode.
+			return Selection{Claimed: true, Host: h}
+		}
 		return Selection{Host: h}
 	}
 	sel := Selection{Claimed: true, Host: h}

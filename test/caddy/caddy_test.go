@@ -56,7 +56,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
 	up := gatewaytest.StartRecorder(t)
-	base := startCaddy(t, bin, dir, documentedBlock(t), ks.Addr, up.Addr, ks.CAFile)
+	base := startCaddy(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "caddyfile", docMarker), ks.Addr, up.Addr, ks.CAFile)
 	c := &http.Client{Timeout: requestTimeout}
 
 	rw := ks.Add(t, gatewaytest.Key{
@@ -139,7 +139,7 @@ func TestAttack7ForgedIdentityAtTheGateway(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
 	up := gatewaytest.StartRecorder(t)
-	base := startCaddy(t, bin, dir, documentedBlock(t), ks.Addr, up.Addr, ks.CAFile)
+	base := startCaddy(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "caddyfile", docMarker), ks.Addr, up.Addr, ks.CAFile)
 	gatewaytest.CheckForgedIdentity(t, gatewaytest.Gateway{Base: base, Protected: "/orders", Public: "/healthz"}, up, ks)
 }
 
@@ -155,57 +155,19 @@ func lookCaddy(t *testing.T) string {
 	return bin
 }
 
-// documentedBlock is the Caddyfile block of docs/gateways.md that starts
-// with docMarker.
-func documentedBlock(t *testing.T) string {
-	t.Helper()
-	doc, err := os.ReadFile(docPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const fence = "```caddyfile\n"
-	for rest := string(doc); ; {
-		i := strings.Index(rest, fence)
-		if i < 0 {
-			break
-		}
-		rest = rest[i+len(fence):]
-		end := strings.Index(rest, "\n```")
-		if end < 0 {
-			t.Fatalf("%s: an unterminated caddyfile block", docPath)
-		}
-		if block := rest[:end+1]; strings.HasPrefix(block, docMarker) {
-			return block
-		}
-		rest = rest[end:]
-	}
-	t.Fatalf("%s has no caddyfile block starting with %q", docPath, docMarker)
-	return ""
-}
-
-// replaceN replaces old, which must occur exactly n times in s: a change to
-// the document that this test does not follow fails loudly.
-func replaceN(t *testing.T, s, old, new string, n int) string {
-	t.Helper()
-	if got := strings.Count(s, old); got != n {
-		t.Fatalf("the documented Caddyfile has %q %d times, want %d: update test/caddy with docs/gateways.md", old, got, n)
-	}
-	return strings.ReplaceAll(s, old, new)
-}
-
 // startCaddy runs the documented block, pointed at the test's key server,
 // upstream and CA, in a Caddy of its own, and returns its base URL.
 func startCaddy(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile string) string {
 	t.Helper()
-	block = replaceN(t, block, docKeyServer, "https://"+keyServerAddr, keyServerUses)
-	block = replaceN(t, block, docCA, caFile, keyServerUses)
-	block = replaceN(t, block, docApp, "reverse_proxy "+appAddr, appUses)
+	block = gatewaytest.ReplaceN(t, block, docKeyServer, "https://"+keyServerAddr, keyServerUses)
+	block = gatewaytest.ReplaceN(t, block, docCA, caFile, keyServerUses)
+	block = gatewaytest.ReplaceN(t, block, docApp, "reverse_proxy "+appAddr, appUses)
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before Caddy binds it
-		port := freePort(t)
+		port := gatewaytest.FreePort(t)
 		// Any host, as documented, on loopback only.
-		conf := replaceN(t, block, docSite, fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", port), 1)
+		conf := gatewaytest.ReplaceN(t, block, docSite, fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", port), 1)
 		base, err := runCaddy(t, bin, dir, conf, port)
 		if err == nil {
 			return base
@@ -282,16 +244,6 @@ func runCaddy(t *testing.T, bin, dir, block string, port int) (string, error) {
 		}
 	})
 	return "http://" + addr, nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type response struct {

@@ -17,7 +17,7 @@ func TestTwoTeamsBehindOneCaddy(t *testing.T) {
 			dir := t.TempDir()
 			ks := gatewaytest.StartTwoTeamsKeyServer(t, dir, failureBurst, trusted)
 			up := gatewaytest.StartRecorder(t)
-			base := startCaddy(t, bin, dir, documentedBlock(t), ks.Addr, up.Addr, ks.CAFile)
+			base := startCaddy(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "caddyfile", docMarker), ks.Addr, up.Addr, ks.CAFile)
 			gatewaytest.CheckTwoTeams(t, gatewaytest.Gateway{Base: base, Protected: "/orders", Public: "/healthz"}, up, ks)
 		})
 	}

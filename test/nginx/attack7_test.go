@@ -22,6 +22,6 @@ func TestAttack7ForgedIdentityAtTheGateway(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
 	up := gatewaytest.StartRecorder(t)
-	base := startNginx(t, nginxBin, dir, documentedBlock(t), ks.Addr, up.Addr, ks.CAFile)
+	base := startNginx(t, nginxBin, dir, gatewaytest.DocumentedBlock(t, docPath, "nginx", docMarker), ks.Addr, up.Addr, ks.CAFile)
 	gatewaytest.CheckForgedIdentity(t, gatewaytest.Gateway{Base: base, Protected: "/orders", Public: "/healthz"}, up, ks)
 }

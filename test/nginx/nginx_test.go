@@ -37,6 +37,7 @@ import (
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
 	"github.com/keyward/keyward/internal/keypolicy"
+	"github.com/keyward/keyward/test/gatewaytest"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -79,7 +80,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	unknown := mustGenerate(t) // well-formed, never indexed
 
 	app := startApp(t)
-	block := documentedBlock(t)
+	block := gatewaytest.DocumentedBlock(t, docPath, "nginx", docMarker)
 	base := startNginx(t, nginxBin, dir, block, ks.addr, app.addr, ks.caFile)
 	c := &http.Client{Timeout: requestTimeout}
 
@@ -413,57 +414,19 @@ func startApp(t *testing.T) *upstream {
 	return u
 }
 
-// documentedBlock is the nginx block of docs/gateways.md that starts with
-// docMarker.
-func documentedBlock(t *testing.T) string {
-	t.Helper()
-	doc, err := os.ReadFile(docPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const fence = "```nginx\n"
-	for rest := string(doc); ; {
-		i := strings.Index(rest, fence)
-		if i < 0 {
-			break
-		}
-		rest = rest[i+len(fence):]
-		end := strings.Index(rest, "\n```")
-		if end < 0 {
-			t.Fatalf("%s: an unterminated nginx block", docPath)
-		}
-		if block := rest[:end+1]; strings.HasPrefix(block, docMarker) {
-			return block
-		}
-		rest = rest[end:]
-	}
-	t.Fatalf("%s has no nginx block starting with %q", docPath, docMarker)
-	return ""
-}
-
-// replaceOnce replaces old, which must occur exactly once in s: a change to
-// the document that this test does not follow fails loudly.
-func replaceOnce(t *testing.T, s, old, new string) string {
-	t.Helper()
-	if n := strings.Count(s, old); n != 1 {
-		t.Fatalf("the documented nginx block has %q %d times, want once: update test/nginx with docs/gateways.md", old, n)
-	}
-	return strings.Replace(s, old, new, 1)
-}
-
 // startNginx runs the documented block, pointed at the test's key server,
 // upstream and CA, in an nginx of its own, and returns its base URL.
 func startNginx(t *testing.T, bin, dir, block, keyServerAddr, appAddr, caFile string) string {
 	t.Helper()
-	block = replaceOnce(t, block, docKeyServer, "server "+keyServerAddr+";")
-	block = replaceOnce(t, block, docApp, "server "+appAddr+";")
-	block = replaceOnce(t, block, docCA, caFile)
+	block = gatewaytest.ReplaceN(t, block, docKeyServer, "server "+keyServerAddr+";", 1)
+	block = gatewaytest.ReplaceN(t, block, docApp, "server "+appAddr+";", 1)
+	block = gatewaytest.ReplaceN(t, block, docCA, caFile, 1)
 	modules := headersMore(t, bin)
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before nginx binds it
-		port := freePort(t)
-		conf := replaceOnce(t, block, docListen, fmt.Sprintf("listen 127.0.0.1:%d;", port))
+		port := gatewaytest.FreePort(t)
+		conf := gatewaytest.ReplaceN(t, block, docListen, fmt.Sprintf("listen 127.0.0.1:%d;", port), 1)
 		base, err := runNginx(t, bin, dir, modules, conf, port)
 		if err == nil {
 			return base
@@ -586,16 +549,6 @@ http {
 		}
 	})
 	return "http://" + addr, nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type response struct {

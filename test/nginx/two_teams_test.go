@@ -24,7 +24,7 @@ func TestTwoTeamsBehindOneNginx(t *testing.T) {
 			dir := t.TempDir()
 			ks := gatewaytest.StartTwoTeamsKeyServer(t, dir, failureBurst, trusted)
 			up := gatewaytest.StartRecorder(t)
-			base := startNginx(t, nginxBin, dir, documentedBlock(t), ks.Addr, up.Addr, ks.CAFile)
+			base := startNginx(t, nginxBin, dir, gatewaytest.DocumentedBlock(t, docPath, "nginx", docMarker), ks.Addr, up.Addr, ks.CAFile)
 			gatewaytest.CheckTwoTeams(t, gatewaytest.Gateway{Base: base, Protected: "/orders", Public: "/healthz"}, up, ks)
 		})
 	}

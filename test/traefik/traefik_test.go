@@ -73,7 +73,7 @@ func TestTraefikForwardAuth(t *testing.T) {
 	dir := t.TempDir()
 	ks := startPolicyKeyServer(t, dir, true)
 	up := gatewaytest.StartRecorder(t)
-	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
+	base := startTraefik(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "yaml", docMarker), ks, up.Addr)
 	c := &http.Client{Timeout: requestTimeout}
 
 	rw := ks.Add(t, gatewaytest.Key{
@@ -179,7 +179,7 @@ func TestTraefikOutsideTrustedProxies(t *testing.T) {
 	dir := t.TempDir()
 	ks := startPolicyKeyServer(t, dir, false)
 	up := gatewaytest.StartRecorder(t)
-	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
+	base := startTraefik(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "yaml", docMarker), ks, up.Addr)
 	c := &http.Client{Timeout: requestTimeout}
 	k := ks.Add(t, gatewaytest.Key{Namespace: docPolicyNamespace, Name: "reporter", Subject: "reporter"})
 
@@ -228,7 +228,7 @@ func TestAttack7ForgedIdentityAtTheGateway(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
 	up := gatewaytest.StartRecorder(t)
-	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
+	base := startTraefik(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "yaml", docMarker), ks, up.Addr)
 	gatewaytest.CheckForgedIdentity(t, gatewaytest.Gateway{
 		Base: base, Host: docHost, Protected: "/orders", Public: "/healthz",
 	}, up, ks)
@@ -244,7 +244,7 @@ func TestAttack11APIKeyAliasAtTheGateway(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartKeyServer(t, dir, failureBurst)
 	up := gatewaytest.StartRecorder(t)
-	base := startTraefik(t, bin, dir, documentedBlock(t), ks, up.Addr)
+	base := startTraefik(t, bin, dir, gatewaytest.DocumentedBlock(t, docPath, "yaml", docMarker), ks, up.Addr)
 	c := &http.Client{Timeout: requestTimeout}
 	k := ks.Add(t, gatewaytest.Key{Namespace: "team-a", Name: "reporter", Subject: "reporter"})
 
@@ -302,51 +302,13 @@ func cachedBinary(t *testing.T) string {
 	return filepath.Join(cache, "keyward-tools", "traefik-"+string(m[1]), "traefik")
 }
 
-// documentedBlock is the yaml block of docs/gateways.md that starts with
-// docMarker.
-func documentedBlock(t *testing.T) string {
-	t.Helper()
-	doc, err := os.ReadFile(docPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const fence = "```yaml\n"
-	for rest := string(doc); ; {
-		i := strings.Index(rest, fence)
-		if i < 0 {
-			break
-		}
-		rest = rest[i+len(fence):]
-		end := strings.Index(rest, "\n```")
-		if end < 0 {
-			t.Fatalf("%s: an unterminated yaml block", docPath)
-		}
-		if block := rest[:end+1]; strings.HasPrefix(block, docMarker) {
-			return block
-		}
-		rest = rest[end:]
-	}
-	t.Fatalf("%s has no yaml block starting with %q", docPath, docMarker)
-	return ""
-}
-
-// replaceAll replaces old, which must occur in s: a change to the document
-// that this test does not follow fails loudly.
-func replaceAll(t *testing.T, s, old, new string) string {
-	t.Helper()
-	if !strings.Contains(s, old) {
-		t.Fatalf("the documented Traefik block has no %q: update test/traefik with docs/gateways.md", old)
-	}
-	return strings.ReplaceAll(s, old, new)
-}
-
 // startTraefik runs the documented block, with the test's CA and upstream,
 // in a Traefik of its own whose calls to the key server's documented name
 // reach ks, and returns its base URL (requests need Host: docHost).
 func startTraefik(t *testing.T, bin, dir, block string, ks *gatewaytest.KeyServer, appAddr string) string {
 	t.Helper()
-	block = replaceAll(t, block, docCA, "ca: "+ks.CAFile)
-	block = replaceAll(t, block, docApp, "url: http://"+appAddr)
+	block = gatewaytest.ReplaceN(t, block, docCA, "ca: "+ks.CAFile, -1)
+	block = gatewaytest.ReplaceN(t, block, docApp, "url: http://"+appAddr, -1)
 	if !strings.Contains(block, "https://"+gatewaytest.KeyServerName+":8443/") {
 		t.Fatalf("the documented Traefik block does not call https://%s:8443/", gatewaytest.KeyServerName)
 	}
@@ -354,7 +316,7 @@ func startTraefik(t *testing.T, bin, dir, block string, ks *gatewaytest.KeyServe
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken before Traefik binds it
-		port := freePort(t)
+		port := gatewaytest.FreePort(t)
 		base, err := runTraefik(t, bin, dir, block, port, proxy)
 		if err == nil {
 			return base
@@ -540,16 +502,6 @@ func startKeyServerProxy(t *testing.T, name, target string) *connectProxy {
 		}
 	})
 	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // syncBuffer is Traefik's output, written by the process's copier

@@ -26,7 +26,7 @@ func TestTwoTeamsBehindOneTraefik(t *testing.T) {
 	dir := t.TempDir()
 	ks := gatewaytest.StartTwoTeamsKeyServer(t, dir, failureBurst, true)
 	up := gatewaytest.StartRecorder(t)
-	block := documentedBlock(t)
+	block := gatewaytest.DocumentedBlock(t, docPath, "yaml", docMarker)
 	if got := strings.Count(block, docRule); got != ruleUses {
 		t.Fatalf("the documented Traefik block has %q %d times, want %d: update test/traefik with docs/gateways.md", docRule, got, ruleUses)
 	}

@@ -10,18 +10,10 @@ package nginx_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,11 +26,8 @@ import (
 	"time"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
-	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keymaterial"
-	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/test/gatewaytest"
-	"github.com/keyward/keyward/webhook/keyserver"
 )
 
 const (
@@ -81,7 +70,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	app := startApp(t)
 	block := gatewaytest.DocumentedBlock(t, docPath, "nginx", docMarker)
-	base := startNginx(t, nginxBin, dir, block, ks.addr, app.addr, ks.caFile)
+	base := startNginx(t, nginxBin, dir, block, ks.Addr, app.addr, ks.CAFile)
 	c := &http.Client{Timeout: requestTimeout}
 
 	// failures counts the failed attempts the key server has seen from
@@ -261,68 +250,21 @@ func lookNginx() (string, error) {
 	return "", err
 }
 
-// keyServer is a key server on loopback, over TLS, loaded with keys directly.
-type keyServer struct {
-	srv    *keyserver.Server
-	addr   string
-	caFile string
-}
+// keyServer is gatewaytest's key server, with this test's keys.
+type keyServer struct{ *gatewaytest.KeyServer }
 
+// startKeyServer tests keys, not policies: any valid key passes where no
+// KeyPolicy names the host (two_teams_test.go runs deny).
 func startKeyServer(t *testing.T, dir string) *keyServer {
 	t.Helper()
-	certDir := filepath.Join(dir, "key-server-tls")
-	caFile := writeServingCert(t, certDir)
-	// Keys, not policies, are tested here: any valid key passes where no
-	// KeyPolicy names the host (two_teams_test.go runs deny).
-	srv := keyserver.New(keyserver.Options{
-		BindAddress: "127.0.0.1:0", CertDir: certDir, Issuer: "https://" + keyServerName,
-		FailureLimit: failureBurst, FailureRefill: 24 * time.Hour,
-		DefaultPolicy: keypolicy.ModeAllowValidKey,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("key server: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("the key server did not stop")
-		}
-	})
-	actx, acancel := context.WithTimeout(ctx, startTimeout)
-	defer acancel()
-	addr, err := srv.Addr(actx)
-	if err != nil {
-		select {
-		case err := <-done:
-			t.Fatalf("key server did not start: %v", err)
-		default:
-		}
-		t.Fatalf("key server did not bind: %v", err)
-	}
-	return &keyServer{srv: srv, addr: addr.String(), caFile: caFile}
+	return &keyServer{gatewaytest.StartKeyServer(t, dir, failureBurst)}
 }
 
 // apiKey indexes a new API key in namespace team-a and returns its plaintext.
 func (k *keyServer) apiKey(t *testing.T, name string, access kw.AccessMode, scopes ...string) string {
 	t.Helper()
-	key, err := keymaterial.Generate("kw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &hashsecret.Record{
-		Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: name, Subject: name + "-subject",
-		Groups: []string{"reporting", "finance"}, Scopes: scopes, Access: string(access),
-		Current: &hashsecret.Version{ID: key.ID, Hash: key.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
-	}
-	if err := k.srv.Index().Upsert(hashsecret.Name(hashsecret.KindAPIKey, "team-a", name), rec); err != nil {
-		t.Fatal(err)
-	}
-	return key.String()
+	return k.Add(t, gatewaytest.Key{Namespace: "team-a", Name: name, Subject: name + "-subject",
+		Groups: []string{"reporting", "finance"}, Scopes: scopes, Access: access}).Plaintext
 }
 
 func mustGenerate(t *testing.T) string {
@@ -332,50 +274,6 @@ func mustGenerate(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return k.String()
-}
-
-// writeServingCert writes a self-signed tls.crt/tls.key for the key
-// server's in-cluster name into dir, and returns the certificate's path for
-// nginx to trust.
-func writeServingCert(t *testing.T, dir string) string {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: keyServerName},
-		DNSNames:              []string{keyServerName},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt := filepath.Join(dir, "tls.crt")
-	write(t, crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	write(t, filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	return crt
-}
-
-func write(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // echo is what the upstream saw, as it reports it.
@@ -499,7 +397,7 @@ http {
 }
 `, prefix, errorLog, temp, block, modules)
 	confFile := filepath.Join(prefix, "nginx.conf")
-	write(t, confFile, []byte(conf))
+	gatewaytest.WriteFile(t, confFile, []byte(conf))
 
 	// -e: the error log from the start, before the configuration is read
 	// (the compiled-in one may not be writable).

@@ -20,6 +20,8 @@ type Options struct {
 	ExpiringSoonWindow time.Duration
 	// MaxPairsPerSubject bounds AccessKeyPairs per subject and namespace.
 	MaxPairsPerSubject int
+	// MaxAPIKeysPerNamespace caps APIKeys per namespace; 0: no cap.
+	MaxAPIKeysPerNamespace int
 	// OperatorNamespace holds the signing key set.
 	OperatorNamespace string
 	// KeysNamespace holds every hash Secret (operator.Options resolves its
@@ -79,6 +81,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		ExpiringSoonWindow: o.ExpiringSoonWindow,
 		HashNamespace:      o.KeysNamespace,
 		Resync:             o.Resync,
+		MaxPerNamespace:    o.MaxAPIKeysPerNamespace,
 		RequestedRotations: keylimit.New(o.AnnotationRotationBurst, o.AnnotationRotationRefill,
 			apikey.DefaultRequestedRotationBurst, apikey.DefaultRequestedRotationRefill, o.Clock),
 	}).SetupWithManager(mgr)

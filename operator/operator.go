@@ -75,6 +75,10 @@ type Options struct {
 	EnableDCETokenGET  bool
 	FailureBurst       int
 	FailureRefill      time.Duration
+	// MaxAPIKeysPerNamespace caps APIKeys per namespace
+	// (--max-apikeys-per-namespace); 0: no cap.
+	MaxAPIKeysPerNamespace int
+
 	// TrustedProxies: peers whose X-Forwarded-For names the client the key
 	// server counts failed attempts against (--trusted-proxies).
 	TrustedProxies []netip.Prefix
@@ -125,6 +129,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "keyward-controllers.keys.keyward.dev", "Name of the leader-election Lease.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty uses controller-runtime's default.")
+	fs.IntVar(&o.MaxAPIKeysPerNamespace, "max-apikeys-per-namespace", 0, "How many APIKeys a namespace may hold; 0 (the default) means no cap. Enforced at admission and re-checked by the controller.")
 	fs.IntVar(&o.MaxPairsPerSubject, "max-pairs-per-subject", accesskeypair.DefaultMaxPerSubject, "How many AccessKeyPairs one subject may hold in a namespace.")
 	fs.DurationVar(&o.SigningKeyPeriod, "signing-key-rotation-period", signingkey.DefaultPeriod, "How often the key server's ES256 signing key is replaced.")
 	fs.DurationVar(&o.MaxTokenLifetime, "max-token-lifetime", signingkey.DefaultMaxTokenLifetime, "The longest lifetime of an issued token, whatever an AccessKeyPair allows; retired signing keys stay published this long.")
@@ -246,6 +251,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			OperatorNamespace: o.OperatorNamespace, KeysNamespace: o.keysNamespace(),
 			SigningKeyPeriod: o.SigningKeyPeriod, MaxTokenLifetime: o.MaxTokenLifetime,
 			AnnotationRotationBurst: o.AnnotationRotationBurst, AnnotationRotationRefill: o.AnnotationRotationRefill,
+			MaxAPIKeysPerNamespace: o.MaxAPIKeysPerNamespace,
 		}); err != nil {
 			return nil, err
 		}
@@ -260,6 +266,9 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 				return err
 			}
 			if err := admission.SetupAPIKeyReferences(mgr); err != nil {
+				return err
+			}
+			if err := admission.SetupAPIKeyLimit(mgr, o.MaxAPIKeysPerNamespace); err != nil {
 				return err
 			}
 			return admission.SetupAPIKeyAccess(mgr)

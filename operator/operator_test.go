@@ -26,6 +26,7 @@ func TestFlagDefaults(t *testing.T) {
 		"the key server listens on :8443":                    {o.KeyServerBindAddress, ":8443"},
 		"plain HTTP unless a cert dir is given":              {o.KeyServerCertDir, ""},
 		"two pairs per subject, as DCE":                      {o.MaxPairsPerSubject, 2},
+		"no cap on APIKeys per namespace":                    {o.MaxAPIKeysPerNamespace, 0},
 		"signing keys rotate every 30 days":                  {o.SigningKeyPeriod, 30 * 24 * time.Hour},
 		"the DCE GET token endpoint is off":                  {o.EnableDCETokenGET, false},
 		"leader election is opt-in (the Deployment sets it)": {o.LeaderElect, false},

@@ -47,8 +47,9 @@ const (
 	// ReasonDeliveryFailed: the plaintext could not be encrypted to the age
 	// recipients.
 	ReasonDeliveryFailed = "DeliveryFailed"
-	// ReasonLimitExceeded: more AccessKeyPairs exist for the subject than
-	// the operator allows; this one is not issued.
+	// ReasonLimitExceeded: more AccessKeyPairs exist for the subject, or
+	// more APIKeys in the namespace (--max-apikeys-per-namespace), than the
+	// operator allows; this one is not issued.
 	ReasonLimitExceeded = "LimitExceeded"
 )
 

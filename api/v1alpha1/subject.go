@@ -51,3 +51,31 @@ func olderPair(a, b *AccessKeyPair) bool {
 	}
 	return strings.Compare(a.Name, b.Name) < 0
 }
+
+// APIKeysAhead is the per-namespace cap on APIKeys, applied by the admission
+// webhook and the controller alike: the names of the live keys among
+// siblings (the APIKeys of k's namespace) that hold a place before k — older
+// ones, ties broken by name. A key not created yet (no creationTimestamp, as
+// in admission) comes after every existing one. k is within a cap of max
+// keys when fewer than max are ahead of it.
+func APIKeysAhead(k *APIKey, siblings []APIKey) []string {
+	var ahead []string
+	for i := range siblings {
+		s := &siblings[i]
+		if s.Name == k.Name || !s.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if k.CreationTimestamp.IsZero() || olderKey(s, k) {
+			ahead = append(ahead, s.Name)
+		}
+	}
+	slices.Sort(ahead)
+	return ahead
+}
+
+func olderKey(a, b *APIKey) bool {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c < 0
+	}
+	return strings.Compare(a.Name, b.Name) < 0
+}

@@ -48,3 +48,42 @@ func TestPairsAhead(t *testing.T) {
 		})
 	}
 }
+
+func TestAPIKeysAhead(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	key := func(name, subject string, age time.Duration, deleting bool) kw.APIKey {
+		k := kw.APIKey{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if age >= 0 {
+			k.CreationTimestamp = metav1.NewTime(t0.Add(-age))
+		}
+		k.Spec.Subject = subject
+		if deleting {
+			now := metav1.NewTime(t0)
+			k.DeletionTimestamp = &now
+		}
+		return k
+	}
+	const notCreated = -1
+	oldest, older, newest := key("c", "ann", 3*time.Hour, false), key("b", "bob", 2*time.Hour, false), key("a", "", time.Hour, false)
+	cases := map[string]struct {
+		key      kw.APIKey
+		siblings []kw.APIKey
+		want     []string
+	}{
+		"the oldest key has none ahead":                  {key: oldest, siblings: []kw.APIKey{newest, older, oldest}},
+		"the newest has every older one ahead":           {key: newest, siblings: []kw.APIKey{oldest, newest, older}, want: []string{"b", "c"}},
+		"a key in admission comes after every one":       {key: key("new", "", notCreated, false), siblings: []kw.APIKey{newest, oldest}, want: []string{"a", "c"}},
+		"a key in admission is not counted twice":        {key: key("a", "", notCreated, false), siblings: []kw.APIKey{newest, oldest}, want: []string{"c"}},
+		"same second: by name":                           {key: key("z", "", 0, false), siblings: []kw.APIKey{key("y", "", 0, false), key("zz", "", 0, false)}, want: []string{"y"}},
+		"every subject counts: the cap is per namespace": {key: newest, siblings: []kw.APIKey{key("o", "someone", 5*time.Hour, false), oldest}, want: []string{"c", "o"}},
+		"a key being deleted is not counted":             {key: newest, siblings: []kw.APIKey{key("c", "ann", 3*time.Hour, true)}},
+		"no siblings, none ahead":                        {key: key("new", "", notCreated, false)},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := kw.APIKeysAhead(&c.key, c.siblings); !slices.Equal(got, c.want) {
+				t.Fatalf("APIKeysAhead = %v, want %v", got, c.want)
+			}
+		})
+	}
+}

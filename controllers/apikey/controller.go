@@ -15,8 +15,10 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -68,6 +70,9 @@ type Reconciler struct {
 	// RequestedRotations limits, per key, the rotations asked for with the
 	// rotate annotation (the excess is deferred, not dropped); nil: none.
 	RequestedRotations *keylimit.Limiter
+	// MaxPerNamespace caps the APIKeys of a namespace
+	// (--max-apikeys-per-namespace); a key past it is not issued. 0: no cap.
+	MaxPerNamespace int
 }
 
 // SetupWithManager registers the controller.
@@ -82,8 +87,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// Spec changes, the rotate annotation, deletion and the key server's
 	// self-rotation requests; not our own status writes.
+	var extend func(*builder.Builder) *builder.Builder
+	if r.MaxPerNamespace > 0 {
+		// A key leaving frees a place under the cap.
+		extend = func(b *builder.Builder) *builder.Builder {
+			return b.Watches(&kw.APIKey{}, handler.EnqueueRequestsFromMapFunc(r.overCapSiblings))
+		}
+	}
 	return lc.SetupWithManager(mgr, predicate.Or[client.Object](
-		predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, selfRotationRequested), nil)
+		predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, selfRotationRequested), extend)
 }
 
 // selfRotationRequested passes updates that bring a new self-rotation

@@ -33,6 +33,9 @@ type scope struct {
 	imported *importedKey
 	// importReason/importMessage explain why an importFrom key is unusable.
 	importReason, importMessage string
+	// overCap: the namespace holds its most APIKeys without this one
+	// (Reconciler.MaxPerNamespace): nothing is issued.
+	overCap bool
 	// unbind: the import is one that must not be bound (ImportConflict);
 	// whatever this key's record binds is dropped, not kept as a blocked
 	// key's record otherwise is.
@@ -67,7 +70,8 @@ type scope struct {
 type importedKey struct{ hash, lookup string }
 
 // observe reads what only APIKeys need beside the hash and delivery
-// Secrets: the delivered key, and the importFrom Secret.
+// Secrets: the delivered key, the importFrom Secret, and the namespace's
+// other keys when there is a cap.
 func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.APIKey]) (*scope, error) {
 	s := &scope{Scope: sc, r: r, key: sc.Object}
 	if ds := sc.Delivery; ds != nil {
@@ -75,6 +79,9 @@ func (r *Reconciler) observe(ctx context.Context, sc *keylifecycle.Scope[*kw.API
 			s.delivered = &k
 			s.deliveredFor = recipientList(ds.Annotations[kw.AnnotationAgeRecipients])
 		}
+	}
+	if err := r.observeCap(ctx, s); err != nil {
+		return nil, err
 	}
 	if ref := s.key.Spec.ImportFrom; ref != nil {
 		if err := r.observeImport(ctx, s.key, ref, s); err != nil {

@@ -34,7 +34,9 @@ var phases = []keylifecycle.Phase[*scope]{
 
 // reconcileBlocked names the subject and the hash Secret in the status, and
 // stops at what blocks a new version: someone else's Secret under
-// spec.secretName, or an import that cannot be used.
+// spec.secretName, a namespace at its cap of keys, or an import that cannot
+// be used. A key over the cap is looked at again when a sibling changes or
+// leaves (the overCapSiblings watch).
 func reconcileBlocked(ctx context.Context, s *scope) (ctrl.Result, error) {
 	key := s.key
 	key.Status.Subject = key.EffectiveSubject()
@@ -43,6 +45,8 @@ func reconcileBlocked(ctx context.Context, s *scope) (ctrl.Result, error) {
 	case s.Conflict:
 		return s.block(ctx, kw.ReasonDeliveryConflict,
 			fmt.Sprintf("Secret %q exists and is not owned by this APIKey; Keyward will not overwrite it", key.Spec.SecretName))
+	case s.overCap:
+		return s.block(ctx, kw.ReasonLimitExceeded, capMessage(s.r.MaxPerNamespace))
 	case key.Spec.ImportFrom != nil && s.imported == nil:
 		return s.block(ctx, s.importReason, s.importMessage)
 	}

@@ -50,6 +50,9 @@ var _ = BeforeSuite(func() {
 	// SetupAPIKeyAccess's webhook, counting the requests that reach it.
 	accessHook = &accessCalls{APIKeyAccess: &APIKeyAccess{Reader: mgr.GetAPIReader(), Reviews: mgr.GetClient()}}
 	Expect(ctrl.NewWebhookManagedBy(mgr, &kw.APIKey{}).WithValidator(accessHook).WithValidatorCustomPath(APIKeyAccessPath).Complete()).To(Succeed())
+	// SetupAPIKeyLimit's webhook, with a cap each spec sets.
+	limitHook = &limitCap{reader: mgr.GetAPIReader()}
+	Expect(ctrl.NewWebhookManagedBy(mgr, &kw.APIKey{}).WithValidator(limitHook).WithValidatorCustomPath(APIKeyLimitPath).Complete()).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stop = cancel
 	go func() { defer GinkgoRecover(); Expect(mgr.Start(ctx)).To(Succeed()) }()

@@ -18,12 +18,14 @@ import (
 // per-namespace cap (beside the other two APIKey webhooks).
 const APIKeyLimitPath = "/validate-keys-keyward-dev-v1alpha1-apikey-limit"
 
-// The failure policy is Fail, as for the pair limit: Ignore would let a
-// burst of creations past the cap while the operator is down (the
-// controller would still refuse them, as objects users must clean up).
+// The failure policy is Ignore, like the other APIKey checks that only
+// spare users a key that could not be issued: the webhook is registered
+// whatever the flag says (a failure policy cannot depend on it), and Fail
+// would make every APIKey create, capped or not, wait for an operator
+// replica. The controller enforces the cap regardless (LimitExceeded).
 // With no cap (the default) the webhook answers at once without listing.
 //
-// +kubebuilder:webhook:path=/validate-keys-keyward-dev-v1alpha1-apikey-limit,mutating=false,failurePolicy=fail,sideEffects=None,groups=keys.keyward.dev,resources=apikeys,verbs=create,versions=v1alpha1,name=vapikey-limit.keys.keyward.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-keys-keyward-dev-v1alpha1-apikey-limit,mutating=false,failurePolicy=ignore,sideEffects=None,groups=keys.keyward.dev,resources=apikeys,verbs=create,versions=v1alpha1,name=vapikey-limit.keys.keyward.dev,admissionReviewVersions=v1,timeoutSeconds=5
 
 // APIKeyLimit refuses an APIKey that would give its namespace more APIKeys
 // than allowed (--max-apikeys-per-namespace).
@@ -35,8 +37,8 @@ type APIKeyLimit struct {
 	Max int
 }
 
-// SetupAPIKeyLimit registers the webhook with the manager's webhook server;
-// always, so the Fail policy never meets a missing path, even with no cap.
+// SetupAPIKeyLimit registers the webhook with the manager's webhook server,
+// always: the configuration sends every APIKey create to its path.
 func SetupAPIKeyLimit(mgr ctrl.Manager, max int) error {
 	return ctrl.NewWebhookManagedBy(mgr, &kw.APIKey{}).
 		WithValidator(&APIKeyLimit{Reader: mgr.GetAPIReader(), Max: max}).

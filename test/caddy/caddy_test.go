@@ -204,45 +204,12 @@ func runCaddy(t *testing.T, bin, dir, block string, port int) (string, error) {
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home, "XDG_DATA_HOME="+home)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := gatewaytest.StartProcess(t, "caddy", cmd, startTimeout, gatewaytest.Listening(addr), func() string {
+		return fmt.Sprintf("Caddyfile:\n%s\ncaddy output:\n%s", conf, out.String())
+	}); err != nil {
 		return "", err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("caddy (pid %d) did not exit", cmd.Process.Pid)
-		}
-	}
-
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-exited:
-			return "", fmt.Errorf("caddy exited (%v) before accepting connections:\n%s", err, out.String())
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("caddy did not accept connections on %s within %v:\n%s", addr, startTimeout, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("Caddyfile:\n%s\ncaddy output:\n%s", conf, out.String())
-		}
-	})
 	return "http://" + addr, nil
 }
 

@@ -404,48 +404,13 @@ http {
 	cmd := exec.Command(bin, "-p", prefix, "-c", confFile, "-e", errorLog)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := gatewaytest.StartProcess(t, "nginx", cmd, startTimeout, gatewaytest.Listening(addr), func() string {
+		log, _ := os.ReadFile(errorLog)
+		return fmt.Sprintf("nginx configuration:\n%s\nnginx output:\n%s\nnginx error log:\n%s", conf, out.String(), log)
+	}); err != nil {
 		return "", err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("nginx (pid %d) did not exit", cmd.Process.Pid)
-		}
-	}
-
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(errorLog)
-			return "", fmt.Errorf("nginx exited (%v) before accepting connections:\n%s\n%s", err, out.String(), log)
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			log, _ := os.ReadFile(errorLog)
-			return "", fmt.Errorf("nginx did not accept connections on %s within %v:\n%s", addr, startTimeout, log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			log, _ := os.ReadFile(errorLog)
-			t.Logf("nginx configuration:\n%s\nnginx error log:\n%s", conf, log)
-		}
-	})
 	return "http://" + addr, nil
 }
 

@@ -362,62 +362,34 @@ log:
 	cmd.Env = append(withoutProxies(os.Environ()), "HOME="+home, "HTTPS_PROXY="+proxy.url)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("traefik (pid %d) did not exit", cmd.Process.Pid)
-		}
-	}
-
 	// Traefik listens before the file provider's routers are in place (it
 	// answers 404 until then): ready is the key server's 401 for a request
 	// without a key, which costs no failed attempt and shows that Traefik
 	// reaches the key server by its documented name and trusts its CA.
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(startTimeout)
-	last := "no answer"
-	for {
-		select {
-		case err := <-exited:
-			return "", fmt.Errorf("traefik exited (%v) before routing requests:\n%s", err, out.String())
-		default:
-		}
+	routed := func() error {
 		req, err := http.NewRequest(http.MethodGet, base+"/orders", nil)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		req.Host = docHost
 		resp, err := c.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized {
-				break
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("traefik did not route requests on %s within %v (last: %s):\n%s", base, startTimeout, last, out.String())
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("last answer %s", resp.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
 	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("dynamic configuration:\n%s\ntraefik output:\n%s", block, out.String())
-		}
-	})
+	if err := gatewaytest.StartProcess(t, "traefik", cmd, startTimeout, routed, func() string {
+		return fmt.Sprintf("dynamic configuration:\n%s\ntraefik output:\n%s", block, out.String())
+	}); err != nil {
+		return "", err
+	}
 	return base, nil
 }
 

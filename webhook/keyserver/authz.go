@@ -1,10 +1,9 @@
 package keyserver
 
 import (
-	"github.com/keyward/keyward/api/wire"
+	"io"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/keyward/keyward/internal/keypolicy"
 )
@@ -37,31 +36,26 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	res, d := a.res, a.decision
 	h := w.Header()
-	h.Set(wire.HeaderSubject, res.Subject)
-	h.Set(wire.HeaderGroups, strings.Join(res.Groups, ","))
-	h.Set(wire.HeaderScopes, strings.Join(res.Scopes, " "))
-	h.Set(wire.HeaderKeyID, res.KeyID)
-	h.Set(wire.HeaderNamespace, res.Namespace)
-	// Empty when no policy decided, rather than absent: Caddy's copy_headers
-	// (2.6) copies an absent header as its literal placeholder.
-	h.Set(wire.HeaderPolicy, policyLabel(d.Policy))
+	for _, f := range identityHeaders(a) {
+		h.Set(f.name, f.value)
+	}
 	w.WriteHeader(http.StatusOK)
-	return outcome{result: string(res.Code)}
+	return outcome{result: a.result}
 }
 
 // writeRefusal answers a forward-auth request authorize refused.
 func writeRefusal(w http.ResponseWriter, a authzAnswer) {
-	switch a.status {
-	case http.StatusForbidden:
-		refuse(w, a.decision)
-	case http.StatusTooManyRequests:
-		writeFailureLimited(w, a.retryAfter)
-	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		http.Error(w, a.reason, a.status)
-	default:
-		http.Error(w, a.reason, a.status)
+	h := w.Header()
+	for _, f := range refusalHeaders(a) {
+		h.Set(f.name, f.value)
 	}
+	if a.status == http.StatusTooManyRequests {
+		h.Set("Cache-Control", "no-store")
+	}
+	ct, body := refusalBody(a)
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, body)
 }

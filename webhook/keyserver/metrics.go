@@ -16,6 +16,7 @@ const (
 	frontendTokens      = "tokens"
 	frontendTokenReview = "tokenreview"
 	frontendRotate      = "rotate"
+	frontendExtAuthz    = "extauthz"
 )
 
 // Labels are bounded sets (front end, result code): never a key, an id or
@@ -58,6 +59,9 @@ const (
 	resultTwoCredentials = "TWO_CREDENTIALS"
 	// resultNotReady: the KeyPolicies are not loaded yet.
 	resultNotReady = "NOT_READY"
+	// resultBadRequest: a request that could not be read (too many scopes,
+	// headers too large, a gateway's bad configuration).
+	resultBadRequest = "BAD_REQUEST"
 )
 
 // limited wraps a handler with the body bound and the metrics.

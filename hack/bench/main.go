@@ -6,6 +6,7 @@
 //	go run ./hack/bench -quick                           # short run, ~2 min, to stdout
 //	go run ./hack/bench -only keyserver,tokens -quick    # some figures only
 //	go run ./hack/bench -only policy                     # no API server needed
+//	go run ./hack/bench -only extauthz                   # nor here
 //
 // Every figure is a ratio against a floor measured in the same run on the
 // same machine (a bare net/http handler, raw ES256 signing, plain Secret
@@ -42,15 +43,16 @@ const (
 	figRevocation = "revocation"
 	figTokens     = "tokens"
 	figPolicy     = "policy"
+	figExtAuthz   = "extauthz"
 )
 
-var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy}
+var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy, figExtAuthz}
 
 // needsCluster: figures measured against the running operator (the index
-// figure takes a real hash Secret's shape from it). The policy figure runs
-// its own key server, with neither API server nor operator.
+// figure takes a real hash Secret's shape from it). The policy and ext_authz
+// figures run their own key server, with neither API server nor operator.
 func (c config) needsCluster() bool {
-	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy })
+	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy && f != figExtAuthz })
 }
 
 type config struct {
@@ -154,6 +156,12 @@ func run(cfg config) error {
 		// Also measured with the control plane gone: it reports heap.
 		var err error
 		if rep.policy, err = benchPolicy(lg, m.policyRounds); err != nil {
+			return err
+		}
+	}
+	if cfg.want(figExtAuthz) {
+		var err error
+		if rep.extAuthz, err = benchExtAuthz(ctx, lg); err != nil {
 			return err
 		}
 	}

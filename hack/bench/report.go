@@ -78,6 +78,7 @@ type report struct {
 	revocation *revocationResult
 	tokens     *tokensResult
 	policy     *policyResult
+	extAuthz   *extAuthzResult
 
 	rows []row
 }
@@ -175,6 +176,23 @@ func (r *report) collect() {
 		r.rows = append(r.rows, row{id: "6 heap", figure: "Heap per KeyPolicy in the key server's table (compiled policy and host index; one exact host, one rule)",
 			value: strings.Join(parts, ", "), target: "reported (no target)", pass: true, cmd: r.command(figPolicy), info: true})
 	}
+	r.collectExtAuthz()
+}
+
+// collectExtAuthz adds figure 7's rows.
+func (r *report) collectExtAuthz() {
+	ea := r.extAuthz
+	if ea == nil {
+		return
+	}
+	p, c := ea.Pair, ea.Pair.Endpoint
+	r.rows = append(r.rows,
+		row{"7 rate", "gRPC ext_authz Check max sustained rate (a KeyPolicy deciding) ÷ a bare gRPC Check handler answering OK (searched interleaved, same client)",
+			fmt.Sprintf("%.2f (%s/s ÷ %s/s)", p.ratio(), num(c.Max), num(p.Bare.Max)), fmt.Sprintf("≥ %.1f", targetRateRatio),
+			p.ratio() >= targetRateRatio, r.command(figExtAuthz), false},
+		row{"7 p99", "Latency at half that rate: gRPC ext_authz Check",
+			fmt.Sprintf("p50 %s, p99 %s at %s/s (bare handler at that rate: p99 %s)", fmtDur(c.Half.P50), fmtDur(c.Half.P99), num(c.Half.Rate), fmtDur(p.BareAtHalf.P99)),
+			"p99 ≤ " + fmtDur(targetHalfP99), c.Half.P99 <= targetHalfP99 && c.Half.Success >= minSuccess, r.command(figExtAuthz), false})
 }
 
 func (r *report) verdictLine() string {
@@ -284,6 +302,9 @@ func (r *report) markdown() string {
 	}
 	if pl := r.policy; pl != nil {
 		r.writePolicy(w, pl)
+	}
+	if ea := r.extAuthz; ea != nil {
+		r.writeExtAuthz(w, ea)
 	}
 	r.writeProfiles(w)
 	r.writeNotes(w)
@@ -486,7 +507,38 @@ func (r *report) allCaps() []*capacity {
 	if tk := r.tokens; tk != nil {
 		caps = append(caps, tk.Tokens)
 	}
+	if ea := r.extAuthz; ea != nil {
+		caps = append(caps, ea.Pair.Bare, ea.Pair.Endpoint)
+	}
 	return caps
+}
+
+func (r *report) writeExtAuthz(w writer, ea *extAuthzResult) {
+	p := ea.Pair
+	w("## 7. gRPC ext_authz\n\n")
+	w("Method: one key server (`keyserver.New`, its index loaded directly with %s generated API keys of 50 namespaces; no API server) ", num(float64(ea.Keys)))
+	w("with one KeyPolicy of namespace `%s` for host `%s` (one rule: prefix `/v1`, GET, scope `invoices:read`), `--default-policy=deny`, ", extAuthzNS, extAuthzHost)
+	w("serving Envoy's `envoy.service.auth.v3.Authorization/Check` on its gRPC listener (`keyserver.NewExtAuthzServer`, plaintext, loopback). ")
+	w("The floor is a bare gRPC server in the same process, with the same gRPC limits (`keyserver.GRPCServerOptions`), whose Check answers OK to everything. ")
+	w("Both get the same requests from the same client code: a CheckRequest as Envoy's filter sends it for `GET %s` on `%s` (%d headers, pseudo-headers included, ", extAuthzPath, extAuthzHost, ea.Headers)
+	w("the key as `Authorization: Bearer`), cycling the %s keys of the policy's namespace, over %d gRPC client connections per server (Envoy keeps one per worker). ", num(float64(ea.Targets)), ea.Conns)
+	w("The bench checks that the key server's answer is OK and names the policy `%s`, and that a key of another namespace gets 403 and an unknown key 401. ", ea.Ref)
+	w("The load is figure 1's (the same open-loop steps, sustain rule, interleaved search, probe and half-max run), the requests paced by the bench itself instead of vegeta ")
+	w("(each sent at its time on the rate's schedule whatever the answers' latency, at most %d in flight); an answer counts as a success when it is OK.\n\n", maxWorkers)
+	r.writeCapacityTable(w, []*capacity{p.Bare, p.Endpoint}, "÷ bare", func(c *capacity) string {
+		if c == p.Bare {
+			return "(floor)"
+		}
+		return fmt.Sprintf("**%.2f**", p.ratio())
+	}, func(c *capacity) float64 {
+		if c == p.Bare || p.Bare.CPUPerReq == 0 {
+			return 0
+		}
+		return float64(c.CPUPerReq) / float64(p.Bare.CPUPerReq)
+	})
+	w("| endpoint at half max | its p50 | its p99 | bare handler at the same rate, right after: p50 | p99 |\n|---|---|---|---|---|\n")
+	w("| %s (%s/s) | %s | %s | %s | %s |\n\n", p.Endpoint.Endpoint.title, num(p.Endpoint.Half.Rate), fmtDur(p.Endpoint.Half.P50), fmtDur(p.Endpoint.Half.P99),
+		fmtDur(p.BareAtHalf.P50), fmtDur(p.BareAtHalf.P99))
 }
 
 func (r *report) writeProfiles(w writer) {

@@ -393,3 +393,56 @@ func TestExtAuthzBounds(t *testing.T) {
 		t.Errorf("32 KiB of cookies (below Envoy's own 60 KiB): %v %v", err, resp.GetStatus())
 	}
 }
+
+// TestExtAuthzReloadsARotatedCertificate: the listener serves the
+// certificate in its cert dir as it is now (certwatcher), so a rotated
+// serving certificate needs no restart.
+func TestExtAuthzReloadsARotatedCertificate(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	issue := func(name string) *x509.CertPool {
+		ca, err := NewTestCA(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crt, key, err := ca.Issue("keyward-key-server", "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The key first: certwatcher reads the pair when the certificate changes.
+		writeFile(t, filepath.Join(dir, "tls.key"), key)
+		writeFile(t, filepath.Join(dir, "tls.crt"), crt)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.PEM)
+		return pool
+	}
+	first := issue("first CA")
+	e := NewExtAuthzServer(f.s, ExtAuthzOptions{BindAddress: "127.0.0.1:0", CertDir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr, err := e.Addr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := func(pool *x509.CertPool) error {
+		conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = conn.Close() }()
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ccancel()
+		_, err = healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	if err := healthy(first); err != nil {
+		t.Fatalf("with the first certificate: %v", err)
+	}
+	second := issue("second CA")
+	gomega.NewWithT(t).Eventually(func() error { return healthy(second) }, 30*time.Second, 100*time.Millisecond).Should(gomega.Succeed())
+	if err := healthy(first); err == nil {
+		t.Fatal("the first certificate is still served")
+	}
+}

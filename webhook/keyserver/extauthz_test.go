@@ -294,7 +294,9 @@ func rawHeaders(req *authv3.CheckRequest, extra ...[2]string) {
 func TestExtAuthzContextExtensions(t *testing.T) {
 	w := newDecisionWorld(t, keypolicy.ModeDeny)
 	client := authv3.NewAuthorizationClient(extAuthzConn(t, w.s, false))
-	bearer := func(cred string) map[string]string { return map[string]string{"authorization": "Bearer " + w.creds[cred]} }
+	bearer := func(cred string) map[string]string {
+		return map[string]string{"authorization": "Bearer " + w.creds[cred]}
+	}
 	for _, c := range []struct {
 		name       string
 		cred, host string

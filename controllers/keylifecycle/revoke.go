@@ -61,6 +61,11 @@ func PlanRevocation(rec *hashsecret.Record, listed []string) Revocation {
 	return rv
 }
 
+// Revokes reports whether rv ends the version id.
+func (rv Revocation) Revokes(id string) bool {
+	return slices.ContainsFunc(rv.Revoke, func(v hashsecret.Version) bool { return v.ID == id })
+}
+
 // Apply removes the revoked versions from rec. Each stays among the
 // retired ids (first, when it had fallen off the bounded list), so a stale
 // copy of it in a delivery Secret is never adopted as a new version. rec's
@@ -69,10 +74,7 @@ func (rv Revocation) Apply(rec *hashsecret.Record) {
 	if len(rv.Revoke) == 0 {
 		return
 	}
-	revoked := func(id string) bool {
-		return slices.ContainsFunc(rv.Revoke, func(v hashsecret.Version) bool { return v.ID == id })
-	}
-	rec.Previous = slices.DeleteFunc(slices.Clone(rec.Previous), func(v hashsecret.Version) bool { return revoked(v.ID) })
+	rec.Previous = slices.DeleteFunc(slices.Clone(rec.Previous), func(v hashsecret.Version) bool { return rv.Revokes(v.ID) })
 	retired := slices.Clone(rec.Retired)
 	for _, v := range slices.Backward(rv.Revoke) {
 		if !slices.Contains(retired, v.ID) {

@@ -54,27 +54,27 @@ func TestGCRAStep(t *testing.T) {
 			call{time.Minute, perMin10, allowed(9, 6*time.Second)},
 		),
 		"a bucket unused long after its reset is a new one": {
-			{0, perMin10, allowed(9, 6 * time.Second)},
-			{24 * time.Hour, perMin10, allowed(9, 6 * time.Second)},
+			{0, perMin10, allowed(9, 6*time.Second)},
+			{24 * time.Hour, perMin10, allowed(9, 6*time.Second)},
 		},
 		"half the budget spent, half the reset time to wait": {
-			{0, perMin10, allowed(9, 6 * time.Second)},
-			{0, perMin10, allowed(8, 12 * time.Second)},
-			{0, perMin10, allowed(7, 18 * time.Second)},
-			{0, perMin10, allowed(6, 24 * time.Second)},
-			{0, perMin10, allowed(5, 30 * time.Second)},
-			{15 * time.Second, perMin10, allowed(6, 21 * time.Second)},
+			{0, perMin10, allowed(9, 6*time.Second)},
+			{0, perMin10, allowed(8, 12*time.Second)},
+			{0, perMin10, allowed(7, 18*time.Second)},
+			{0, perMin10, allowed(6, 24*time.Second)},
+			{0, perMin10, allowed(5, 30*time.Second)},
+			{15 * time.Second, perMin10, allowed(6, 21*time.Second)},
 		},
 		"a burst smaller than the rate: two at once, then one per interval": {
-			{0, burst2, allowed(1, 6 * time.Second)},
-			{0, burst2, allowed(0, 12 * time.Second)},
+			{0, burst2, allowed(1, 6*time.Second)},
+			{0, burst2, allowed(0, 12*time.Second)},
 			{0, burst2, refused(6*time.Second, 12*time.Second)},
-			{6 * time.Second, burst2, allowed(0, 12 * time.Second)},
+			{6 * time.Second, burst2, allowed(0, 12*time.Second)},
 		},
 		"a burst larger than the rate": {
 			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, allowed(2, time.Second)},
-			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, allowed(1, 2 * time.Second)},
-			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, allowed(0, 3 * time.Second)},
+			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, allowed(1, 2*time.Second)},
+			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, allowed(0, 3*time.Second)},
 			{0, Limit{Requests: 1, Period: time.Second, Burst: 3}, refused(time.Second, 3*time.Second)},
 		},
 		// The bucket keeps a time (TAT), not a count: what was spent is
@@ -87,10 +87,10 @@ func TestGCRAStep(t *testing.T) {
 			call{30 * time.Second, perMin100, allowed(48, 31200*time.Millisecond)},
 		),
 		"a limit lowered after spending: the old spending counts in the new interval": {
-			{0, perMin100, allowed(99, 600 * time.Millisecond)},
-			{0, perMin100, allowed(98, 1200 * time.Millisecond)},
+			{0, perMin100, allowed(99, 600*time.Millisecond)},
+			{0, perMin100, allowed(98, 1200*time.Millisecond)},
 			// 1.2s owed; at 6s an interval, 1.2s+6s of 60s.
-			{0, perMin10, allowed(8, 7200 * time.Millisecond)},
+			{0, perMin10, allowed(8, 7200*time.Millisecond)},
 		},
 	}
 	for name, calls := range cases {
@@ -110,7 +110,7 @@ func TestGCRAStep(t *testing.T) {
 func TestGCRAWithExtremeLimitsNeitherOverflowsNorDividesByZero(t *testing.T) {
 	now := 50 * 365 * 24 * time.Hour // a replica up for 50 years
 	for name, l := range map[string]Limit{
-		"one request in the longest period":       {Requests: 1, Period: math.MaxInt64},
+		"one request in the longest period":         {Requests: 1, Period: math.MaxInt64},
 		"the largest burst over the longest period": {Requests: 1, Period: math.MaxInt64, Burst: math.MaxInt},
 		"more requests than nanoseconds":            {Requests: math.MaxInt, Period: time.Second},
 		"the largest burst at the highest rate":     {Requests: math.MaxInt, Period: 1, Burst: math.MaxInt},

@@ -43,8 +43,12 @@ func TestStartRedisWithoutTheBinaryFailsInCIAndSkipsElsewhere(t *testing.T) {
 	t.Cleanup(func() { redisServerPaths = old })
 
 	for ci, want := range map[string]func(*recorder) bool{
-		"true": func(r *recorder) bool { return strings.Contains(r.fatal, "CI must run .ci/install-redis.sh") && r.skip == "" },
-		"":     func(r *recorder) bool { return r.fatal == "" && strings.Contains(r.skip, "redis-server is not installed") },
+		"true": func(r *recorder) bool {
+			return strings.Contains(r.fatal, "CI must run .ci/install-redis.sh") && r.skip == ""
+		},
+		"": func(r *recorder) bool {
+			return r.fatal == "" && strings.Contains(r.skip, "redis-server is not installed")
+		},
 	} {
 		t.Setenv("CI", ci)
 		rec := &recorder{TB: t}

@@ -90,8 +90,9 @@ func NewRedis(rawURL string, opts ...RedisOption) (*Redis, error) {
 }
 
 // Allow implements Store. A zero Limit limits nothing and asks Redis
-// nothing. An error (Redis unreachable, slow past the timeout) means the
-// request was not counted.
+// nothing. An error (Redis unreachable, slower than the timeout) means no
+// answer; the request may still be counted if its command reached a Redis
+// that ran it late.
 func (r *Redis) Allow(ctx context.Context, name string, l Limit) (Result, error) {
 	if l.IsZero() {
 		return Result{Allowed: true}, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -244,5 +245,148 @@ func TestRedisTakesExtremeLimits(t *testing.T) {
 				t.Fatalf("%s: %v", name, err)
 			}
 		}
+	}
+}
+
+// Redis stopped mid-test: each failure mode answers by itself, quickly, the
+// outage is counted and reported once; Redis back (empty, as a Redis without
+// persistence restarts): counting again.
+func TestGuardedRedisStoppedMidTestAndRestarted(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	clk := clocktesting.NewFakePassiveClock(t0)
+	l := Limit{Requests: 10, Period: time.Minute, Burst: 10}
+	type replica struct {
+		mode  FailureMode
+		guard *Guard
+		tr    *transitions
+	}
+	var replicas []replica
+	for _, mode := range []FailureMode{FailOpen, FailClosed} {
+		tr := &transitions{}
+		g := NewGuard(newRedis(t, srv.URL), GuardOptions{Mode: mode, Clock: clk, OnTransition: tr.record})
+		replicas = append(replicas, replica{mode, g, tr})
+	}
+	timed := func(g *Guard, bucket string) Result {
+		t.Helper()
+		start := time.Now()
+		r := allow(t, g, bucket, l)
+		if took := time.Since(start); took > hangGuard {
+			t.Fatalf("a call took %v", took)
+		}
+		return r
+	}
+	// The two replicas share the limit.
+	for i := range 10 {
+		if r := timed(replicas[i%2].guard, "k"); !r.Allowed || r.Unchecked {
+			t.Fatalf("request %d: %+v", i+1, r)
+		}
+	}
+	for _, rp := range replicas {
+		if r := timed(rp.guard, "k"); r.Allowed || r.Unchecked {
+			t.Fatalf("%s: an 11th request: %+v, want refused by the count", rp.mode, r)
+		}
+	}
+
+	errs0 := testutil.ToFloat64(storeErrors)
+	srv.Stop()
+	for _, rp := range replicas {
+		for i := range 20 {
+			r := timed(rp.guard, "k")
+			if !r.Unchecked || r.Allowed != (rp.mode == FailOpen) {
+				t.Fatalf("%s, Redis stopped, request %d: %+v", rp.mode, i+1, r)
+			}
+		}
+		if got := rp.tr.list(); len(got) != 1 || got[0] {
+			t.Fatalf("%s: transitions %v, want one: unavailable", rp.mode, got)
+		}
+		if err := rp.tr.err[0]; err == nil || !strings.Contains(err.Error(), srv.Addr) {
+			t.Fatalf("%s: unavailable with %v, want the error naming Redis", rp.mode, err)
+		}
+	}
+	if d := testutil.ToFloat64(storeErrors) - errs0; d != 2 {
+		t.Fatalf("%v store errors counted, want one per replica", d)
+	}
+	if testutil.ToFloat64(storeUp) != 0 {
+		t.Fatal("keyward_rate_limit_store_up is not 0 with Redis stopped")
+	}
+
+	srv.Start()
+	// Each replica tries Redis again once per probe interval; a connection
+	// the restart broke may fail one more probe.
+	for _, rp := range replicas {
+		for probe := 0; !rp.guard.Available(); probe++ {
+			if probe == 5 {
+				t.Fatalf("%s: Redis back, still unavailable after %d probes", rp.mode, probe)
+			}
+			clk.SetTime(clk.Now().Add(DefaultProbeInterval))
+			timed(rp.guard, "other")
+		}
+		if got := rp.tr.list(); len(got) != 2 || !got[1] {
+			t.Fatalf("%s: transitions %v, want unavailable, then available", rp.mode, got)
+		}
+	}
+	if testutil.ToFloat64(storeUp) != 1 {
+		t.Fatal("keyward_rate_limit_store_up is not 1 with Redis back")
+	}
+	for i := range 10 {
+		if r := timed(replicas[i%2].guard, "k"); !r.Allowed || r.Unchecked {
+			t.Fatalf("Redis back, request %d: %+v, want counted and allowed", i+1, r)
+		}
+	}
+	for _, rp := range replicas {
+		if r := timed(rp.guard, "k"); r.Allowed || r.Unchecked {
+			t.Fatalf("Redis back, %s: an 11th request: %+v, want refused by the count", rp.mode, r)
+		}
+	}
+}
+
+// Redis frozen (its port accepts, nothing answers): the request that finds
+// out waits at most the timeout, the others of the probe interval not at
+// all; thawed, counting resumes where it was - a timed-out request may have
+// been counted after all, as its command was sent.
+func TestGuardedRedisFrozenHoldsNoRequest(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := &transitions{}
+	g := NewGuard(newRedis(t, srv.URL), GuardOptions{Mode: FailClosed, Clock: clk, OnTransition: tr.record})
+	l := Limit{Requests: 3, Period: time.Hour}
+	allow(t, g, "k", l)
+	srv.Freeze()
+	t.Cleanup(srv.Thaw) // before Stop, at the latest
+	var slowest time.Duration
+	for i := range 50 {
+		start := time.Now()
+		r := allow(t, g, "k", l)
+		took := time.Since(start)
+		if took > hangGuard || r.Allowed || !r.Unchecked || r.RetryAfter != DefaultClosedRetryAfter {
+			t.Fatalf("Redis frozen, request %d: %+v after %v", i+1, r, took)
+		}
+		slowest = max(slowest, took)
+	}
+	t.Logf("Redis frozen: the slowest of 50 requests took %v (timeout %v)", slowest, DefaultRedisTimeout)
+	if got := tr.list(); len(got) != 1 || got[0] {
+		t.Fatalf("transitions %v, want one: unavailable", got)
+	}
+	srv.Thaw()
+	for probe := 0; !g.Available(); probe++ {
+		if probe == 5 {
+			t.Fatalf("Redis thawed, still unavailable after %d probes", probe)
+		}
+		clk.SetTime(clk.Now().Add(DefaultProbeInterval))
+		allow(t, g, "other", l)
+	}
+	left := 0
+	for {
+		r := allow(t, g, "k", l)
+		if r.Unchecked {
+			t.Fatalf("thawed: %+v", r)
+		}
+		if !r.Allowed {
+			break
+		}
+		left++
+	}
+	if left < 1 || left > 2 {
+		t.Fatalf("thawed: %d more allowed, want what was left of 3 (2, or 1 if the timed-out request was counted)", left)
 	}
 }

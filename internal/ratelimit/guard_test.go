@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,5 +219,33 @@ func TestAttack6AbandonedRequestsDoNotTakeTheStoreDown(t *testing.T) {
 	}
 	if r := allow(t, g, "ns/a", l); r.Allowed {
 		t.Fatalf("a spent limit after abandoned requests: %+v, want refused", r)
+	}
+}
+
+func TestOpenStoreByFlag(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	for flag, want := range map[string]string{
+		"":                                "*ratelimit.Local",
+		"local":                           "*ratelimit.Local",
+		"redis://keyward-redis:6379":      "*ratelimit.Redis",
+		"rediss://u:p@redis.example:6380": "*ratelimit.Redis",
+		"Local":                           "error",
+		"keyward-redis:6379":              "error",
+		"memcached://m:11211":             "error",
+	} {
+		s, err := OpenStore(flag, clk)
+		got := fmt.Sprintf("%T", s)
+		if err != nil {
+			if s != nil {
+				t.Errorf("OpenStore(%q) failed (%v) but returned a store %#v", flag, err, s)
+			}
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("OpenStore(%q) = %s (%v), want %s", flag, got, err, want)
+		}
+		if c, ok := s.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
 	}
 }

@@ -303,8 +303,8 @@ func TestGuardedRedisStoppedMidTestAndRestarted(t *testing.T) {
 			t.Fatalf("%s: unavailable with %v, want the error naming Redis", rp.mode, err)
 		}
 	}
-	if d := testutil.ToFloat64(storeErrors) - errs0; d != 2 {
-		t.Fatalf("%v store errors counted, want one per replica", d)
+	if d := testutil.ToFloat64(storeErrors) - errs0; d != 2*DefaultFailuresToDown {
+		t.Fatalf("%v store errors counted, want %d per replica (the failures that took it down)", d, DefaultFailuresToDown)
 	}
 	if testutil.ToFloat64(storeUp) != 0 {
 		t.Fatal("keyward_rate_limit_store_up is not 0 with Redis stopped")

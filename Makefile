@@ -118,3 +118,8 @@ build-installer: manifests ## Write dist/install.yaml, one file to install Keywa
 build-installer-cert-manager: manifests ## Write dist/install-cert-manager.yaml: certificates from an installed cert-manager.
 	mkdir -p dist
 	$(KUBECTL) kustomize config/overlays/cert-manager | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-cert-manager.yaml
+
+.PHONY: build-installer-monitoring
+build-installer-monitoring: manifests ## Write dist/install-monitoring.yaml: config/default plus ServiceMonitors, PrometheusRule and Grafana dashboard.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/overlays/monitoring | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-monitoring.yaml

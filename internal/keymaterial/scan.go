@@ -53,12 +53,19 @@ type Candidate struct {
 func FindAPIKeys(text string) []Candidate {
 	var out []Candidate
 	for _, m := range apiKeyPattern.FindAllStringSubmatchIndex(text, maxScanMatches) {
-		s := text[m[2]:m[3]]
+		start, s := m[2], text[m[2]:m[3]]
 		k, err := Parse(s)
 		// The format puts the key id's end 13 characters after the prefix's.
 		prefixEnd := len(s) - (idLen + 1 + secretLen + checksumLen) - 1
+		// A key right after a lower-case word reads with a longer prefix
+		// ("tokenkw_…"): try the shorter ones (at most 15 checksums).
+		for i := 1; err != nil && i < prefixEnd; i++ {
+			if gk, gerr := Parse(s[i:]); gerr == nil {
+				start, s, prefixEnd, k, err = start+i, s[i:], prefixEnd-i, gk, nil
+			}
+		}
 		redacted := s[:prefixEnd+1+idLen] + "_****"
-		out = append(out, Candidate{Offset: m[2], Redacted: redacted, Key: k, Err: err})
+		out = append(out, Candidate{Offset: start, Redacted: redacted, Key: k, Err: err})
 	}
 	return out
 }

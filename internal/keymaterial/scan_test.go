@@ -87,3 +87,27 @@ func TestFindAPIKeysIsBounded(t *testing.T) {
 		t.Errorf("%d candidates, want the bound 10000", n)
 	}
 }
+
+// A key pasted right after a lower-case word ("tokenkw_...") reads, to the
+// pattern, as a key with prefix "tokenkw" whose checksum fails: a leaked
+// key the checksum step would call a look-alike. FindAPIKeys tries the
+// shorter prefixes too.
+func TestFindAPIKeysFindsAKeyGluedToALowerCaseWord(t *testing.T) {
+	k := mustGenerate(t, "kw")
+	text := "export tokenkw" + k.String()[2:] + "\n"
+	got := keymaterial.FindAPIKeys(text)
+	if len(got) != 1 || got[0].Err != nil || got[0].Key.String() != k.String() {
+		t.Fatalf("found %+v, want the key inside the glued word", got)
+	}
+	if got[0].Offset != strings.Index(text, k.String()) || got[0].Redacted != "kw_"+k.ID+"_****" {
+		t.Errorf("offset %d, redacted %q: not the key's", got[0].Offset, got[0].Redacted)
+	}
+	// A look-alike glued to a word stays a look-alike.
+	bad := "tokenkw" + k.String()[2:len(k.String())-1] + "x"
+	if k.String()[len(k.String())-1] == 'x' {
+		bad = bad[:len(bad)-1] + "y"
+	}
+	if got := keymaterial.FindAPIKeys(bad); len(got) != 1 || !errors.Is(got[0].Err, keymaterial.ErrChecksum) {
+		t.Errorf("a glued look-alike: %+v", got)
+	}
+}

@@ -53,6 +53,9 @@ type corpus struct {
 	// lookAlikes: strings of the key's shape that are no key (the rule's
 	// regex cannot tell; the checksum does).
 	lookAlikes []string
+	// glued: real keys right after a lower-case word, which the regex
+	// reads with a longer prefix (a look-alike) and the checksum step finds.
+	glued []string
 	// secretKeys: generated secret keys next to their access key id.
 	secretKeys []string
 }
@@ -100,6 +103,7 @@ func newCorpus(t *testing.T) corpus {
 	c := corpus{
 		realKeys:   []string{kw1, kw2, kw3, acme, long, b64, kw1},
 		lookAlikes: []string{bad, "tokenkw" + glued[2:]},
+		glued:      []string{glued},
 		secretKeys: []string{sk1, sk2},
 	}
 	manifest := "apiVersion: v1\nkind: Secret\nmetadata: {name: billing-key}\ndata:\n  key: " + base64.StdEncoding.EncodeToString([]byte(b64)) + "\n"
@@ -249,20 +253,21 @@ func TestTheDocumentedGitleaksRuleFindsExactlyTheRealKeysWithTheChecksumStep(t *
 		t.Errorf("keyward-api-key found %d candidates, want the %d real keys and %d look-alikes:\n%s",
 			len(apiKeys), len(c.realKeys), len(c.lookAlikes), describe(apiKeys, c))
 	}
-	// The checksum step (kubectl keyward scan, keymaterial.Parse): exactly
-	// the real keys.
+	// The checksum step (kubectl keyward scan reads the candidates with
+	// keymaterial.FindAPIKeys): exactly the real keys, the glued one too.
 	var confirmed []string
 	for _, s := range apiKeys {
-		_, err := keymaterial.Parse(s)
-		switch {
-		case err == nil:
-			confirmed = append(confirmed, s)
-		case !errors.Is(err, keymaterial.ErrChecksum):
-			t.Errorf("a candidate of the key's shape fails to parse with %v, not a checksum mismatch", err)
+		for _, cand := range keymaterial.FindAPIKeys(s) {
+			switch {
+			case cand.Err == nil:
+				confirmed = append(confirmed, cand.Key.String())
+			case !errors.Is(cand.Err, keymaterial.ErrChecksum):
+				t.Errorf("a candidate of the key's shape fails to parse with %v, not a checksum mismatch", cand.Err)
+			}
 		}
 	}
-	if !slices.Equal(sorted(confirmed), sorted(c.realKeys)) {
-		t.Errorf("after the checksum step %d keys, want the %d real ones:\n%s", len(confirmed), len(c.realKeys), describe(confirmed, c))
+	if want := append(slices.Clone(c.realKeys), c.glued...); !slices.Equal(sorted(confirmed), sorted(want)) {
+		t.Errorf("after the checksum step %d keys, want the %d real ones:\n%s", len(confirmed), len(want), describe(confirmed, c))
 	}
 	if !slices.Equal(sorted(secretKeys), sorted(c.secretKeys)) {
 		t.Errorf("keyward-secret-key found %d, want the %d secret keys next to their access key ids", len(secretKeys), len(c.secretKeys))
@@ -275,7 +280,7 @@ func describe(found []string, c corpus) string {
 	for _, s := range found {
 		kind := "unknown"
 		switch {
-		case slices.Contains(c.realKeys, s):
+		case slices.Contains(c.realKeys, s), slices.Contains(c.glued, s):
 			kind = "real key"
 		case slices.Contains(c.lookAlikes, s):
 			kind = "look-alike"

@@ -82,6 +82,8 @@ func init() {
 			"Exchange an access key pair for a signed token at the key server", (*app).token},
 		"verify":  {"verify [--scope X]... [--server URL] [-o json] < key", "Check a key (read from stdin) at the key server; exit 0 if valid, 1 if not", (*app).verify},
 		"decrypt": {"decrypt NAME --identity FILE", "Decrypt an API key's age delivery with an age identity file", (*app).decrypt},
+		"scan": {"scan [FILE...]", "Find API keys in files (or stdin) and check their checksums offline; exit 1 if a real key is found",
+			(*app).scan},
 	}
 }
 

@@ -28,6 +28,9 @@ const (
 	MetadataPolicy    = "policy"
 )
 
+// extAuthzLatency is latency's series for Check, looked up once.
+var extAuthzLatency = latency.WithLabelValues(frontendExtAuthz)
+
 // Check answers Envoy's ext_authz: the decision /v1/authz makes (authorize),
 // as a CheckResponse. Every answer is a CheckResponse, refusals included,
 // never a gRPC error: Envoy applies failure_mode_allow to errors, and a
@@ -36,7 +39,7 @@ func (x *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	start := time.Now() // latency is a measurement, not a decision: wall clock
 	resp, result := x.s.check(ctx, req)
 	validations.WithLabelValues(frontendExtAuthz, result).Inc()
-	latency.WithLabelValues(frontendExtAuthz).Observe(time.Since(start).Seconds())
+	extAuthzLatency.Observe(time.Since(start).Seconds())
 	return resp, nil
 }
 
@@ -75,38 +78,60 @@ func peerAddr(ctx context.Context) netip.Addr {
 // to say (a key without groups, no policy) is removed rather than set empty,
 // so that a client's value cannot survive however Envoy treats empty values.
 func okResponse(a authzAnswer, forged []string) *authv3.CheckResponse {
-	ok := &authv3.OkHttpResponse{}
-	var set []string
-	for _, f := range identityHeaders(a) {
-		lower := lowerASCII(f.name)
+	// One allocation for each kind of message, not one per header: Check
+	// is the hot path.
+	fields := identityHeaders(a)
+	var (
+		opts   [len(fields)]corev3.HeaderValueOption
+		values [len(fields)]corev3.HeaderValue
+	)
+	ok := &authv3.OkHttpResponse{
+		Headers:         make([]*corev3.HeaderValueOption, 0, len(fields)),
+		HeadersToRemove: make([]string, 0, len(fields)+len(forged)),
+	}
+	var set [len(fields)]string
+	n := 0
+	for i, f := range fields {
+		lower := identityHeaderNames[i]
 		if f.value == "" {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, lower)
 			continue
 		}
-		set = append(set, lower)
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: f.name, Value: f.value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
+		set[n] = lower
+		n++
+		values[i] = corev3.HeaderValue{Key: f.name, Value: f.value}
+		opts[i] = corev3.HeaderValueOption{Header: &values[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+		ok.Headers = append(ok.Headers, &opts[i])
 	}
 	// Not the headers just set: Envoy may remove after it sets.
 	for _, name := range forged {
-		if !slices.Contains(set, name) && !slices.Contains(ok.HeadersToRemove, name) {
+		if !slices.Contains(set[:n], name) && !slices.Contains(ok.HeadersToRemove, name) {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
-	md := map[string]*structpb.Value{
-		MetadataSubject:   structpb.NewStringValue(a.res.Subject),
-		MetadataNamespace: structpb.NewStringValue(a.res.Namespace),
-		MetadataKeyID:     structpb.NewStringValue(a.res.KeyID),
-		MetadataPolicy:    structpb.NewStringValue(policyLabel(a.decision.Policy)),
+	var md [4]structpb.Value
+	var str [4]structpb.Value_StringValue
+	for i, v := range [4]string{a.res.Subject, a.res.Namespace, a.res.KeyID, policyLabel(a.decision.Policy)} {
+		str[i].StringValue = v
+		md[i].Kind = &str[i]
 	}
 	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		DynamicMetadata: &structpb.Struct{Fields: md},
+		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			MetadataSubject: &md[0], MetadataNamespace: &md[1], MetadataKeyID: &md[2], MetadataPolicy: &md[3],
+		}},
 	}
 }
+
+// identityHeaderNames are identityHeaders' names as Envoy writes them,
+// lower-cased, in the same order.
+var identityHeaderNames = func() (out [6]string) {
+	for i, f := range identityHeaders(authzAnswer{}) {
+		out[i] = lowerASCII(f.name)
+	}
+	return out
+}()
 
 // deniedResponse refuses the request with the HTTP answer /v1/authz would
 // give: its status, headers and body.

@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -36,6 +39,14 @@ const (
 
 // extAuthzResult is figure 7.
 type extAuthzResult struct {
+	// Rounds of closed-loop runs with both servers sharing the same
+	// seconds (the figure's rate), as figure 6's.
+	Rounds []extAuthzRound
+	Conc   int
+	RunDur time.Duration
+	Slice  time.Duration
+	// Pair is figure 1's interleaved search of both max sustained rates,
+	// and the latency at half the key server's.
 	Pair    pairResult
 	Keys    int // keys in the index
 	Targets int // distinct keys presented, cycled
@@ -200,10 +211,90 @@ func benchExtAuthz(ctx context.Context, lg *loadGen) (*extAuthzResult, error) {
 	progress("  bare handler at %.0f/s: p50 %s p99 %s", p.BareAtHalf.Rate, fmtDur(p.BareAtHalf.P50), fmtDur(p.BareAtHalf.P99))
 	pause()
 	res.Pair = p
+	res.Conc, res.RunDur, res.Slice = 8*runtime.GOMAXPROCS(0), lg.m.probeDur, policySlice
+	for r := range lg.m.policyRounds {
+		var rd extAuthzRound
+		if rd.Check, rd.Bare, err = switchedCallRates(e, b, res.RunDur, res.Conc, r%2 == 0); err != nil {
+			return nil, err
+		}
+		res.Rounds = append(res.Rounds, rd)
+		progress("  round %d: Check %.0f/s, bare %.0f/s: %.3f", r+1, rd.Check, rd.Bare, rd.ratio())
+		pause()
+	}
+	med, lo, hi := res.ratio()
+	progress("  median of %d rounds' ratios %.3f (%.3f–%.3f)", len(res.Rounds), med, lo, hi)
 	if err := wantCheck(kclients[0], reqs[len(reqs)-1], http.StatusOK, res.Ref); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// extAuthzRound is one closed-loop run shared by both servers.
+type extAuthzRound struct{ Check, Bare float64 }
+
+func (r extAuthzRound) ratio() float64 { return r.Check / r.Bare }
+
+// ratio is the median of the rounds' ratios, and their lowest and highest.
+func (ea *extAuthzResult) ratio() (med, lo, hi float64) {
+	rs := make([]float64, len(ea.Rounds))
+	for i, r := range ea.Rounds {
+		rs[i] = r.ratio()
+	}
+	slices.Sort(rs)
+	if len(rs) == 0 {
+		return 0, 0, 0
+	}
+	return medianOf(rs), rs[0], rs[len(rs)-1]
+}
+
+// switchedCallRates runs conc concurrent callers for d (closed loop) that
+// send each request to a or b, whichever holds the turn: the turn changes
+// every policySlice, starting with a when aFirst. Each answer wanted is
+// counted for the side it was sent to, and each side's rate is its count
+// over the time it held the turn: both sides share the same seconds, so
+// another job's burst hits both alike (as figure 6's rounds).
+func switchedCallRates(a, b endpoint, d time.Duration, conc int, aFirst bool) (rateA, rateB float64, err error) {
+	var n [2]atomic.Int64
+	var bad atomic.Int64
+	var turn atomic.Int32 // 0: a, 1: b
+	var held [2]time.Duration
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	side := int32(1)
+	if aFirst {
+		side = 0
+	}
+	turn.Store(side)
+	eps := [2]endpoint{a, b}
+	for w := range conc {
+		wg.Go(func() {
+			for i := w; !stop.Load(); i += conc {
+				k := turn.Load()
+				if eps[k].call(i) {
+					n[k].Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(d)
+	for t := time.Now(); t.Before(deadline); {
+		turn.Store(side)
+		time.Sleep(policySlice)
+		now := time.Now()
+		held[side] += now.Sub(t)
+		t, side = now, 1-side
+	}
+	stop.Store(true)
+	wg.Wait()
+	if x := bad.Load(); x > 0 {
+		return 0, 0, fmt.Errorf("figure 7: %d answers were not OK", x)
+	}
+	if n[0].Load() == 0 || n[1].Load() == 0 {
+		return 0, 0, errors.New("figure 7: a side answered nothing")
+	}
+	return float64(n[0].Load()) / held[0].Seconds(), float64(n[1].Load()) / held[1].Seconds(), nil
 }
 
 // wantCheck calls Check once and wants the HTTP status status (200 for OK)

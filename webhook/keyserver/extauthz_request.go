@@ -121,7 +121,10 @@ func (c *checkRequest) readHeaders(h *authv3.AttributeContext_HttpRequest) bool 
 			if c.header == nil {
 				c.header = http.Header{}
 			}
-			k := http.CanonicalHeaderKey(lower)
+			k := headerAuthorization
+			if lower != "authorization" {
+				k = http.CanonicalHeaderKey(lower) // X-Api-Key, or a name of its length
+			}
 			c.header[k] = append(c.header[k], value)
 		}
 		if forgedIdentity(lower) {

@@ -258,7 +258,7 @@ func (r *report) markdown() string {
 	w("| load average (1, 5, 15 min) at start / end | %s / %s |\n\n", r.machine.loadStart, r.machine.loadEnd)
 	w("**Every figure is a ratio against a floor measured in the same run**, minutes or seconds apart on the same machine: ")
 	w("a bare `net/http` handler for the key server, raw ES256 signing for token issuance, plain Secret writes for reconciling, ")
-	w("a 1,000-key index for index scale, the same key server with no policy for policy selection. This machine is shared — other engineers' test runs and CI jobs take CPU while it runs ")
+	w("a 1,000-key index for index scale, the same key server with no policy for policy selection, a bare gRPC Check handler for Envoy's gRPC ext_authz. This machine is shared — other engineers' test runs and CI jobs take CPU while it runs ")
 	w("(see the load average above, for %d CPUs) — so absolute rates and latencies drift from run to run and machine to machine; ", r.machine.nproc)
 	w("ratios of back-to-back or interleaved measurements hold better (the notes say how much noise is left). Absolute numbers are given for context only. ")
 	w("The latency targets (2 ms, 1 s) are absolute by nature; they are the ones most exposed to a busy machine.\n\n")

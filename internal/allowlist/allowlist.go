@@ -42,6 +42,12 @@ func Parse(entries []string) List {
 	return l
 }
 
+// Valid reports whether Parse reads entry as a network or address.
+func Valid(entry string) bool {
+	_, ok := parse(entry)
+	return ok
+}
+
 func parse(s string) (netip.Prefix, bool) {
 	s = strings.TrimSpace(s)
 	var p netip.Prefix

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keypolicy"
 )
 
@@ -30,35 +29,15 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return outcome{result: resultTwoCredentials}
 	}
-	table := s.policies.Load()
-	if table == nil {
-		http.Error(w, "the key server has not loaded the KeyPolicies yet", http.StatusServiceUnavailable)
-		return outcome{result: resultNotReady}
-	}
-	orig := originalRequest(r, s.opts.TrustedProxies)
-	sel := selectPolicy(table, orig)
-	// Tokens are validated for the audiences this API accepts: the query
-	// string may come from the client (Envoy appends the original), so it
-	// cannot widen them.
-	res, aud := s.identifyWithAudiences(cred, tokenAudiences(cred, sel))
-	if res.Code != keyindex.Valid {
-		// A request with no key is not guessing one: behind a gateway every
-		// visitor shares one address, and keyless visitors are not counted.
-		if cred != "" && s.limitFailure(w, r, bucketKeyID(cred)) {
-			return outcome{result: resultRateLimited}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return outcome{result: string(res.Code)}
-	}
-	d := s.decide(keypolicy.Input{
-		Method: orig.method, Target: sel, Identity: identityOf(res, aud),
-		Narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
+	a := s.authorize(r.Context(), authzRequest{
+		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: clientAddr(r, s.opts.TrustedProxies),
+		narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
 	})
-	if !d.Allowed() {
-		refuse(w, d)
-		return outcome{result: string(d.Code)}
+	if a.status != http.StatusOK {
+		writeRefusal(w, a)
+		return outcome{result: a.result}
 	}
+	res, d := a.res, a.decision
 	h := w.Header()
 	h.Set(wire.HeaderSubject, res.Subject)
 	h.Set(wire.HeaderGroups, strings.Join(res.Groups, ","))
@@ -70,4 +49,19 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 	h.Set(wire.HeaderPolicy, policyLabel(d.Policy))
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: string(res.Code)}
+}
+
+// writeRefusal answers a forward-auth request authorize refused.
+func writeRefusal(w http.ResponseWriter, a authzAnswer) {
+	switch a.status {
+	case http.StatusForbidden:
+		refuse(w, a.decision)
+	case http.StatusTooManyRequests:
+		writeFailureLimited(w, a.retryAfter)
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
+		http.Error(w, a.reason, a.status)
+	default:
+		http.Error(w, a.reason, a.status)
+	}
 }

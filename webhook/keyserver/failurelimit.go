@@ -118,18 +118,32 @@ func (l *failureLimiter) evict(now time.Time) {
 // keys, at least ~128 for imported ones); the limit answers a guesser's
 // misses with 429 and keeps each guesser's answers in its own bucket.
 func (s *Server) limitFailure(w http.ResponseWriter, r *http.Request, keyID string) bool {
-	addr := clientAddr(r, s.opts.TrustedProxies)
+	wait, limited := s.countFailure(clientAddr(r, s.opts.TrustedProxies), keyID)
+	if limited {
+		writeFailureLimited(w, wait)
+	}
+	return limited
+}
+
+// failureLimitedMessage is the reason given with a 429 for failed attempts.
+const failureLimitedMessage = "too many failed attempts from this address for this key; retry later"
+
+// countFailure counts a failed attempt from addr naming keyID, as
+// limitFailure says, and reports whether the request is to be answered 429
+// instead, and after how long to retry.
+func (s *Server) countFailure(addr netip.Addr, keyID string) (time.Duration, bool) {
 	wait, limited := s.limiter.failed(bucket{addr: addr, keyID: keyID})
 	if !limited && keyID != "" {
 		// Without a key id the bucket above is the address's already.
 		wait, limited = s.addrLimiter.failed(bucket{addr: addr})
 	}
-	if !limited {
-		return false
-	}
+	return wait, limited
+}
+
+// writeFailureLimited answers 429 for too many failed attempts.
+func writeFailureLimited(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-	writeJSON(w, http.StatusTooManyRequests, wire.ErrorBody{Error: "rate_limited", Message: "too many failed attempts from this address for this key; retry later"})
-	return true
+	writeJSON(w, http.StatusTooManyRequests, wire.ErrorBody{Error: "rate_limited", Message: failureLimitedMessage})
 }
 
 func retryAfterSeconds(d time.Duration) int {

@@ -1,0 +1,93 @@
+package keyserver
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keypolicy"
+)
+
+// authzRequest is a forward-auth question as every front end reads it:
+// HTTP forward-auth (authz.go) and Envoy's gRPC ext_authz put their
+// protocol's request into it, and authorize answers both, so the two
+// cannot decide differently.
+type authzRequest struct {
+	// cred is the one credential presented ("" for none); a front end
+	// refuses a request carrying two before asking.
+	cred string
+	// orig is the original request: host, path and method.
+	orig original
+	// client is the client's address (clientAddr for HTTP), what failed
+	// attempts are counted against.
+	client netip.Addr
+	// narrowing: scopes and namespaces the gateway or route requires on top
+	// of the policy's.
+	narrowing keypolicy.Narrowing
+	// policy, when set, names the KeyPolicy that decides instead of the one
+	// the host selects: a route's own choice (Envoy's context_extensions),
+	// never a client's.
+	policy *keypolicy.Ref
+}
+
+// authzAnswer is authorize's decision, for a front end to write in its
+// protocol.
+type authzAnswer struct {
+	// status is http.StatusOK, or the refusal's: 401 (no valid key), 403
+	// (a policy refused it), 429 (too many failed attempts) or 503 (the
+	// policies are not loaded yet).
+	status int
+	// result is the metrics result and, on a refusal, its code: a
+	// validation code (keyindex.Code), a policy's code (keypolicy.Code)
+	// or one of the result* constants.
+	result string
+	// reason is one line for the client on a refusal; never key material.
+	reason string
+	// retryAfter is how long a client answered 429 should wait.
+	retryAfter time.Duration
+	// res is the key's identity (valid only when status is 200).
+	res keyindex.Result
+	// decision is the KeyPolicy's, when a valid key reached one.
+	decision keypolicy.Decision
+}
+
+// authorize decides a forward-auth request: the credential must validate
+// (401 otherwise, failed attempts counted per client address and key id),
+// then the KeyPolicy of the original request decides (403 with its code).
+func (s *Server) authorize(_ context.Context, req authzRequest) authzAnswer {
+	table := s.policies.Load()
+	if table == nil {
+		return authzAnswer{status: http.StatusServiceUnavailable, result: resultNotReady,
+			reason: "the key server has not loaded the KeyPolicies yet"}
+	}
+	var sel keypolicy.Selection
+	if req.policy != nil {
+		sel = table.SelectPolicy(*req.policy, req.orig.path)
+	} else {
+		sel = selectPolicy(table, req.orig)
+	}
+	// Tokens are validated for the audiences this API accepts: the query
+	// string may come from the client (Envoy appends the original), so it
+	// cannot widen them.
+	res, aud := s.identifyWithAudiences(req.cred, tokenAudiences(req.cred, sel))
+	if res.Code != keyindex.Valid {
+		// A request with no key is not guessing one: behind a gateway every
+		// visitor shares one address, and keyless visitors are not counted.
+		if req.cred != "" {
+			if wait, limited := s.countFailure(req.client, bucketKeyID(req.cred)); limited {
+				return authzAnswer{status: http.StatusTooManyRequests, result: resultRateLimited,
+					reason: failureLimitedMessage, retryAfter: wait}
+			}
+		}
+		return authzAnswer{status: http.StatusUnauthorized, result: string(res.Code), reason: "unauthorized"}
+	}
+	d := s.decide(keypolicy.Input{
+		Method: req.orig.method, Target: sel, Identity: identityOf(res, aud), Narrowing: req.narrowing,
+	})
+	if !d.Allowed() {
+		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res}
+	}
+	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d}
+}

@@ -4,6 +4,7 @@ import (
 	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/internal/keypolicy"
@@ -33,12 +34,13 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: clientAddr(r, s.opts.TrustedProxies),
 		narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
 	})
+	h := w.Header()
+	writeRateLimitHeaders(h, a.rate)
 	if a.status != http.StatusOK {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
 	res, d := a.res, a.decision
-	h := w.Header()
 	h.Set(wire.HeaderSubject, res.Subject)
 	h.Set(wire.HeaderGroups, strings.Join(res.Groups, ","))
 	h.Set(wire.HeaderScopes, strings.Join(res.Scopes, " "))
@@ -57,6 +59,13 @@ func writeRefusal(w http.ResponseWriter, a authzAnswer) {
 	case http.StatusForbidden:
 		refuse(w, a.decision)
 	case http.StatusTooManyRequests:
+		if a.rate.counted {
+			// The key's own limit: its holder is told which, and when.
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter)))
+			w.Header().Set(wire.HeaderCode, resultRateLimited)
+			http.Error(w, "too many requests: "+a.reason, a.status)
+			return
+		}
 		writeFailureLimited(w, a.retryAfter)
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)

@@ -78,15 +78,15 @@ var _ = Describe("rateLimit and allowedCIDRs validation", func() {
 			},
 			Entry("no requests", limit(0, "1m", 0), nil, "spec.rateLimit.requests"),
 			Entry("negative requests", limit(-1, "1m", 0), nil, "spec.rateLimit.requests"),
-			Entry("attack 4: more than a million requests a second", limit(2000000, "1s", 0), nil,
+			Entry("issue 15 attack 4: more than a million requests a second", limit(2000000, "1s", 0), nil,
 				"rateLimit.requests must be at most 1000000 per second of period"),
-			Entry("attack 4: a billion and one requests", limit(1000000001, "24h", 0), nil, "spec.rateLimit.requests"),
+			Entry("issue 15 attack 4: a billion and one requests", limit(1000000001, "24h", 0), nil, "spec.rateLimit.requests"),
 			Entry("a period under a second", limit(10, "500ms", 0), nil, "spec.rateLimit.period"),
 			Entry("a period with a fraction of a second", limit(10, "1.5s", 0), nil, "spec.rateLimit.period"),
 			Entry("a zero period", limit(10, "0s", 0), nil, "rateLimit.period must be between 1s and 24h"),
-			Entry("attack 4: a period over a day", limit(10, "25h", 0), nil, "rateLimit.period must be between 1s and 24h"),
+			Entry("issue 15 attack 4: a period over a day", limit(10, "25h", 0), nil, "rateLimit.period must be between 1s and 24h"),
 			Entry("a negative burst", limit(10, "1m", -1), nil, "spec.rateLimit.burst"),
-			Entry("attack 4: a burst that takes over a day to refill", limit(1, "1h", 25), nil,
+			Entry("issue 15 attack 4: a burst that takes over a day to refill", limit(1, "1h", 25), nil,
 				"rateLimit.burst must refill within 24h"),
 			Entry("a CIDR that is not one", nil, cidrs("10.0.0.0/33"), "allowedCIDRs"),
 			Entry("a host name", nil, cidrs("example.com"), "allowedCIDRs"),
@@ -97,7 +97,7 @@ var _ = Describe("rateLimit and allowedCIDRs validation", func() {
 			Entry("an IPv4-mapped IPv6 network", nil, cidrs("::ffff:192.0.2.0/120"), "allowedCIDRs"),
 			Entry("an empty entry", nil, cidrs(""), "allowedCIDRs"),
 			Entry("the same CIDR twice", nil, cidrs("10.0.0.0/8", "10.0.0.0/8"), "Duplicate value"),
-			Entry("attack 4: more than 64 CIDRs", nil, func() []kw.CIDR {
+			Entry("issue 15 attack 4: more than 64 CIDRs", nil, func() []kw.CIDR {
 				var out []kw.CIDR
 				for i := range 65 {
 					out = append(out, kw.CIDR(fmt.Sprintf("10.0.%d.0/24", i)))

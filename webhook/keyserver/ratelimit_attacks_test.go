@@ -112,10 +112,10 @@ func TestUnlimitedKeysGetNoRateLimitHeaders(t *testing.T) {
 	}
 }
 
-// Attack 1 (tenant): spend another tenant's budget. Buckets are the
+// Issue 15, attack 1 (tenant): spend another tenant's budget. Buckets are the
 // records', so team-b's requests, even with a key named like team-a's, and
 // its failed attempts with team-a's key id, spend none of team-a's.
-func TestAttack1SpendingAnotherTenantsBudget(t *testing.T) {
+func TestAttack15x1SpendingAnotherTenantsBudget(t *testing.T) {
 	f := newFixture(t)
 	victim, victimKey := f.limitedKeyIn("team-a", "reporter", limitOf(3, time.Hour))
 	attacker, _ := f.limitedKeyIn("team-b", "reporter", limitOf(3, time.Hour))
@@ -134,9 +134,9 @@ func TestAttack1SpendingAnotherTenantsBudget(t *testing.T) {
 	}
 }
 
-// Attack 2 (anonymous): lock a key out by flooding with its key id, or
+// Issue 15, attack 2 (anonymous): lock a key out by flooding with its key id, or
 // with no key at all. Only a valid key spends its budget.
-func TestAttack2LockingOutAKeyByFlooding(t *testing.T) {
+func TestAttack15x2LockingOutAKeyByFlooding(t *testing.T) {
 	f := newFixture(t)
 	victim := f.apiKey("billing", limitOf(1, time.Hour))
 	forged := guessFor(t, keyIDOf(t, victim))
@@ -186,10 +186,10 @@ func TestAllowedCIDRsAnswer403CIDRNotAllowed(t *testing.T) {
 	}
 }
 
-// Attack 3 (anonymous): claim an allowed address with X-Forwarded-For. It
+// Issue 15, attack 3 (anonymous): claim an allowed address with X-Forwarded-For. It
 // is read only from a peer in --trusted-proxies, and then only its
 // right-most entry that is not a proxy.
-func TestAttack3SpoofingTheClientAddressWithXForwardedFor(t *testing.T) {
+func TestAttack15x3SpoofingTheClientAddressWithXForwardedFor(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} })
 	key := f.apiKey("billing", cidrsOf("10.0.0.0/8"))
 	cases := map[string]struct {
@@ -394,11 +394,11 @@ func TestVerifyChecksTheClientAddressTheServiceNames(t *testing.T) {
 	}
 }
 
-// Attack 5 (anonymous, holding a leaked key restricted to an office
+// Issue 15, attack 5 (anonymous, holding a leaked key restricted to an office
 // network): use it from elsewhere through kube-apiserver, whose TokenReview
 // carries no client address. A key with an allow-list is never
 // authenticated there.
-func TestAttack5AllowListedKeyThroughTokenReview(t *testing.T) {
+func TestAttack15x5AllowListedKeyThroughTokenReview(t *testing.T) {
 	f := newFixture(t)
 	key := f.apiKey("billing", cidrsOf("10.0.0.0/8"))
 	plain := f.apiKey("plain")
@@ -410,11 +410,11 @@ func TestAttack5AllowListedKeyThroughTokenReview(t *testing.T) {
 	}
 }
 
-// Attack 6 (anonymous, holding a leaked key restricted to an office
+// Issue 15, attack 6 (anonymous, holding a leaked key restricted to an office
 // network): rotate it from elsewhere, taking its successor and locking the
 // owner out when the grace period ends. Self-rotation checks the allow-list
 // too.
-func TestAttack6SelfRotatingAnAllowListedKeyFromElsewhere(t *testing.T) {
+func TestAttack15x6SelfRotatingAnAllowListedKeyFromElsewhere(t *testing.T) {
 	f := newFixture(t, withRefusingRotator)
 	key := f.apiKey("billing", cidrsOf("10.0.0.0/8"))
 	r := httptest.NewRequest(http.MethodPost, "/v1/keys/current/rotate", nil)

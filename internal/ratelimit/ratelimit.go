@@ -46,6 +46,10 @@ type Result struct {
 	// ResetAfter is how long until the budget is whole again (the
 	// RateLimit header's reset).
 	ResetAfter time.Duration
+	// Unchecked: no store counted this request, because the store failed;
+	// Allowed (and RetryAfter) are --rate-limit-store-failure's answer, and
+	// Remaining and ResetAfter mean nothing. Only a Guard sets it.
+	Unchecked bool
 }
 
 // Store counts requests against limits. Implementations are safe for

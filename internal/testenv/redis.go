@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,11 +124,31 @@ func (r *RedisServer) Stop() {
 	r.stopLocked()
 }
 
+// Freeze stops the server's process (SIGSTOP) without closing anything: its
+// port still accepts connections, but no command is answered, as with a
+// hung Redis or a black hole on the path. Thaw resumes it.
+func (r *RedisServer) Freeze() { r.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (r *RedisServer) Thaw() { r.signal(syscall.SIGCONT) }
+
+func (r *RedisServer) signal(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		r.t.Fatalf("redis-server is not running")
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signalling redis-server: %v", err)
+	}
+}
+
 func (r *RedisServer) stopLocked() {
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Process.Kill() // SIGKILL ends a frozen process too
 	select {
 	case <-r.exited:
 	case <-time.After(10 * time.Second):

@@ -21,6 +21,17 @@ func TestStartRedisStartsAServerThatStopsAndStartsAgain(t *testing.T) {
 	}
 	r.Stop() // again: nothing
 	r.Start()
+	r.Freeze()
+	if err := ping(r.Addr); err == nil {
+		t.Fatal("frozen, but answering PING")
+	}
+	r.Thaw()
+	if err := ping(r.Addr); err != nil {
+		t.Fatalf("thawed, but PING: %v", err)
+	}
+	r.Freeze()
+	r.Stop() // a frozen server stops too
+	r.Start()
 	if err := ping(r.Addr); err != nil {
 		t.Fatalf("started again, but PING: %v", err)
 	}

@@ -59,7 +59,7 @@ func writeRefusal(w http.ResponseWriter, a authzAnswer) {
 	case http.StatusForbidden:
 		refuse(w, a.decision)
 	case http.StatusTooManyRequests:
-		if a.rate.counted {
+		if !a.rate.limit.IsZero() {
 			// The key's own limit: its holder is told which, and when.
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter)))
 			w.Header().Set(wire.HeaderCode, resultRateLimited)

@@ -85,18 +85,21 @@ func applicableLimit(res keyindex.Result, p *keypolicy.Policy) keyLimit {
 // spent is the outcome of spending a request of a key's budget.
 type spent struct {
 	keyLimit
-	// counted is false when no limit applies or the store could not
-	// decide: there are then no live counters to report.
+	// counted: a store counted the request, and result holds its live
+	// counters. Not when no limit applies, nor when the store was failing
+	// (ratelimit.Result.Unchecked): result is then
+	// --rate-limit-store-failure's answer alone.
 	counted bool
 	result  ratelimit.Result
 }
 
 // allowed reports whether the request may pass.
-func (s spent) allowed() bool { return !s.counted || s.result.Allowed }
+func (s spent) allowed() bool { return s.limit.IsZero() || s.result.Allowed }
 
-// spend counts one request of a valid, admitted key against its limit. A
-// store that cannot decide lets the request through (the Redis store's
-// wrapper applies --rate-limit-store-failure before this sees an error).
+// spend counts one request of a valid, admitted key against its limit. The
+// store in use is a ratelimit.Guard when it can fail (Redis): it answers
+// by --rate-limit-store-failure then. A store that returns an error anyway
+// lets the request through uncounted.
 func (s *Server) spend(ctx context.Context, kl keyLimit) spent {
 	out := spent{keyLimit: kl}
 	if kl.limit.IsZero() {
@@ -104,10 +107,10 @@ func (s *Server) spend(ctx context.Context, kl keyLimit) spent {
 	}
 	r, err := s.rates.Allow(ctx, kl.bucket, kl.limit)
 	if err != nil {
-		logf.FromContext(ctx).V(1).Info("the rate-limit store could not decide; the request passes", "error", err.Error())
-		return out
+		logf.FromContext(ctx).V(1).Info("the rate-limit store could not decide; the request passes uncounted", "error", err.Error())
+		r = ratelimit.Result{Allowed: true, Unchecked: true}
 	}
-	out.counted, out.result = true, r
+	out.counted, out.result = !r.Unchecked, r
 	return out
 }
 
@@ -172,6 +175,9 @@ func ceilSeconds(d time.Duration) int {
 
 // rateLimitedReason is the one line a client over its key's limit gets.
 func rateLimitedReason(sp spent) string {
+	if !sp.counted {
+		return fmt.Sprintf("this key's rate limit cannot be counted right now; retry after %d s", retryAfterSeconds(sp.result.RetryAfter))
+	}
 	return fmt.Sprintf("this key's rate limit (%d requests per %s) is used up; retry after %d s",
 		sp.limit.Requests, sp.limit.Period, retryAfterSeconds(sp.result.RetryAfter))
 }

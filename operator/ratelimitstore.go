@@ -88,7 +88,7 @@ func storeTransitions(rec events.EventRecorder, pod *corev1.Pod, store string, m
 		log.Error(err, "the rate-limit store stopped answering", "store", store, "onFailure", mode.String())
 		if pod != nil && rec != nil {
 			rec.Eventf(pod, nil, corev1.EventTypeWarning, kw.EventRateLimitStoreUnavailable, "RateLimit",
-				"the rate-limit store %s stopped answering (%s); until it answers again %s", store, msg, consequence)
+				"the rate-limit store stopped answering (%s); until it answers again %s", msg, consequence)
 		}
 	}
 }

@@ -21,6 +21,11 @@ const maxSpan = 50 * 365 * 24 * time.Hour
 // store may forget it.
 func gcra(now, tat time.Duration, l Limit) (time.Duration, Result) {
 	interval, burstOffset := spans(l)
+	return gcraStep(now, tat, interval, burstOffset)
+}
+
+// gcraStep is gcra with l's spans computed.
+func gcraStep(now, tat, interval, burstOffset time.Duration) (time.Duration, Result) {
 	tat = max(tat, now)
 	newTAT := tat + interval
 	allowAt := newTAT - burstOffset

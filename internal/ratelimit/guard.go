@@ -63,6 +63,12 @@ const (
 	// DefaultClosedRetryAfter is the Retry-After of a request refused
 	// because the store failed (FailClosed).
 	DefaultClosedRetryAfter = time.Second
+	// DefaultFailuresToDown: a store that fails this many requests in a row
+	// is unavailable. A single slow round trip on a busy node only answers
+	// its own request by the failure mode: with fail-closed, taking the
+	// store down for it would refuse every limited key for a probe
+	// interval.
+	DefaultFailuresToDown = 3
 )
 
 // Metrics of the store in use. No label names a key or a bucket.
@@ -73,7 +79,7 @@ var (
 	})
 	storeUp = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "keyward_rate_limit_store_up",
-		Help: "1 while the rate-limit store answers, 0 after it failed, until a request it answers again.",
+		Help: "1 while the rate-limit store answers, 0 from a few failed requests in a row until it answers again.",
 	})
 	unchecked = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyward_rate_limit_unchecked_total",
@@ -106,16 +112,19 @@ type GuardOptions struct {
 	OnTransition func(available bool, err error)
 	// ProbeInterval: DefaultProbeInterval.
 	ProbeInterval time.Duration
+	// FailuresToDown: DefaultFailuresToDown.
+	FailuresToDown int
 	// ClosedRetryAfter: DefaultClosedRetryAfter.
 	ClosedRetryAfter time.Duration
 }
 
 // Guard is a Store that never fails: when its store does, it answers by the
-// failure mode (Result.Unchecked), counts the error in
-// keyward_rate_limit_store_errors_total, and reports the store unavailable
-// (keyward_rate_limit_store_up 0, OnTransition). While unavailable it does
-// not wait on the store for every request: one request per probe interval
-// tries it, and the first that it answers makes it available again.
+// failure mode (Result.Unchecked) and counts the error in
+// keyward_rate_limit_store_errors_total; after FailuresToDown failures in a
+// row it reports the store unavailable (keyward_rate_limit_store_up 0,
+// OnTransition). While unavailable it does not wait on the store for every
+// request: one request per probe interval tries it, and the first that it
+// answers makes it available again.
 type Guard struct {
 	store      Store
 	mode       FailureMode
@@ -125,7 +134,10 @@ type Guard struct {
 	retryAfter time.Duration
 	notify     func(bool, error)
 
+	threshold int64
+
 	down      atomic.Bool
+	failures  atomic.Int64 // in a row, while up
 	nextProbe atomic.Int64 // time.Duration since epoch
 	mu        sync.Mutex   // orders transitions and their notifications
 }
@@ -141,6 +153,9 @@ func NewGuard(store Store, o GuardOptions) *Guard {
 	}
 	if g.interval <= 0 {
 		g.interval = DefaultProbeInterval
+	}
+	if g.threshold = int64(o.FailuresToDown); g.threshold <= 0 {
+		g.threshold = DefaultFailuresToDown
 	}
 	if g.retryAfter <= 0 {
 		g.retryAfter = DefaultClosedRetryAfter
@@ -164,6 +179,9 @@ func (g *Guard) Allow(ctx context.Context, bucket string, l Limit) (Result, erro
 		if g.down.Load() {
 			g.transition(false, nil)
 		}
+		if g.failures.Load() != 0 { // no write, so no shared cache line, per request
+			g.failures.Store(0)
+		}
 		return r, nil
 	case ctx.Err() != nil:
 		// The caller gave up (a client that hung up): says nothing about
@@ -171,13 +189,15 @@ func (g *Guard) Allow(ctx context.Context, bucket string, l Limit) (Result, erro
 		return g.fallback(false), nil
 	default:
 		storeErrors.Inc()
-		g.transition(true, err)
+		if g.down.Load() || g.failures.Add(1) >= g.threshold {
+			g.transition(true, err)
+		}
 		return g.fallback(true), nil
 	}
 }
 
-// Available reports whether the store answered the last request that tried
-// it.
+// Available reports whether the store is taken to be up: false from
+// FailuresToDown failures in a row until it answers a probe.
 func (g *Guard) Available() bool { return !g.down.Load() }
 
 // probe reports whether this request, while the store is down, is the one
@@ -200,6 +220,7 @@ func (g *Guard) transition(down bool, err error) {
 		return
 	}
 	g.down.Store(down)
+	g.failures.Store(0)
 	if down {
 		storeUp.Set(0)
 	} else {

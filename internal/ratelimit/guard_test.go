@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,8 +114,8 @@ func TestGuardAnswersByTheFailureModeWhileTheStoreFails(t *testing.T) {
 			if !errors.Is(tr.err[0], errDown) {
 				t.Fatalf("the transition carries %v, want the store's error", tr.err[0])
 			}
-			if d := testutil.ToFloat64(storeErrors) - errs0; d != 1 {
-				t.Fatalf("%v store errors counted, want 1: while down, requests within the probe interval do not try the store", d)
+			if d := testutil.ToFloat64(storeErrors) - errs0; d != DefaultFailuresToDown {
+				t.Fatalf("%v store errors counted, want %d: once down, requests within the probe interval do not try the store", d, DefaultFailuresToDown)
 			}
 			if d := testutil.ToFloat64(unchecked.WithLabelValues(decision(c.want.Allowed))) - unchecked0; d != 100 {
 				t.Fatalf("%v unchecked requests counted, want 100", d)
@@ -122,8 +123,8 @@ func TestGuardAnswersByTheFailureModeWhileTheStoreFails(t *testing.T) {
 			if testutil.ToFloat64(storeUp) != 0 || g.Available() {
 				t.Fatal("store down, still reported up")
 			}
-			if n := store.calls.Load(); n != 2 {
-				t.Fatalf("the store was called %d times, want 2 (one success, one failure)", n)
+			if n := store.calls.Load(); n != 1+DefaultFailuresToDown {
+				t.Fatalf("the store was called %d times, want one success and %d failures", n, DefaultFailuresToDown)
 			}
 
 			// A probe interval later one request tries the store again;
@@ -131,8 +132,8 @@ func TestGuardAnswersByTheFailureModeWhileTheStoreFails(t *testing.T) {
 			clk.SetTime(t0.Add(DefaultProbeInterval))
 			allow(t, g, "ns/a", l)
 			allow(t, g, "ns/a", l)
-			if n := store.calls.Load(); n != 3 {
-				t.Fatalf("the store was called %d times, want one probe more (3)", n)
+			if n := store.calls.Load(); n != 2+DefaultFailuresToDown {
+				t.Fatalf("the store was called %d times, want one probe more", n)
 			}
 			if got := tr.list(); len(got) != 1 {
 				t.Fatalf("transitions %v after a failed probe, want still one", got)
@@ -177,20 +178,32 @@ func TestGuardCallsBackOncePerTransitionUnderConcurrentFailures(t *testing.T) {
 	}
 }
 
-// A store that fails every other call flaps; the guard reports at most one
-// transition each way per probe interval, not one per request.
-func TestGuardDebouncesAFlappingStore(t *testing.T) {
+// A store that fails now and then (a slow round trip on a busy node) is not
+// taken down: only the failing requests are answered by the failure mode.
+// With fail-closed, taking it down would refuse every limited key for a
+// probe interval. Failing FailuresToDown requests in a row takes it down.
+func TestGuardTakesTheStoreDownOnlyAfterFailuresInARow(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(t0)
 	store := &flaky{local: NewLocal(clk)}
 	tr := &transitions{}
-	g := NewGuard(store, GuardOptions{Clock: clk, OnTransition: tr.record})
+	g := NewGuard(store, GuardOptions{Mode: FailClosed, Clock: clk, OnTransition: tr.record})
+	l := Limit{Requests: 1 << 20, Period: time.Second}
 	for i := range 1000 {
-		store.fail.Store(i%2 == 0)
-		allow(t, g, "ns/a", Limit{Requests: 1000, Period: time.Second})
-		clk.SetTime(clk.Now().Add(DefaultProbeInterval / 100))
+		store.fail.Store(i%DefaultFailuresToDown != 0) // fails all but one in DefaultFailuresToDown
+		r := allow(t, g, "ns/a", l)
+		if r.Unchecked != store.fail.Load() || r.Allowed == r.Unchecked {
+			t.Fatalf("request %d, store failing %v: %+v", i+1, store.fail.Load(), r)
+		}
 	}
-	if got := len(tr.list()); got > 2*10+1 {
-		t.Fatalf("%d transitions over 10 probe intervals", got)
+	if got := tr.list(); len(got) != 0 || !g.Available() {
+		t.Fatalf("sporadic failures made transitions %v", got)
+	}
+	store.fail.Store(true)
+	for range DefaultFailuresToDown {
+		allow(t, g, "ns/a", l)
+	}
+	if got := tr.list(); len(got) != 1 || got[0] || g.Available() {
+		t.Fatalf("%d failures in a row: transitions %v", DefaultFailuresToDown, got)
 	}
 }
 
@@ -218,5 +231,33 @@ func TestAttack6AbandonedRequestsDoNotTakeTheStoreDown(t *testing.T) {
 	}
 	if r := allow(t, g, "ns/a", l); r.Allowed {
 		t.Fatalf("a spent limit after abandoned requests: %+v, want refused", r)
+	}
+}
+
+func TestOpenStoreByFlag(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	for flag, want := range map[string]string{
+		"":                                "*ratelimit.Local",
+		"local":                           "*ratelimit.Local",
+		"redis://keyward-redis:6379":      "*ratelimit.Redis",
+		"rediss://u:p@redis.example:6380": "*ratelimit.Redis",
+		"Local":                           "error",
+		"keyward-redis:6379":              "error",
+		"memcached://m:11211":             "error",
+	} {
+		s, err := OpenStore(flag, clk)
+		got := fmt.Sprintf("%T", s)
+		if err != nil {
+			if s != nil {
+				t.Errorf("OpenStore(%q) failed (%v) but returned a store %#v", flag, err, s)
+			}
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("OpenStore(%q) = %s (%v), want %s", flag, got, err, want)
+		}
+		if c, ok := s.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -139,4 +140,17 @@ func redisKey(name string) string {
 func redisLimit(l Limit) redis_rate.Limit {
 	interval, burstOffset := spans(l)
 	return redis_rate.Limit{Rate: 1, Period: interval, Burst: int(burstOffset / interval)}
+}
+
+// SetRedisLogger sends go-redis's own log lines (a failed dial, a
+// connection it could not close) to log at V(1) rather than to stderr: the
+// store's errors already reach the Guard, which counts and reports them.
+// go-redis has one logger per process, so call it once, at start-up. The
+// lines name Redis's address and errors, never a password.
+func SetRedisLogger(log logr.Logger) { redis.SetLogger(redisLogger{log.V(1)}) }
+
+type redisLogger struct{ log logr.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Info(fmt.Sprintf(format, v...))
 }

@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -170,6 +173,9 @@ func TestAttack4TheRedisPasswordIsInNoErrorOrString(t *testing.T) {
 			t.Errorf("NewRedis of a malformed URL with a password: %v", err)
 		}
 	}
+	var logs syncLog
+	SetRedisLogger(funcr.New(logs.add, funcr.Options{Verbosity: 1}))
+	t.Cleanup(func() { SetRedisLogger(logr.Discard()) })
 	dead := deadAddr(t)
 	s := newRedis(t, "redis://user:"+secret+"@"+dead+"/0")
 	if strings.Contains(s.String(), secret) {
@@ -181,6 +187,9 @@ func TestAttack4TheRedisPasswordIsInNoErrorOrString(t *testing.T) {
 	}
 	if err := s.Ping(context.Background()); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("Ping on an unreachable Redis: %v", err)
+	}
+	if logged := logs.String(); !strings.Contains(logged, dead) || strings.Contains(logged, secret) {
+		t.Errorf("go-redis's log lines: %q; want the failed dial to %s, without the password", logged, dead)
 	}
 	// A Redis that refuses the password.
 	srv := testenv.StartRedis(t)
@@ -216,6 +225,23 @@ func TestAttack5AHungRedisHoldsNoRequestPastTheTimeout(t *testing.T) {
 			t.Fatalf("call %d on a hung Redis: %v after %v, want an error within %v", i+1, err, took, hangGuard)
 		}
 	}
+}
+
+type syncLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *syncLog) add(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.WriteString(prefix + args + "\n")
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // deadAddr is an address on which nothing listens.
@@ -303,8 +329,8 @@ func TestGuardedRedisStoppedMidTestAndRestarted(t *testing.T) {
 			t.Fatalf("%s: unavailable with %v, want the error naming Redis", rp.mode, err)
 		}
 	}
-	if d := testutil.ToFloat64(storeErrors) - errs0; d != 2 {
-		t.Fatalf("%v store errors counted, want one per replica", d)
+	if d := testutil.ToFloat64(storeErrors) - errs0; d != 2*DefaultFailuresToDown {
+		t.Fatalf("%v store errors counted, want %d per replica (the failures that took it down)", d, DefaultFailuresToDown)
 	}
 	if testutil.ToFloat64(storeUp) != 0 {
 		t.Fatal("keyward_rate_limit_store_up is not 0 with Redis stopped")

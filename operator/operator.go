@@ -150,7 +150,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.TrustedProxies = append(o.TrustedProxies, p...)
 		return err
 	})
-	fs.StringVar(&o.RateLimitStore, "rate-limit-store", "", "Where keys' rate limits (spec.rateLimit, KeyPolicy defaults) are counted: empty (the default) counts in each key server replica on its own, so a key may get up to its limit times the replicas; redis://[user:password@]host:port/db or rediss://… counts in that Redis, exact across replicas.")
+	fs.StringVar(&o.RateLimitStore, "rate-limit-store", "", "Where keys' rate limits (spec.rateLimit, KeyPolicy defaults) are counted: empty or \"local\" (the default) counts in each key server replica on its own, so a key may get up to its limit times the replicas; redis://[user:password@]host:port/db or rediss://… counts in that Redis, exact across replicas.")
 	fs.Var(&o.RateLimitStoreFailure, "rate-limit-store-failure", "What the key server does for a rate-limited key while the --rate-limit-store Redis does not answer: \"open\" (the default: the request passes uncounted) or \"closed\" (429). Either way a Warning event on the key server's Pod and keyward_rate_limit_store_up say so.")
 	o.DefaultPolicy = keypolicy.ModeDeny
 	fs.Func("default-policy", "What the key server answers for a request whose host no KeyPolicy names: \"deny\" (the default: 403 NO_POLICY) or \"allow-valid-key\" (any valid key of any namespace passes, narrowed only by ?scope= and ?namespace=; what `make dev` runs).", func(v string) error {

@@ -18,14 +18,14 @@ import (
 // maxEventErrorLen bounds the store's error quoted in an event.
 const maxEventErrorLen = 256
 
-// rateLimitStore is the store of --rate-limit-store: nil for "" (the key
-// server then counts in each replica, ratelimit.Local), else the Redis at
+// rateLimitStore is the store of --rate-limit-store: nil for "" or "local"
+// (the key server then counts in each replica, ratelimit.Local), else the Redis at
 // that URL behind a ratelimit.Guard, which answers by
 // --rate-limit-store-failure while Redis fails and reports each change of
 // its availability to pod (storeTransitions). The closer closes the
 // connections to Redis.
 func rateLimitStore(o Options, rec events.EventRecorder, pod *corev1.Pod, log logr.Logger) (ratelimit.Store, io.Closer, error) {
-	if o.RateLimitStore == "" {
+	if o.RateLimitStore == "" || o.RateLimitStore == ratelimit.LocalStoreFlag {
 		return nil, nil, nil
 	}
 	if !validRateLimitStore(o.RateLimitStore) {
@@ -35,6 +35,9 @@ func rateLimitStore(o Options, rec events.EventRecorder, pod *corev1.Pod, log lo
 	if err != nil {
 		return nil, nil, err
 	}
+	// go-redis's own lines (a failed dial) to our log at V(1): the Guard
+	// reports the failures already.
+	ratelimit.SetRedisLogger(log)
 	guard := ratelimit.NewGuard(redis, ratelimit.GuardOptions{
 		Mode:         o.RateLimitStoreFailure,
 		OnTransition: storeTransitions(rec, pod, redis.String(), o.RateLimitStoreFailure, log),
@@ -101,12 +104,12 @@ func (s closeOnStop) Start(ctx context.Context) error {
 	return s.c.Close()
 }
 
-var errRateLimitStoreURL = errors.New("--rate-limit-store must be a redis:// or rediss:// URL with a host (the value is not repeated: it may hold a password)")
+var errRateLimitStoreURL = errors.New("--rate-limit-store must be \"local\" or a redis:// or rediss:// URL with a host (the value is not repeated: it may hold a password)")
 
 // validRateLimitStore refuses a --rate-limit-store that is not a Redis URL
 // before anything starts; the URL is not quoted (it may hold a password).
 func validRateLimitStore(s string) bool {
-	if s == "" {
+	if s == "" || s == ratelimit.LocalStoreFlag {
 		return true
 	}
 	u, err := url.Parse(s)

@@ -40,16 +40,18 @@ func TestRateLimitStoreFlags(t *testing.T) {
 
 func TestRateLimitStoreFromFlags(t *testing.T) {
 	rec := events.NewFakeRecorder(4)
-	store, closer, err := rateLimitStore(Options{}, rec, nil, logr.Discard())
-	if err != nil || store != nil || closer != nil {
-		t.Fatalf("no --rate-limit-store: %v %v %v, want none (the key server's local store)", store, closer, err)
+	for _, local := range []string{"", "local"} {
+		store, closer, err := rateLimitStore(Options{RateLimitStore: local}, rec, nil, logr.Discard())
+		if err != nil || store != nil || closer != nil {
+			t.Fatalf("--rate-limit-store=%q: %v %v %v, want none (the key server's local store)", local, store, closer, err)
+		}
 	}
 	for _, bad := range []string{"http://redis:6379", "redis://", "redis://redis:notaport"} {
 		if _, _, err := rateLimitStore(Options{RateLimitStore: bad}, rec, nil, logr.Discard()); err == nil {
 			t.Errorf("--rate-limit-store=%s was accepted", bad)
 		}
 	}
-	store, closer, err = rateLimitStore(Options{RateLimitStore: "redis://:s3cret@127.0.0.1:1/0"}, rec, nil, logr.Discard())
+	store, closer, err := rateLimitStore(Options{RateLimitStore: "redis://:s3cret@127.0.0.1:1/0"}, rec, nil, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,20 +37,24 @@ const (
 // policy applies, the policy's: each must allow it when it is set. The
 // refusal names the policy whose list refused (none when the key's did).
 // The reason names the client's own address, which it knows anyway.
+// Nothing is allocated unless it refuses: it runs on every request.
 func addressDecision(client netip.Addr, key allowlist.List, p *keypolicy.Policy) keypolicy.Decision {
-	who := "the client address " + client.String()
-	if !client.IsValid() {
-		who = "an unknown client address"
-	}
 	if !key.Allows(client) {
 		return keypolicy.Decision{Code: keypolicy.CIDRNotAllowed, Status: http.StatusForbidden, Rule: -1,
-			Reason: who + " is not in the key's allowedCIDRs"}
+			Reason: clientName(client) + " is not in the key's allowedCIDRs"}
 	}
 	if p != nil && !p.AllowedCIDRs().Allows(client) {
 		return keypolicy.Decision{Code: keypolicy.CIDRNotAllowed, Status: http.StatusForbidden, Rule: -1, Policy: p.Ref(),
-			Reason: who + " is not in the allowedCIDRs of KeyPolicy " + p.Ref().String()}
+			Reason: clientName(client) + " is not in the allowedCIDRs of KeyPolicy " + p.Ref().String()}
 	}
 	return keypolicy.Decision{Code: keypolicy.OK, Status: http.StatusOK, Rule: -1}
+}
+
+func clientName(client netip.Addr) string {
+	if !client.IsValid() {
+		return "an unknown client address"
+	}
+	return "the client address " + client.String()
 }
 
 // keyLimit is the rate limit a valid key's request is counted under, and
@@ -68,15 +72,17 @@ type keyLimit struct {
 // else none. Bucket names are "<kind>/<namespace>/<name>" and
 // "policy/<namespace>/<name>/<kind>/<namespace>/<name>": names hold no "/",
 // so no two records ever share a bucket.
+// The names are built only when a limit applies: keys without one cost
+// nothing here.
 func applicableLimit(res keyindex.Result, p *keypolicy.Policy) keyLimit {
-	record := res.Kind + "/" + res.Namespace + "/" + res.Name
 	if !res.RateLimit.IsZero() {
-		return keyLimit{limit: res.RateLimit, bucket: record, source: limitSourceKey}
+		return keyLimit{limit: res.RateLimit, bucket: res.Kind + "/" + res.Namespace + "/" + res.Name, source: limitSourceKey}
 	}
 	if p != nil {
 		if l := p.RateLimit(); !l.IsZero() {
 			ref := p.Ref()
-			return keyLimit{limit: l, bucket: "policy/" + ref.Namespace + "/" + ref.Name + "/" + record, source: limitSourcePolicy}
+			return keyLimit{limit: l, source: limitSourcePolicy,
+				bucket: "policy/" + ref.Namespace + "/" + ref.Name + "/" + res.Kind + "/" + res.Namespace + "/" + res.Name}
 		}
 	}
 	return keyLimit{}

@@ -146,3 +146,19 @@ func TestRateLimitHeaders(t *testing.T) {
 		})
 	}
 }
+
+// The checks run on every request: for a key without limits or lists they
+// must cost no allocation (issue 15, item 6: the hot path).
+func TestLimitChecksAllocateNothingForKeysWithoutLimits(t *testing.T) {
+	res := keyindex.Result{Code: keyindex.Valid, Kind: hashsecret.KindAPIKey, Namespace: "team-a", Name: "reporter"}
+	p := compiledPolicy("billing", "open", nil)
+	client := netip.MustParseAddr("203.0.113.7")
+	allowed := allowlist.Parse([]string{"203.0.113.0/24"})
+	if n := testing.AllocsPerRun(100, func() {
+		_ = addressDecision(client, res.AllowedCIDRs, p)
+		_ = addressDecision(client, allowed, nil)
+		_ = applicableLimit(res, p)
+	}); n != 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+}

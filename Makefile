@@ -123,3 +123,8 @@ build-installer-cert-manager: manifests ## Write dist/install-cert-manager.yaml:
 build-installer-redis: manifests ## Write dist/install-redis.yaml: rate limits exact across key server replicas, through a Redis it adds.
 	mkdir -p dist
 	$(KUBECTL) kustomize config/overlays/redis | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-redis.yaml
+
+.PHONY: build-installer-monitoring
+build-installer-monitoring: manifests ## Write dist/install-monitoring.yaml: config/default plus ServiceMonitors, PrometheusRule and Grafana dashboard.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/overlays/monitoring | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-monitoring.yaml

@@ -274,6 +274,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if o.EnableAdmissionWebhooks {
+		certExpiry.watch(certServerWebhook, o.WebhookCertDir)
+	}
+	if o.EnableKeyServer {
+		certExpiry.watch(certServerKeyServer, o.KeyServerCertDir)
+	}
+	if o.EnableAdmissionWebhooks {
 		setup := func() error {
 			if err := admission.SetupPairLimit(mgr, o.MaxPairsPerSubject); err != nil {
 				return err

@@ -85,6 +85,21 @@ type APIKeySpec struct {
 	// +optional
 	Suspended bool `json:"suspended,omitempty"`
 
+	// revokedKeyIDs are key ids of previous versions that must stop
+	// validating now, before their grace period ends (`kubectl keyward
+	// revoke NAME --key-id ID` adds one). The current version's id is
+	// refused (condition KeyIDsRevoked=False, reason RevokeRefused): rotate
+	// first, and the version is revoked as soon as it is a previous one. A
+	// revoked version's hash is removed from the hash Secret, so removing
+	// its id from this list later brings nothing back.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9]+$`
+	RevokedKeyIDs []string `json:"revokedKeyIDs,omitempty"`
+
 	// prefix is the human-readable start of the key, before its id, so a
 	// leaked key can be recognised ("kw" by default). Immutable.
 	// +optional

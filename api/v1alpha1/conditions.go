@@ -102,6 +102,19 @@ const (
 	EventVersionRevoked = "VersionRevoked"
 )
 
+// Events the key server emits on its own Pod (POD_NAME, POD_NAMESPACE),
+// once per change of the rate-limit store's availability
+// (--rate-limit-store=redis://…), not per request.
+const (
+	// EventRateLimitStoreUnavailable (Warning): the store stopped answering;
+	// requests of rate-limited keys are answered by
+	// --rate-limit-store-failure (open: allowed uncounted; closed: 429)
+	// until it answers again.
+	EventRateLimitStoreUnavailable = "RateLimitStoreUnavailable"
+	// EventRateLimitStoreAvailable (Normal): it answers again.
+	EventRateLimitStoreAvailable = "RateLimitStoreAvailable"
+)
+
 // Condition types set on KeyPolicy (besides Ready).
 const (
 	// ConditionAccepted is True when the policy is valid and every host it

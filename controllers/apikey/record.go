@@ -163,6 +163,10 @@ func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *ti
 		rec.Access = string(kw.AccessReadWrite)
 	}
 	rec.Suspended = key.Spec.Suspended
+	// Limits are policy, like suspension: a change rewrites the record,
+	// never the key.
+	rec.RateLimit = hashsecret.RateLimitOf(key.Spec.RateLimit)
+	rec.AllowedCIDRs = hashsecret.CIDRsOf(key.Spec.AllowedCIDRs)
 	rec.Previous = prune(rec.Previous, now)
 	keylifecycle.CapAtExpiry(rec, expiry)
 }

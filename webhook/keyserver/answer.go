@@ -41,8 +41,9 @@ func identityHeaders(a authzAnswer) [6]headerField {
 }
 
 // refusalHeaders are the headers of a refusal, for the client: the
-// challenge of a 401, the code and policy of a 403 (a valid key the policy
-// refused: not a failed attempt), Retry-After on a 429.
+// challenge of a 401, the code and policy of a 403 (a valid key the policy,
+// or its address, refused: not a failed attempt), Retry-After on a 429, and
+// the code RATE_LIMITED when it is the key's own limit.
 func refusalHeaders(a authzAnswer) []headerField {
 	switch a.status {
 	case http.StatusUnauthorized:
@@ -58,21 +59,54 @@ func refusalHeaders(a authzAnswer) []headerField {
 		}
 		return out
 	case http.StatusTooManyRequests:
-		return []headerField{{"Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter))}}
+		out := []headerField{{"Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter))}}
+		if keyLimited(a) {
+			// The key's own limit: its holder is told which, and when.
+			out = append(out, headerField{wire.HeaderCode, resultRateLimited})
+		}
+		return out
 	}
 	return nil
 }
 
-// refusalBody is the body of a refusal: its one-line reason (a 403's
-// prefixed "forbidden: "), or the JSON error of a 429 as every endpoint
-// answers it.
-func refusalBody(a authzAnswer) (contentType, body string) {
-	switch a.status {
-	case http.StatusTooManyRequests:
-		b, _ := json.Marshal(wire.ErrorBody{Error: "rate_limited", Message: a.reason})
-		return "application/json", string(b) + "\n"
-	case http.StatusForbidden:
-		return "text/plain; charset=utf-8", "forbidden: " + a.reason + "\n"
+// keyLimited: a 429 of the key's own rate limit, not of failed attempts.
+func keyLimited(a authzAnswer) bool {
+	return a.status == http.StatusTooManyRequests && !a.rate.limit.IsZero()
+}
+
+// rateLimitHeaders are the RateLimit-Policy and RateLimit headers of the
+// key's rate limit (none for a key without one), for the client, on a pass
+// as on a refusal.
+func rateLimitHeaders(a authzAnswer) []headerField {
+	if a.rate.limit.IsZero() {
+		return nil
 	}
-	return "text/plain; charset=utf-8", a.reason + "\n"
+	h := http.Header{}
+	writeRateLimitHeaders(h, a.rate)
+	var out []headerField
+	for _, name := range [...]string{"RateLimit-Policy", "RateLimit"} {
+		if v := h.Get(name); v != "" {
+			out = append(out, headerField{name, v})
+		}
+	}
+	return out
+}
+
+const contentTypeJSON = "application/json"
+
+// refusalBody is the body of a refusal: its one-line reason (a 403's
+// prefixed "forbidden: ", a key limit's "too many requests: "), or the JSON
+// error of a 429 for failed attempts, as every endpoint answers it.
+func refusalBody(a authzAnswer) (contentType, body string) {
+	const text = "text/plain; charset=utf-8"
+	switch {
+	case keyLimited(a):
+		return text, "too many requests: " + a.reason + "\n"
+	case a.status == http.StatusTooManyRequests:
+		b, _ := json.Marshal(wire.ErrorBody{Error: "rate_limited", Message: a.reason})
+		return contentTypeJSON, string(b) + "\n"
+	case a.status == http.StatusForbidden:
+		return text, "forbidden: " + a.reason + "\n"
+	}
+	return text, a.reason + "\n"
 }

@@ -32,11 +32,12 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: clientAddr(r, s.opts.TrustedProxies),
 		narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
 	})
+	h := w.Header()
+	writeRateLimitHeaders(h, a.rate)
 	if a.status != http.StatusOK {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	h := w.Header()
 	for _, f := range identityHeaders(a) {
 		h.Set(f.name, f.value)
 	}
@@ -50,10 +51,10 @@ func writeRefusal(w http.ResponseWriter, a authzAnswer) {
 	for _, f := range refusalHeaders(a) {
 		h.Set(f.name, f.value)
 	}
-	if a.status == http.StatusTooManyRequests {
+	ct, body := refusalBody(a)
+	if ct == contentTypeJSON {
 		h.Set("Cache-Control", "no-store")
 	}
-	ct, body := refusalBody(a)
 	h.Set("Content-Type", ct)
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(a.status)

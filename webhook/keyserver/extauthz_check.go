@@ -74,7 +74,8 @@ func peerAddr(ctx context.Context) netip.Addr {
 
 // okResponse lets the request through with the identity headers set
 // (replacing a client's of the same name) and every other header the client
-// sent under X-Keyward-*, or an alias of one, removed. A header with nothing
+// sent under X-Keyward-*, or an alias of one, removed; the key's RateLimit
+// headers go to the client with the upstream's answer. A header with nothing
 // to say (a key without groups, no policy) is removed rather than set empty,
 // so that a client's value cannot survive however Envoy treats empty values.
 func okResponse(a authzAnswer, forged []string) *authv3.CheckResponse {
@@ -109,6 +110,10 @@ func okResponse(a authzAnswer, forged []string) *authv3.CheckResponse {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
+	// The key's RateLimit headers go back to the client, as on /v1/authz.
+	for _, f := range rateLimitHeaders(a) {
+		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, overwrite(f.name, f.value))
+	}
 	var md [4]structpb.Value
 	var str [4]structpb.Value_StringValue
 	for i, v := range [4]string{a.res.Subject, a.res.Namespace, a.res.KeyID, policyLabel(a.decision.Policy)} {
@@ -137,7 +142,7 @@ var identityHeaderNames = func() (out [6]string) {
 // give: its status, headers and body.
 func deniedResponse(a authzAnswer) *authv3.CheckResponse {
 	denied := &authv3.DeniedHttpResponse{Status: &typev3.HttpStatus{Code: typev3.StatusCode(a.status)}}
-	for _, f := range refusalHeaders(a) {
+	for _, f := range append(rateLimitHeaders(a), refusalHeaders(a)...) {
 		denied.Headers = append(denied.Headers, overwrite(f.name, f.value))
 	}
 	ct, body := refusalBody(a)

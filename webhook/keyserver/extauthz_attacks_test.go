@@ -206,3 +206,44 @@ func TestAttack43ClientHeadersMoveTheDecision(t *testing.T) {
 		t.Fatalf("%d by %q (%s): the client's headers chose the request judged", rec.Code, rec.Header().Get(wire.HeaderPolicy), rec.Body)
 	}
 }
+
+// TestAttack44SpoofingTheClientAddressForAnAllowList: a key's allowedCIDRs
+// are judged against the client address; through gRPC that is the
+// attributes.source.address Envoy reports, believed only from a peer in
+// --trusted-proxies. A caller of the gRPC port elsewhere that writes an
+// allowed address as its source is judged by its own address.
+func TestAttack44SpoofingTheClientAddressForAnAllowList(t *testing.T) {
+	check := func(t *testing.T, trusted []netip.Prefix, source string) int {
+		t.Helper()
+		f := newFixture(t, func(o *Options) { o.TrustedProxies = trusted })
+		key := f.apiKey("billing", cidrsOf("10.0.0.0/8"))
+		client := authv3.NewAuthorizationClient(extAuthzConn(t, f.s, false))
+		req := envoyCheck("api.example.com", "GET", "/", map[string]string{"authorization": "Bearer " + key}, nil)
+		req.Attributes.Source.Address = socketAddress(source, 40000)
+		resp, err := client.Check(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := asHTTP(t, resp)
+		if rec.Code == http.StatusForbidden && rec.Header().Get(wire.HeaderCode) != string(keypolicy.CIDRNotAllowed) {
+			t.Fatalf("403 with code %q", rec.Header().Get(wire.HeaderCode))
+		}
+		return rec.Code
+	}
+	envoy := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	for name, c := range map[string]struct {
+		trusted []netip.Prefix
+		source  string
+		want    int
+	}{
+		"a caller that is no trusted proxy, claiming an allowed address": {nil, "10.1.1.1", http.StatusForbidden},
+		"Envoy in --trusted-proxies, reporting an allowed client":        {envoy, "10.1.1.1", http.StatusOK},
+		"Envoy in --trusted-proxies, reporting a client outside":         {envoy, "203.0.113.1", http.StatusForbidden},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := check(t, c.trusted, c.source); got != c.want {
+				t.Fatalf("%d, want %d", got, c.want)
+			}
+		})
+	}
+}

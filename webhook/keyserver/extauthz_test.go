@@ -448,3 +448,46 @@ func TestExtAuthzReloadsARotatedCertificate(t *testing.T) {
 		t.Fatal("the first certificate is still served")
 	}
 }
+
+// TestExtAuthzRateLimitedKey: a key's own rate limit through Check, as
+// /v1/authz answers it: the RateLimit headers to the client on a pass
+// (response_headers_to_add) and on the 429, with Retry-After and the code
+// RATE_LIMITED.
+func TestExtAuthzRateLimitedKey(t *testing.T) {
+	f := newFixture(t)
+	key := f.apiKey("billing", limitOf(2, time.Minute))
+	client := authv3.NewAuthorizationClient(extAuthzConn(t, f.s, false))
+	check := func() *authv3.CheckResponse {
+		t.Helper()
+		resp, err := client.Check(context.Background(), envoyCheck("api.example.com", "GET", "/", map[string]string{"authorization": "Bearer " + key}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for i, want := range []string{`"key";r=1;t=30`, `"key";r=0;t=60`} {
+		ok := check().GetOkResponse()
+		if ok == nil {
+			t.Fatalf("request %d refused", i+1)
+		}
+		got := map[string]string{}
+		for _, o := range ok.GetResponseHeadersToAdd() {
+			got[o.GetHeader().GetKey()] = o.GetHeader().GetValue()
+		}
+		if got["RateLimit-Policy"] != `"key";q=2;w=60` || got["RateLimit"] != want {
+			t.Errorf("request %d: headers to the client %v, want RateLimit %s", i+1, got, want)
+		}
+	}
+	resp := check()
+	rec := asHTTP(t, resp)
+	h := rec.Header()
+	if rec.Code != http.StatusTooManyRequests || h.Get("Retry-After") != "30" || h.Get(wire.HeaderCode) != "RATE_LIMITED" ||
+		h.Get("RateLimit") != `"key";r=0;t=30` || h.Get("RateLimit-Policy") != `"key";q=2;w=60` ||
+		!strings.HasPrefix(rec.Body.String(), "too many requests: ") || codes.Code(resp.GetStatus().GetCode()) != codes.ResourceExhausted {
+		t.Errorf("the third request in a minute: %d %v %q", rec.Code, h, rec.Body)
+	}
+	f.clock.Step(30 * time.Second)
+	if check().GetOkResponse() == nil {
+		t.Fatal("refused after Retry-After")
+	}
+}

@@ -100,10 +100,10 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 	}
 	// An exchange spends the pair's budget, as its tokens' requests do: the
 	// pair's own limit (no KeyPolicy judges an exchange).
-	sp := s.spend(r.Context(), applicableLimit(res, nil))
+	sp := s.spend(r.Context(), applicableLimits(res, nil))
 	writeRateLimitHeaders(w.Header(), sp)
 	if !sp.allowed() {
-		return limitedKey(w, sp.result.RetryAfter, "this access key pair's rate limit is used up")
+		return limitedKey(w, sp.retryAfter(), "this access key pair's rate limit is used up")
 	}
 	// Per pair, whichever front end or access key version is used.
 	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {

@@ -33,7 +33,8 @@ phase "control-plane binaries"
 go run ./hack/e2e/image keyward -repo . -name "$IMAGE" -o "$OUT/keyward.tar" -keep-binary "$OUT/keyward"
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$OUT/pause" ./hack/e2e/pause
 go run ./hack/e2e/image binary -bin "$OUT/pause" -entrypoint /pause -user 65535:65535 -name keyward.local/pause:e2e -o "$OUT/pause.tar"
-go build -trimpath -o "$OUT/kubectl-keyward" ./cmd/kubectl-keyward
+# The image build's settings, so that the two share the build cache.
+CGO_ENABLED=0 go build -trimpath -o "$OUT/kubectl-keyward" ./cmd/kubectl-keyward
 make --no-print-directory build-installer KUBECTL="$ASSETS/kubectl" >/dev/null
 phase "images, plugin, installer"
 

@@ -1,9 +1,5 @@
 //go:build e2e
 
-// Package e2e runs Keyward as users install it, on the single-node cluster
-// hack/e2e/cluster.sh brings up on this host: `make test-e2e` builds
-// everything, starts the node, runs this suite and tears the node down. It
-// needs the node, so it is behind the e2e build tag and not in `make test`.
 package e2e
 
 import (

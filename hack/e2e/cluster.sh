@@ -140,6 +140,7 @@ snapshot() { # dir: what the host looks like, compared after down
   { find /sys/fs/cgroup -maxdepth 2 -name kubepods -type d 2>/dev/null || true; } | sort > "$d/cgroups"
   awk -v dir="$E2E_DIR" 'index($5, dir) == 1 {print $5}' /proc/self/mountinfo | sort > "$d/mounts"
   nft list tables 2>/dev/null | grep -i kube | sort > "$d/nft" || true
+  { ls /run/containerd/s 2>/dev/null || true; } | sort > "$d/shim-sockets"
 }
 
 up() {
@@ -412,7 +413,16 @@ down() {
   stop_pid kube-apiserver 30
   stop_pid etcd 20
   stop_pid containerd 20
+  # A killed shim leaves its socket in /run/containerd/s (a path containerd
+  # 1.6 fixes), named sha256(<our socket>/<namespace>/<id>): remove ours,
+  # which matters when a system containerd owns that directory.
+  local sockets=() id
+  for pid in $(shim_pids); do
+    id="$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | sed -n '/^-id$/{n;p}')"
+    [[ -n $id ]] && sockets+=("/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$id" | sha256sum | cut -d' ' -f1)")
+  done
   for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  ((${#sockets[@]})) && rm -f "${sockets[@]}"
   for pid in $(pod_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   sleep 0.5
 
@@ -455,7 +465,7 @@ down() {
   rm -rf "$after"
   snapshot "$after"
   local what
-  for what in chains links cgroups mounts nft; do
+  for what in chains links cgroups mounts nft shim-sockets; do
     if [[ -f $E2E_DIR/before/$what ]]; then
       local extra
       extra="$(comm -13 "$E2E_DIR/before/$what" "$after/$what" | tr '\n' ' ')"

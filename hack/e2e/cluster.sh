@@ -299,6 +299,7 @@ EOF
 
   wait_for "node $NODE_NAME Ready" 180 kubectl_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
   wait_for "the default ServiceAccount" 60 kubectl_admin -n default get serviceaccount default
+  wait_for_service_ip
   log "node Ready $((SECONDS - tk))s after kubelet started; cluster up in $((SECONDS - t0))s"
   log "KUBECONFIG=$E2E_DIR/admin.kubeconfig"
 }
@@ -329,6 +330,15 @@ restart_apiserver() {
   stop_pid kube-apiserver 30
   start_apiserver "$@"
   wait_for "kube-apiserver" 120 kubectl_admin get --raw /readyz
+  wait_for_service_ip
+}
+
+# Pods reach kube-apiserver at the kubernetes Service's ClusterIP, whose
+# endpoint kube-apiserver removes when it stops and adds back once ready;
+# kube-proxy then rewrites its rules. Until then pods get "connection refused".
+wait_for_service_ip() {
+  wait_for "the kubernetes Service at $KUBERNETES_SERVICE_IP" 60 \
+    kubectl_admin --server "https://$KUBERNETES_SERVICE_IP" get --raw /readyz
 }
 
 # stop_pid NAME SECONDS: SIGTERM the recorded pid, SIGKILL after SECONDS.

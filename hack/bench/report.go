@@ -78,6 +78,7 @@ type report struct {
 	revocation *revocationResult
 	tokens     *tokensResult
 	policy     *policyResult
+	hotpath    *hotpathResult
 
 	rows []row
 }
@@ -174,6 +175,27 @@ func (r *report) collect() {
 		}
 		r.rows = append(r.rows, row{id: "6 heap", figure: "Heap per KeyPolicy in the key server's table (compiled policy and host index; one exact host, one rule)",
 			value: strings.Join(parts, ", "), target: "reported (no target)", pass: true, cmd: r.command(figPolicy), info: true})
+	}
+	if hp := r.hotpath; hp != nil {
+		for _, sr := range hp.Scenarios {
+			sc := sr.Scenario
+			rw := row{id: "7 " + sc.name, figure: "GET /v1/authz rate (API key; " + sc.title + ") ÷ the bare handler's, same requests, closed loop in interleaved slices",
+				cmd: r.command(figHotPath)}
+			if sc.target > 0 {
+				rw.target = fmt.Sprintf("≥ %.2f", sc.target)
+			} else {
+				rw.target, rw.info, rw.pass = "reported (no target)", true, true
+			}
+			if len(sr.Rounds) == 0 {
+				rw.value, rw.info, rw.pass = "not measured in this build", true, true
+			} else {
+				med, lo, hi := sr.ratio()
+				a, b := sr.cpu()
+				rw.value = fmt.Sprintf("%.2f (median of %d rounds' ratios; spread %.2f–%.2f; CPU per request %s vs %s)", med, len(sr.Rounds), lo, hi, fmtDur(a), fmtDur(b))
+				rw.pass = rw.pass || med >= sc.target
+			}
+			r.rows = append(r.rows, rw)
+		}
 	}
 }
 
@@ -284,6 +306,9 @@ func (r *report) markdown() string {
 	}
 	if pl := r.policy; pl != nil {
 		r.writePolicy(w, pl)
+	}
+	if hp := r.hotpath; hp != nil {
+		r.writeHotPath(w, hp)
 	}
 	r.writeProfiles(w)
 	r.writeNotes(w)
@@ -583,4 +608,42 @@ func (r *report) writePolicy(w writer, pl *policyResult) {
 		w("| %s | %s B | %d |\n", num(float64(h.N)), num(h.PerPolicy), h.Reps)
 	}
 	w("\n")
+}
+
+func (r *report) writeHotPath(w writer, hp *hotpathResult) {
+	w("## 7. The hot path\n\n")
+	w("Method: for each scenario, one key server (`keyserver.New`, served by its own `Start` on `127.0.0.1` with its timeouts; its index loaded directly with %s generated API keys; ", num(float64(hp.Keys)))
+	w("no API server, no policy, `--default-policy=allow-valid-key`) and figure 1's bare handler, given the same requests: GET /v1/authz with one of the keys as `Authorization: Bearer`, cycled. ")
+	w("Each round is one %s closed-loop run (%d concurrent requests on one keep-alive client, as figure 1's probe) whose load switches every %s between the key server and the bare handler ", hp.RunDur, hp.Conc, hp.Slice)
+	w("(the first side alternating between rounds); at each switch the requests in flight finish before the other side starts, so every request and its time belong to one side; each side's rate is its 200s over the time it held the load, and its CPU per request the process's CPU time (client included) during its slices over its 200s. ")
+	w("Both sides share each round's seconds, so another job's burst hits both alike. The figure is the median of the rounds' ratios, with their lowest and highest as the spread. ")
+	w("Every answer must be a 200 (a rate limit configured by a scenario is never reached: the figure is the cost of counting, not of refusing). ")
+	w("After the rounds, a closed-loop run of /v1/authz alone under a CPU profile shows where the time goes (`-profile-dir` keeps it as `hotpath-<scenario>.pprof`).\n\n")
+	w("| scenario | round ratios | **median** (spread) | CPU per request, /v1/authz vs bare | key server handlers in the profile | of which metrics |\n|---|---|---|---|---|---|\n")
+	for _, sr := range hp.Scenarios {
+		if len(sr.Rounds) == 0 {
+			w("| %s | not measured: %s | | | | |\n", sr.Scenario.title, sr.Scenario.missing)
+			continue
+		}
+		var parts []string
+		for _, rd := range sr.Rounds {
+			parts = append(parts, fmt.Sprintf("%.3f", rd.ratio()))
+		}
+		med, lo, hi := sr.ratio()
+		a, b := sr.cpu()
+		prof, metrics := "", ""
+		if p := sr.Profile; p != nil {
+			prof, metrics = pct(p.inclusive("key server handlers")), pct(p.inclusive("Prometheus metrics"))
+		}
+		w("| %s | %s | **%.3f** (%.3f–%.3f) | %s vs %s (%.2f×) | %s | %s |\n", sr.Scenario.title, strings.Join(parts, ", "), med, lo, hi,
+			fmtDur(a), fmtDur(b), float64(a)/float64(b), prof, metrics)
+	}
+	w("\n<details><summary>every round</summary>\n\n")
+	w("| scenario | round | /v1/authz | bare | ratio | CPU per request (authz / bare) |\n|---|---|---|---|---|---|\n")
+	for _, sr := range hp.Scenarios {
+		for i, rd := range sr.Rounds {
+			w("| %s | %d | %s/s | %s/s | %.3f | %s / %s |\n", sr.Scenario.title, i+1, num(rd.Authz), num(rd.Bare), rd.ratio(), fmtDur(rd.AuthzCPU), fmtDur(rd.BareCPU))
+		}
+	}
+	w("\n</details>\n\n")
 }

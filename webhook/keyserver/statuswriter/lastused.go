@@ -3,7 +3,9 @@ package statuswriter
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,36 +25,58 @@ const LastUsedInterval = time.Minute
 type usageKey struct{ kind, namespace, name string }
 
 type usageEntry struct {
-	used, written time.Time
+	// used is the last use kept, in Unix nanoseconds (0: none yet): the
+	// only field the request path writes, atomically.
+	used atomic.Int64
+	// written is when the entry was last written back (LastUsed.mu).
+	written time.Time
 }
 
 // LastUsed remembers when each key last validated, in memory, for batched
 // write-back to status.lastUsedAt by a UsageWriter. It is safe for
 // concurrent use.
+//
+// Touch is on every validation, from every request goroutine at once: it
+// takes no lock (a lock-free map read and, at most once a second per key,
+// a compare-and-swap), so validations never queue behind each other or
+// behind a write-back.
 type LastUsed struct {
-	mu      sync.Mutex
-	entries map[usageKey]*usageEntry
+	entries sync.Map // usageKey → *usageEntry
+	// mu serialises the write-back side (due, forget).
+	mu sync.Mutex
 }
 
 // NewLastUsed returns an empty LastUsed.
-func NewLastUsed() *LastUsed { return &LastUsed{entries: map[usageKey]*usageEntry{}} }
+func NewLastUsed() *LastUsed { return &LastUsed{} }
 
 // Touch records that the key of kind (hashsecret.KindAPIKey or
 // KindAccessKeyPair) owned by namespace/name validated at now.
+//
+// It keeps the first use of each second: lastUsedAt is written with second
+// precision (metav1.Time), so a later use within the same second would
+// change nothing that is written, and skipping it spares a write to memory
+// every request goroutine shares.
 func (u *LastUsed) Touch(kind, namespace, name string, now time.Time) {
 	if name == "" {
 		return
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	k := usageKey{kind, namespace, name}
-	e, ok := u.entries[k]
+	v, ok := u.entries.Load(usageKey{kind, namespace, name})
 	if !ok {
-		e = &usageEntry{}
-		u.entries[k] = e
+		// Copies: the map must not pin the caller's strings (the index's
+		// record of the key) once the record is replaced.
+		k := usageKey{strings.Clone(kind), strings.Clone(namespace), strings.Clone(name)}
+		v, _ = u.entries.LoadOrStore(k, &usageEntry{})
 	}
-	if now.After(e.used) {
-		e.used = now
+	e := v.(*usageEntry)
+	t := now.UnixNano()
+	for {
+		old := e.used.Load()
+		if old != 0 && t/int64(time.Second) <= old/int64(time.Second) {
+			return // this second, or an earlier one, is already recorded after it
+		}
+		if e.used.CompareAndSwap(old, t) {
+			return
+		}
 	}
 }
 
@@ -62,12 +86,18 @@ func (u *LastUsed) due(now time.Time) map[usageKey]time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	out := map[usageKey]time.Time{}
-	for k, e := range u.entries {
-		if e.used.After(e.written) && now.Sub(e.written) >= LastUsedInterval {
-			out[k] = e.used
+	u.entries.Range(func(k, v any) bool {
+		e := v.(*usageEntry)
+		n := e.used.Load()
+		if n == 0 {
+			return true
+		}
+		if used := time.Unix(0, n); used.After(e.written) && now.Sub(e.written) >= LastUsedInterval {
+			out[k.(usageKey)] = used
 			e.written = now
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -75,7 +105,7 @@ func (u *LastUsed) due(now time.Time) map[usageKey]time.Time {
 func (u *LastUsed) forget(k usageKey) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	delete(u.entries, k)
+	u.entries.Delete(k)
 }
 
 // UsageWriter is a manager.Runnable writing lastUsedAt back in batches.

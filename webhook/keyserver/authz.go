@@ -1,10 +1,9 @@
 package keyserver
 
 import (
-	"github.com/keyward/keyward/api/wire"
 	"net/http"
+	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/keyward/keyward/internal/keypolicy"
 )
@@ -18,7 +17,11 @@ const maxScopesAsked = 32
 // the original request's host and path decides (403 with a code when it
 // refuses), with ?scope= and ?namespace= narrowing on top.
 func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
-	q := r.URL.Query()
+	var q url.Values // nil reads as empty
+	if r.URL.RawQuery != "" {
+		// Most checks carry no query: no map to build for them.
+		q = r.URL.Query()
+	}
 	required := slices.DeleteFunc(q["scope"], func(s string) bool { return s == "" })
 	if len(required) > maxScopesAsked {
 		http.Error(w, "too many scopes", http.StatusBadRequest)
@@ -37,18 +40,9 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	res, d := a.res, a.decision
-	h := w.Header()
-	h.Set(wire.HeaderSubject, res.Subject)
-	h.Set(wire.HeaderGroups, strings.Join(res.Groups, ","))
-	h.Set(wire.HeaderScopes, strings.Join(res.Scopes, " "))
-	h.Set(wire.HeaderKeyID, res.KeyID)
-	h.Set(wire.HeaderNamespace, res.Namespace)
-	// Empty when no policy decided, rather than absent: Caddy's copy_headers
-	// (2.6) copies an absent header as its literal placeholder.
-	h.Set(wire.HeaderPolicy, policyLabel(d.Policy))
+	setIdentityHeaders(w.Header(), a.res, policyLabel(a.decision.Policy))
 	w.WriteHeader(http.StatusOK)
-	return outcome{result: string(res.Code)}
+	return outcome{result: string(a.res.Code)}
 }
 
 // writeRefusal answers a forward-auth request authorize refused.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,12 +70,30 @@ var hotScenarios = []hotScenario{
 		missing: "the key server has no Redis store in this build (issue 15, item 2): start redis-server (internal/testenv) and point the key server at it in hotScenarios"},
 }
 
+// Sides of a round: the load switches between them.
+const (
+	sideBare    = iota // the bare handler
+	sideHeaders        // the bare handler writing /v1/authz's answer headers
+	sideAuthz          // the key server
+	nSides
+)
+
 type hotRound struct {
-	Authz, Bare       float64       // closed-loop 200s per second, each over the time it held the load
-	AuthzCPU, BareCPU time.Duration // process CPU per request, each over its own slices
+	Rate [nSides]float64       // closed-loop 200s per second, each over the time it held the load
+	CPU  [nSides]time.Duration // process CPU per request, each over its own slices
 }
 
-func (r hotRound) ratio() float64 { return r.Authz / r.Bare }
+func (r hotRound) ratio() float64 { return r.Rate[sideAuthz] / r.Rate[sideBare] }
+
+// cpuRatio is the bare handler's CPU per request over the key server's:
+// the capacity ratio of a CPU-bound process, less exposed than rates to
+// how much CPU other jobs leave (though under a heavy load, CPU per request
+// grows too).
+func (r hotRound) cpuRatio() float64 { return float64(r.CPU[sideBare]) / float64(r.CPU[sideAuthz]) }
+
+// headersRatio is what the answer's headers alone cost: the bare handler
+// writing them, over the bare handler.
+func (r hotRound) headersRatio() float64 { return r.Rate[sideHeaders] / r.Rate[sideBare] }
 
 type hotScenarioResult struct {
 	Scenario hotScenario
@@ -84,9 +103,23 @@ type hotScenarioResult struct {
 
 // ratio is the median of the rounds' ratios, and their lowest and highest.
 func (h *hotScenarioResult) ratio() (med, lo, hi float64) {
+	return h.medianOf(hotRound.ratio)
+}
+
+// cpuRatio is the same for the CPU per request.
+func (h *hotScenarioResult) cpuRatio() (med, lo, hi float64) {
+	return h.medianOf(hotRound.cpuRatio)
+}
+
+// headersRatio is the same for the bare handler writing the headers.
+func (h *hotScenarioResult) headersRatio() (med, lo, hi float64) {
+	return h.medianOf(hotRound.headersRatio)
+}
+
+func (h *hotScenarioResult) medianOf(f func(hotRound) float64) (med, lo, hi float64) {
 	rs := make([]float64, 0, len(h.Rounds))
 	for _, r := range h.Rounds {
-		rs = append(rs, r.ratio())
+		rs = append(rs, f(r))
 	}
 	slices.Sort(rs)
 	if len(rs) == 0 {
@@ -95,14 +128,14 @@ func (h *hotScenarioResult) ratio() (med, lo, hi float64) {
 	return medianOf(rs), rs[0], rs[len(rs)-1]
 }
 
-// cpu is the median over the rounds of each side's CPU per request.
-func (h *hotScenarioResult) cpu() (authz, bare time.Duration) {
-	var a, b []time.Duration
+// cpu is the median over the rounds of a side's CPU per request.
+func (h *hotScenarioResult) cpu(side int) time.Duration {
+	var d []time.Duration
 	for _, r := range h.Rounds {
-		a, b = append(a, r.AuthzCPU), append(b, r.BareCPU)
+		d = append(d, r.CPU[side])
 	}
-	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
-	return med(a), med(b)
+	slices.Sort(d)
+	return d[len(d)/2]
 }
 
 // hotpathResult is figure 7.
@@ -172,35 +205,51 @@ func benchHotScenario(ctx context.Context, lg *loadGen, sr *hotScenarioResult, b
 		bare = append(bare, sameRequestAt(bareURL, base, []vegeta.Target{t})...)
 	}
 	// What is measured is what it claims to be: a 200 naming the key's subject.
-	if err := checkHot(lg.client, authz[0], recs[0].Subject); err != nil {
+	answer, err := checkHot(lg.client, authz[0], recs[0].Subject)
+	if err != nil {
 		return err
 	}
+	// A third side: the bare handler writing the key server's answer
+	// headers (X-Keyward-*, the same bytes), to tell what the answer costs
+	// net/http and the client from what the key server's work costs.
+	headersURL, err := headersServer(ctx, answer)
+	if err != nil {
+		return err
+	}
+	headers := make([]vegeta.Target, 0, len(authz))
+	for _, t := range authz {
+		headers = append(headers, sameRequestAt(headersURL, base, []vegeta.Target{t})...)
+	}
 	progress("  %s: warm-up", sr.Scenario.title)
-	for _, ts := range [][]vegeta.Target{bare, authz} {
+	sets := [nSides][]vegeta.Target{sideBare: bare, sideHeaders: headers, sideAuthz: authz}
+	for _, ts := range sets {
 		if _, _, _, err := lg.probe(endpoint{name: "hot-warmup", targets: ts}, lg.m.probeDur/2, ""); err != nil {
 			return err
 		}
 		pause()
 	}
 	for r := range rounds {
-		rd, err := switchedPair(lg.client, authz, bare, lg.m.probeDur, conc, r%2 == 0)
+		rd, err := switchedSides(lg.client, sets, lg.m.probeDur, conc, r%nSides)
 		if err != nil {
 			return err
 		}
 		sr.Rounds = append(sr.Rounds, rd)
-		progress("  %s, round %d: /v1/authz %.0f/s, bare %.0f/s: %.3f (CPU per request %s vs %s)", sr.Scenario.title, r+1,
-			rd.Authz, rd.Bare, rd.ratio(), fmtDur(rd.AuthzCPU), fmtDur(rd.BareCPU))
+		progress("  %s, round %d: /v1/authz %.0f/s, bare %.0f/s: %.3f (CPU per request %s vs %s); bare with the headers %.3f (%s)", sr.Scenario.title, r+1,
+			rd.Rate[sideAuthz], rd.Rate[sideBare], rd.ratio(), fmtDur(rd.CPU[sideAuthz]), fmtDur(rd.CPU[sideBare]), rd.headersRatio(), fmtDur(rd.CPU[sideHeaders]))
 		pause()
 	}
 	prof := filepath.Join(lg.profDir, "hotpath-"+sr.Scenario.name+".pprof")
 	if _, _, sr.Profile, err = lg.probe(endpoint{name: "hotpath-" + sr.Scenario.name, title: "GET /v1/authz", targets: authz}, lg.m.probeDur, prof); err != nil {
 		return err
 	}
-	if err := checkHot(lg.client, authz[len(authz)-1], recs[len(recs)-1].Subject); err != nil {
+	if _, err := checkHot(lg.client, authz[len(authz)-1], recs[len(recs)-1].Subject); err != nil {
 		return err
 	}
 	med, lo, hi := sr.ratio()
-	progress("  %s: median of %d rounds' ratios %.3f (%.3f–%.3f)", sr.Scenario.title, rounds, med, lo, hi)
+	hmed, hlo, hhi := sr.headersRatio()
+	cmed, clo, chi := sr.cpuRatio()
+	progress("  %s: median of %d rounds' ratios %.3f (%.3f–%.3f); by CPU per request %.3f (%.3f–%.3f); the bare handler writing the headers %.3f (%.3f–%.3f)",
+		sr.Scenario.title, rounds, med, lo, hi, cmed, clo, chi, hmed, hlo, hhi)
 	cancel()
 	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -208,43 +257,55 @@ func benchHotScenario(ctx context.Context, lg *loadGen, sr *hotScenarioResult, b
 	return nil
 }
 
-// checkHot sends t once and wants a 200 naming subject.
-func checkHot(c *http.Client, t vegeta.Target, subject string) error {
+// checkHot sends t once and wants a 200 naming subject; it returns the
+// answer's X-Keyward-* headers.
+func checkHot(c *http.Client, t vegeta.Target, subject string) (http.Header, error) {
 	req, err := t.Request()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderSubject) != subject {
-		return fmt.Errorf("/v1/authz answered %d, subject %q; want 200, %q", resp.StatusCode, resp.Header.Get(wire.HeaderSubject), subject)
+		return nil, fmt.Errorf("/v1/authz answered %d, subject %q; want 200, %q", resp.StatusCode, resp.Header.Get(wire.HeaderSubject), subject)
 	}
-	return nil
+	out := http.Header{}
+	for k, v := range resp.Header {
+		if strings.HasPrefix(k, "X-Keyward-") {
+			out[k] = v
+		}
+	}
+	return out, nil
 }
 
-// switchedPair runs conc concurrent requests for d (closed loop) while the
-// load switches every hotSlice between the key server and the bare
-// handler, starting with the key server when authzFirst. At each switch
-// the requests in flight are let finish before the other side's start (a
-// gate the workers hold while a request is out), so each request and the
-// time it took belong to one side: each side's rate is its 200s over the
-// time it held the load, its CPU per request the process's CPU during its
-// slices over its 200s.
-func switchedPair(c *http.Client, authz, bare []vegeta.Target, d time.Duration, conc int, authzFirst bool) (hotRound, error) {
-	var n [2]atomic.Int64 // [0] bare, [1] authz
+// headersServer is bareServer answering with h's headers.
+func headersServer(ctx context.Context, h http.Header) (string, error) {
+	return startBare(ctx, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		wh := w.Header()
+		for k, v := range h {
+			wh[k] = v
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// switchedSides runs conc concurrent requests for d (closed loop) while the
+// load switches every hotSlice from side to side (sets[i] are side i's
+// requests), starting with first. At each switch the requests in flight
+// are let finish before the next side's start (a gate the workers hold
+// while a request is out), so each request and the time it took belong to
+// one side: each side's rate is its 200s over the time it held the load,
+// its CPU per request the process's CPU during its slices over its 200s.
+func switchedSides(c *http.Client, sets [nSides][]vegeta.Target, d time.Duration, conc, first int) (hotRound, error) {
+	var n [nSides]atomic.Int64
 	var other atomic.Int64
 	var gate sync.RWMutex // read-held by each request in flight; held to switch
-	side := 0
-	if authzFirst {
-		side = 1
-	}
-	first := side
+	side := first         // written only under the write lock
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	sets := [2][]vegeta.Target{bare, authz}
 	gate.Lock() // the workers wait for the first slice
 	for w := range conc {
 		wg.Go(func() {
@@ -254,7 +315,7 @@ func switchedPair(c *http.Client, authz, bare []vegeta.Target, d time.Duration, 
 					gate.RUnlock()
 					return
 				}
-				sd := side // written only under the write lock
+				sd := side
 				ts := sets[sd]
 				ok := false
 				req, err := ts[i%len(ts)].Request()
@@ -275,8 +336,7 @@ func switchedPair(c *http.Client, authz, bare []vegeta.Target, d time.Duration, 
 			}
 		})
 	}
-	var held, cpu [2]time.Duration
-	side = first
+	var held, cpu [nSides]time.Duration
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		t, c0 := time.Now(), processCPU()
@@ -285,7 +345,7 @@ func switchedPair(c *http.Client, authz, bare []vegeta.Target, d time.Duration, 
 		gate.Lock() // waits for the requests in flight
 		held[side] += time.Since(t)
 		cpu[side] += processCPU() - c0
-		side = 1 - side
+		side = (side + 1) % nSides
 	}
 	stop.Store(true)
 	gate.Unlock()
@@ -293,11 +353,13 @@ func switchedPair(c *http.Client, authz, bare []vegeta.Target, d time.Duration, 
 	if o := other.Load(); o > 0 {
 		return hotRound{}, fmt.Errorf("%d requests failed or were not answered 200", o)
 	}
-	if n[0].Load() == 0 || n[1].Load() == 0 {
-		return hotRound{}, errors.New("a side answered nothing")
+	var rd hotRound
+	for i := range nSides {
+		if n[i].Load() == 0 {
+			return hotRound{}, errors.New("a side answered nothing")
+		}
+		rd.Rate[i] = float64(n[i].Load()) / held[i].Seconds()
+		rd.CPU[i] = cpu[i] / time.Duration(n[i].Load())
 	}
-	return hotRound{
-		Authz: float64(n[1].Load()) / held[1].Seconds(), Bare: float64(n[0].Load()) / held[0].Seconds(),
-		AuthzCPU: cpu[1] / time.Duration(n[1].Load()), BareCPU: cpu[0] / time.Duration(n[0].Load()),
-	}, nil
+	return rd, nil
 }

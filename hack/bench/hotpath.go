@@ -141,10 +141,14 @@ func (h *hotScenarioResult) cpu(side int) time.Duration {
 // hotpathResult is figure 7.
 type hotpathResult struct {
 	Scenarios []*hotScenarioResult
-	Conc      int
-	RunDur    time.Duration
-	Slice     time.Duration
-	Keys      int
+	// Redis is the Redis round trip (nil when redis-server could not be
+	// started: RedisErr says why).
+	Redis    *redisRTT
+	RedisErr string
+	Conc     int
+	RunDur   time.Duration
+	Slice    time.Duration
+	Keys     int
 }
 
 func benchHotPath(ctx context.Context, lg *loadGen, rounds int) (*hotpathResult, error) {
@@ -164,6 +168,15 @@ func benchHotPath(ctx context.Context, lg *loadGen, rounds int) (*hotpathResult,
 		if err := benchHotScenario(ctx, lg, sr, bareURL, rounds, res.Conc); err != nil {
 			return nil, fmt.Errorf("figure 7, %s: %w", sc.title, err)
 		}
+	}
+	progress("  the Redis round trip: PING over loopback to a redis-server started for it")
+	if res.Redis, err = measureRedisRTT(ctx, res.Conc, lg.m.probeDur); err != nil {
+		res.RedisErr = err.Error()
+		progress("  not measured: %v", err)
+	} else {
+		rt := res.Redis
+		progress("  Redis %s: one connection p50 %s p99 %s; %d connections %.0f/s, p50 %s p99 %s", rt.Version,
+			fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), rt.Conc, rt.ConcRate, fmtDur(rt.ConcP50), fmtDur(rt.ConcP99))
 	}
 	return res, nil
 }

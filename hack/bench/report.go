@@ -198,6 +198,13 @@ func (r *report) collect() {
 			}
 			r.rows = append(r.rows, rw)
 		}
+		value := "not measured: " + hp.RedisErr
+		if rt := hp.Redis; rt != nil {
+			value = fmt.Sprintf("one connection: p50 %s, p99 %s; %d connections: %s/s, p50 %s, p99 %s", fmtDur(rt.SerialP50), fmtDur(rt.SerialP99),
+				rt.Conc, num(rt.ConcRate), fmtDur(rt.ConcP50), fmtDur(rt.ConcP99))
+		}
+		r.rows = append(r.rows, row{id: "7 redis RTT", figure: "Redis round trip over loopback (PING), what the Redis store adds to a request at least",
+			value: value, target: "reported (no target)", pass: true, cmd: r.command(figHotPath), info: true})
 	}
 }
 
@@ -645,6 +652,13 @@ func (r *report) writeHotPath(w writer, hp *hotpathResult) {
 		cmed, clo, chi := sr.cpuRatio()
 		w("| %s | %s | **%.3f** (%.3f–%.3f) | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %s / %s / %s | %s |\n", sr.Scenario.title, strings.Join(parts, ", "), med, lo, hi,
 			cmed, clo, chi, hmed, hlo, hhi, fmtDur(sr.cpu(sideAuthz)), fmtDur(sr.cpu(sideHeaders)), fmtDur(sr.cpu(sideBare)), prof)
+	}
+	if rt := hp.Redis; rt != nil {
+		w("The Redis round trip: a redis-server %s started for the figure on loopback (no persistence), PING (the smallest command; the Redis store's one round trip per request costs this plus its script): ", rt.Version)
+		w("one connection, one at a time, %s PINGs: p50 %s, p99 %s; %d connections, closed loop for %s: %s/s, p50 %s, p99 %s.\n\n",
+			num(redisPings), fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), rt.Conc, hp.RunDur, num(rt.ConcRate), fmtDur(rt.ConcP50), fmtDur(rt.ConcP99))
+	} else {
+		w("The Redis round trip was not measured: %s.\n\n", hp.RedisErr)
 	}
 	w("\n<details><summary>every round</summary>\n\n")
 	w("| scenario | round | key server | bare with the headers | bare | ratio | CPU per request (key server / headers / bare) |\n|---|---|---|---|---|---|---|\n")

@@ -118,3 +118,13 @@ build-installer: manifests ## Write dist/install.yaml, one file to install Keywa
 build-installer-cert-manager: manifests ## Write dist/install-cert-manager.yaml: certificates from an installed cert-manager.
 	mkdir -p dist
 	$(KUBECTL) kustomize config/overlays/cert-manager | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-cert-manager.yaml
+
+.PHONY: build-installer-redis
+build-installer-redis: manifests ## Write dist/install-redis.yaml: rate limits exact across key server replicas, through a Redis it adds.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/overlays/redis | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-redis.yaml
+
+.PHONY: build-installer-monitoring
+build-installer-monitoring: manifests ## Write dist/install-monitoring.yaml: config/default plus ServiceMonitors, PrometheusRule and Grafana dashboard.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/overlays/monitoring | sed 's#ghcr.io/keyward/keyward:latest#$(IMG)#' > dist/install-monitoring.yaml

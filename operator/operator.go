@@ -34,6 +34,7 @@ import (
 	"github.com/keyward/keyward/controllers/signingkey"
 	"github.com/keyward/keyward/internal/keypolicy"
 	"github.com/keyward/keyward/internal/kube"
+	"github.com/keyward/keyward/internal/ratelimit"
 	"github.com/keyward/keyward/webhook/admission"
 	"github.com/keyward/keyward/webhook/keyserver"
 	"github.com/keyward/keyward/webhook/keyserver/feed"
@@ -82,6 +83,13 @@ type Options struct {
 	// TrustedProxies: peers whose X-Forwarded-For names the client the key
 	// server counts failed attempts against (--trusted-proxies).
 	TrustedProxies []netip.Prefix
+	// RateLimitStore is where keys' rate limits are counted
+	// (--rate-limit-store): "" in each key server replica on its own, or a
+	// redis:// or rediss:// URL, exact across replicas.
+	// RateLimitStoreFailure is what the key server does while that Redis
+	// fails (--rate-limit-store-failure): open (the zero value) or closed.
+	RateLimitStore        string
+	RateLimitStoreFailure ratelimit.FailureMode
 	// DefaultPolicy is what the key server does for a host no KeyPolicy
 	// names (--default-policy); the zero value refuses (deny).
 	DefaultPolicy keypolicy.Mode
@@ -142,6 +150,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.TrustedProxies = append(o.TrustedProxies, p...)
 		return err
 	})
+	fs.StringVar(&o.RateLimitStore, "rate-limit-store", "", "Where keys' rate limits (spec.rateLimit, KeyPolicy defaults) are counted: empty or \"local\" (the default) counts in each key server replica on its own, so a key may get up to its limit times the replicas; redis://[user:password@]host:port/db or rediss://… counts in that Redis, exact across replicas.")
+	fs.Var(&o.RateLimitStoreFailure, "rate-limit-store-failure", "What the key server does for a rate-limited key while the --rate-limit-store Redis does not answer: \"open\" (the default: the request passes uncounted) or \"closed\" (429). Either way a Warning event on the key server's Pod and keyward_rate_limit_store_up say so.")
 	o.DefaultPolicy = keypolicy.ModeDeny
 	fs.Func("default-policy", "What the key server answers for a request whose host no KeyPolicy names: \"deny\" (the default: 403 NO_POLICY) or \"allow-valid-key\" (any valid key of any namespace passes, narrowed only by ?scope= and ?namespace=; what `make dev` runs).", func(v string) error {
 		m, err := keypolicy.ParseMode(v)
@@ -222,6 +232,9 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if _, err := o.tokenReview(nil); err != nil {
 		return nil, err
 	}
+	if !validRateLimitStore(o.RateLimitStore) {
+		return nil, errRateLimitStoreURL
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  kube.Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
@@ -259,6 +272,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	webhookReady, keyServerReady, err := certRotators(mgr, cfg, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.EnableAdmissionWebhooks {
+		certExpiry.watch(certServerWebhook, o.WebhookCertDir)
+	}
+	if o.EnableKeyServer {
+		certExpiry.watch(certServerKeyServer, o.KeyServerCertDir)
 	}
 	if o.EnableAdmissionWebhooks {
 		setup := func() error {
@@ -303,6 +322,15 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 	if err != nil {
 		return err
 	}
+	store, closer, err := rateLimitStore(o, mgr.GetEventRecorder("keyward-key-server"), podOf(os.Getenv), mgr.GetLogger().WithName("key-server"))
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		if err := mgr.Add(closeOnStop{closer}); err != nil {
+			return err
+		}
+	}
 	ks := keyserver.New(keyserver.Options{
 		BindAddress: o.KeyServerBindAddress, CertDir: o.KeyServerCertDir,
 		Issuer: issuer, MaxTokenLifetime: o.MaxTokenLifetime, EnableDCETokenGET: o.EnableDCETokenGET,
@@ -310,7 +338,8 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		DefaultPolicy:     o.DefaultPolicy,
 		SelfRotationBurst: o.SelfRotationBurst, SelfRotationRefill: o.SelfRotationRefill,
 		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
-		Rotator: &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},
+		Rotator:    &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},
+		RateLimits: store,
 	})
 	if err := feed.Add(mgr, ks, o.OperatorNamespace, o.keysNamespace()); err != nil {
 		return err

@@ -66,6 +66,24 @@ type AccessKeyPairSpec struct {
 	// tokens bounds the tokens issued for this pair.
 	// +optional
 	Tokens *TokenPolicy `json:"tokens,omitempty"`
+
+	// rateLimit bounds the token requests (POST /v1/tokens) and the
+	// requests made with this pair's tokens, together: over it, the key
+	// server answers 429 with Retry-After (verify: code RATE_LIMITED). It
+	// applies across every API the tokens call, and wins over a KeyPolicy's
+	// default. Unset: a KeyPolicy's default, or no limit. Changing it takes
+	// effect without a new access key.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// allowedCIDRs are the client addresses this pair may be exchanged
+	// from and its tokens used from; from anywhere else the key server
+	// answers 403, code CIDR_NOT_ALLOWED. Empty: any address. A
+	// KeyPolicy's allowedCIDRs must allow the address too.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllowedCIDRs []CIDR `json:"allowedCIDRs,omitempty"`
 }
 
 // TokenPolicy bounds the lifetime and audience of issued tokens.

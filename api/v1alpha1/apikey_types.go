@@ -85,6 +85,21 @@ type APIKeySpec struct {
 	// +optional
 	Suspended bool `json:"suspended,omitempty"`
 
+	// revokedKeyIDs are key ids of previous versions that must stop
+	// validating now, before their grace period ends (`kubectl keyward
+	// revoke NAME --key-id ID` adds one). The current version's id is
+	// refused (condition KeyIDsRevoked=False, reason RevokeRefused): rotate
+	// first, and the version is revoked as soon as it is a previous one. A
+	// revoked version's hash is removed from the hash Secret, so removing
+	// its id from this list later brings nothing back.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9]+$`
+	RevokedKeyIDs []string `json:"revokedKeyIDs,omitempty"`
+
 	// prefix is the human-readable start of the key, before its id, so a
 	// leaked key can be recognised ("kw" by default). Immutable.
 	// +optional
@@ -110,6 +125,23 @@ type APIKeySpec struct {
 	// writes it to status, so no plaintext ever exists in the cluster.
 	// +optional
 	Delivery *Delivery `json:"delivery,omitempty"`
+
+	// rateLimit bounds the requests made with this key: over it, the key
+	// server answers 429 with Retry-After (verify: code RATE_LIMITED). It
+	// applies across every API the key calls, and wins over a KeyPolicy's
+	// default. Unset: a KeyPolicy's default, or no limit. Changing it takes
+	// effect without a new key version.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// allowedCIDRs are the client addresses this key may be used from;
+	// from anywhere else the key server answers 403, code
+	// CIDR_NOT_ALLOWED. Empty: any address. A KeyPolicy's allowedCIDRs
+	// must allow the address too.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllowedCIDRs []CIDR `json:"allowedCIDRs,omitempty"`
 
 	// importFrom hashes an existing key held in a Secret (for migrations,
 	// or keys shared with outside systems) instead of generating one. The

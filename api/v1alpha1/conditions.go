@@ -12,6 +12,11 @@ const (
 	// ConditionSuspended is True while spec.suspended is set and the hash
 	// Secret says so.
 	ConditionSuspended = "Suspended"
+	// ConditionKeyIDsRevoked is set while spec.revokedKeyIDs lists any id:
+	// True (reason Revoked) when no listed id validates, False (reason
+	// RevokeRefused) when one is the current version, which is never
+	// revoked this way. Absent when nothing is listed.
+	ConditionKeyIDsRevoked = "KeyIDsRevoked"
 )
 
 // Reasons of the Ready condition. Each is also the reason of the event
@@ -53,6 +58,19 @@ const (
 	ReasonLimitExceeded = "LimitExceeded"
 )
 
+// Reasons of the KeyIDsRevoked condition. RevokeRefused is also the reason
+// of the Warning event emitted on the transition into it.
+const (
+	// ReasonRevoked: no id in spec.revokedKeyIDs validates; the message
+	// names listed ids that are no version of the key (nothing was revoked
+	// under them: a typo would leave the meant version valid).
+	ReasonRevoked = "Revoked"
+	// ReasonRevokeRefused: an id in spec.revokedKeyIDs is the current
+	// version; it keeps validating. Rotate first: the version is revoked
+	// as soon as a rotation makes it a previous one, with no grace.
+	ReasonRevokeRefused = "RevokeRefused"
+)
+
 // Reasons of the Expired and Suspended conditions.
 const (
 	// ReasonNotExpired: the key has an expiry in the future.
@@ -78,6 +96,23 @@ const (
 	// issued for them: a version that exists is never encrypted to a
 	// recipient it was not delivered to. The previous one keeps its grace.
 	EventRecipientsChanged = "RecipientsChanged"
+	// EventVersionRevoked: a previous version listed in spec.revokedKeyIDs
+	// was removed from the hash Secret before its grace period ended; the
+	// key server refuses it (NOT_FOUND) from the moment it sees the write.
+	EventVersionRevoked = "VersionRevoked"
+)
+
+// Events the key server emits on its own Pod (POD_NAME, POD_NAMESPACE),
+// once per change of the rate-limit store's availability
+// (--rate-limit-store=redis://…), not per request.
+const (
+	// EventRateLimitStoreUnavailable (Warning): the store stopped answering;
+	// requests of rate-limited keys are answered by
+	// --rate-limit-store-failure (open: allowed uncounted; closed: 429)
+	// until it answers again.
+	EventRateLimitStoreUnavailable = "RateLimitStoreUnavailable"
+	// EventRateLimitStoreAvailable (Normal): it answers again.
+	EventRateLimitStoreAvailable = "RateLimitStoreAvailable"
 )
 
 // Condition types set on KeyPolicy (besides Ready).

@@ -49,6 +49,22 @@ type KeyPolicySpec struct {
 	// Unset: accepted when they carry the key server's default audience.
 	// +optional
 	Tokens *KeyPolicyTokens `json:"tokens,omitempty"`
+
+	// rateLimit is the default limit of each key calling this policy's
+	// hosts, counted for each key separately (one key's requests never
+	// spend another's). A key whose own spec.rateLimit is set is limited
+	// by that instead, here and everywhere: this is a default, not a cap.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// allowedCIDRs are the client addresses requests to this policy's
+	// hosts may come from, whatever key they carry; from anywhere else the
+	// key server answers 403, code CIDR_NOT_ALLOWED. A key's own
+	// allowedCIDRs must allow the address too. Empty: any address.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllowedCIDRs []CIDR `json:"allowedCIDRs,omitempty"`
 }
 
 // Hostname is an exact DNS name or a wildcard of one label ("*.example.com"),

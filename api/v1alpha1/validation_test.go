@@ -112,6 +112,12 @@ var _ = Describe("APIKey validation", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
+	It("accepts revoked key ids: generated, imported and access key ids", func() {
+		k := validKey(ns)
+		k.Spec.RevokedKeyIDs = []string{"3hT9aQx0LmZb", "KWAKABCDEFGHIJKLMNOP", strings.Repeat("a", 64)}
+		Expect(k8s.Create(ctx, k)).To(Succeed())
+	})
+
 	It("accepts the baseline used by the rules below, and defaults prefix and access", func() {
 		k := validKey(ns)
 		Expect(k8s.Create(ctx, k)).To(Succeed())
@@ -192,6 +198,22 @@ var _ = Describe("APIKey validation", func() {
 		Entry("a group with a space", func(k *kw.APIKey) {
 			k.Spec.Groups = []string{"team admins"}
 		}, "spec.groups[0]: Invalid value"),
+		// Attack R3: a list of revoked ids that grows without bound makes
+		// every reconcile of the key, and the object itself, heavier.
+		Entry("attack R3: more than 16 revoked key ids", func(k *kw.APIKey) {
+			for i := range 17 {
+				k.Spec.RevokedKeyIDs = append(k.Spec.RevokedKeyIDs, fmt.Sprintf("k%011d", i))
+			}
+		}, "spec.revokedKeyIDs: Too many: 17: must have at most 16 items"),
+		Entry("attack R3: a revoked key id longer than any key id", func(k *kw.APIKey) {
+			k.Spec.RevokedKeyIDs = []string{strings.Repeat("a", 65)}
+		}, "spec.revokedKeyIDs[0]: Too long"),
+		Entry("a revoked key id that is a list, not an id", func(k *kw.APIKey) {
+			k.Spec.RevokedKeyIDs = []string{"abc,def"}
+		}, "spec.revokedKeyIDs[0]: Invalid value"),
+		Entry("a revoked key id listed twice", func(k *kw.APIKey) {
+			k.Spec.RevokedKeyIDs = []string{"3hT9aQx0LmZb", "3hT9aQx0LmZb"}
+		}, "spec.revokedKeyIDs[1]: Duplicate value"),
 	)
 
 	DescribeTable("refuses on update",

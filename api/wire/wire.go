@@ -40,6 +40,13 @@ type VerifyRequest struct {
 	Host   string `json:"host,omitempty"`
 	Path   string `json:"path,omitempty"`
 	Method string `json:"method,omitempty"`
+	// ClientAddress is the address of the calling service's own client
+	// (an IP address), checked against the key's and the policy's
+	// allowedCIDRs; unset, the caller's own address is. Verify only
+	// answers: a caller naming another address than its client's misleads
+	// itself alone, and failed attempts are still counted against the
+	// caller's address.
+	ClientAddress string `json:"clientAddress,omitempty"`
 }
 
 // VerifyResponse is the answer of POST /v1/verify (the kubectl plugin
@@ -58,6 +65,28 @@ type VerifyResponse struct {
 	// of a refusal, when the request named a policy or host.
 	Policy string `json:"policy,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// RetryAfter, with code RATE_LIMITED, is how many seconds until the
+	// key may make a request again (also the Retry-After header).
+	RetryAfter int `json:"retryAfter,omitempty"`
+	// RateLimit is the key's rate limit and what is left of it, when one
+	// applies and the request was counted (what the RateLimit and
+	// RateLimit-Policy headers say too).
+	RateLimit *RateLimitStatus `json:"rateLimit,omitempty"`
+}
+
+// RateLimitStatus is a key's rate limit and its live counters.
+type RateLimitStatus struct {
+	// Policy is "key" (the key's own spec.rateLimit) or "policy" (a
+	// KeyPolicy's per-key default).
+	Policy string `json:"policy"`
+	// Requests per Window seconds, in bursts of up to Burst.
+	Requests int `json:"requests"`
+	Window   int `json:"window"`
+	Burst    int `json:"burst"`
+	// Remaining requests that would pass now; Reset is the seconds until
+	// the whole budget is back.
+	Remaining int `json:"remaining"`
+	Reset     int `json:"reset"`
 }
 
 // TokenRequest is the body of POST /v1/tokens (JSON or form).

@@ -76,11 +76,14 @@ func init() {
 		"rotate":   {"rotate NAME [--wait] [--timeout 60s]", "Issue a new key version now (keys.keyward.dev/rotate)", (*app).rotate},
 		"suspend":  {"suspend NAME", "Refuse the key until it is resumed", (*app).suspend},
 		"resume":   {"resume NAME", "Accept a suspended key again", (*app).resume},
-		"revoke":   {"revoke NAME [--yes]", "Delete the API key; it stops validating at once", (*app).revoke},
+		"revoke": {"revoke NAME [--yes | --key-id ID] [--timeout 30s]",
+			"Delete the API key (it stops validating at once), or with --key-id end one previous version before its grace period", (*app).revoke},
 		"token": {"token [--access-key AK] (--secret-key-from-stdin | --secret-key-secret NAME) [--lifetime DUR] [--server URL] [-o json]",
 			"Exchange an access key pair for a signed token at the key server", (*app).token},
 		"verify":  {"verify [--scope X]... [--server URL] [-o json] < key", "Check a key (read from stdin) at the key server; exit 0 if valid, 1 if not", (*app).verify},
 		"decrypt": {"decrypt NAME --identity FILE", "Decrypt an API key's age delivery with an age identity file", (*app).decrypt},
+		"scan": {"scan [FILE...]", "Find API keys in files (or stdin) and check their checksums offline; exit 1 if a real key is found",
+			(*app).scan},
 	}
 }
 

@@ -91,6 +91,9 @@ func writeFields(w io.Writer, key *kw.APIKey) {
 	if key.Annotations[annotationShownOnce] == "true" {
 		line("Shown Once", "yes: the key was shown when created; later versions are unreadable (rotate through the key server)")
 	}
+	if ids := sp.RevokedKeyIDs; len(ids) > 0 {
+		line("Revoked Key IDs", strings.Join(ids, ", "))
+	}
 	if v := key.Annotations[kw.AnnotationRotate]; v != "" {
 		line("Rotate Request", fmt.Sprintf("%s (acted on: %s)", v, orNone(st.RotateRequest)))
 	}

@@ -73,18 +73,24 @@ func (c *kubeClient) getKey(ctx context.Context, name string) (*kw.APIKey, error
 
 // mergePatch applies a JSON merge patch to an APIKey.
 func (c *kubeClient) mergePatch(ctx context.Context, name string, patch map[string]any) error {
+	_, err := c.patchKey(ctx, name, patch)
+	return err
+}
+
+// patchKey applies a JSON merge patch to an APIKey and returns the result.
+func (c *kubeClient) patchKey(ctx context.Context, name string, patch map[string]any) (*kw.APIKey, error) {
 	raw, err := json.Marshal(patch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	key := &kw.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: name}}
 	if err := c.Patch(ctx, key, client.RawPatch(types.MergePatchType, raw)); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("APIKey %q not found in namespace %q", name, c.namespace)
+			return nil, fmt.Errorf("APIKey %q not found in namespace %q", name, c.namespace)
 		}
-		return err
+		return nil, err
 	}
-	return nil
+	return key, nil
 }
 
 // errTimeout is returned by waitKey when the deadline passes.

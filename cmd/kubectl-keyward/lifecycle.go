@@ -102,16 +102,40 @@ func (a *app) setSuspended(cmd string, args []string, suspended bool) error {
 	return nil
 }
 
-// revoke deletes the APIKey after the user typed its name (or --yes).
+// revoke deletes the APIKey after the user typed its name (or --yes); with
+// --key-id it ends one previous version instead (revokeVersion).
 func (a *app) revoke(args []string) error {
 	var yes bool
+	var id string
 	var timeout time.Duration
 	fs := a.flagSet("revoke")
-	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the deletion to complete")
-	c, name, key, err := a.namedKey("revoke", fs, args)
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation before deleting the key")
+	fs.StringVar(&id, "key-id", "", "Revoke only the previous version with this key id, before its grace period ends; "+
+		"the key and its current version stay (no confirmation: the id is the choice)")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the deletion, or the version's revocation, to complete")
+	args, err := a.parse("revoke", fs, args)
 	if err != nil {
 		return err
+	}
+	name, err := oneName("revoke", args)
+	if err != nil {
+		return err
+	}
+	if fs.Changed("key-id") && !validKeyID(id) {
+		// The value is not echoed: it may be a whole key pasted by mistake.
+		return usagef("revoke", "--key-id must be a key id: the letters and digits between a key's prefix and its secret "+
+			"(status.previousKeys lists them), at most %d characters", maxKeyIDLen)
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	key, err := c.getKey(a.ctx, name)
+	if err != nil {
+		return err
+	}
+	if fs.Changed("key-id") {
+		return a.revokeVersion(c, key, id, timeout)
 	}
 	if !yes {
 		if !a.s.Interactive {

@@ -1,7 +1,8 @@
 // Command kubectl-keyward is the kubectl plugin for Keyward API keys:
 // `kubectl keyward create apikey NAME` shows a new key once and writes it
 // nowhere; list, describe, rotate, suspend, resume and revoke manage keys;
-// token and verify talk to the key server; decrypt opens an age delivery.
+// token and verify talk to the key server; decrypt opens an age delivery;
+// scan checks, offline, the checksums of what a secret scanner found.
 //
 // Install it with `go install ./cmd/kubectl-keyward` and run it as
 // `kubectl keyward ...` (or directly as kubectl-keyward).

@@ -59,8 +59,8 @@ var phases = []keylifecycle.Phase[*scope]{
 }
 
 // reconcileConflict names the subject and the hash Secret in the status,
-// and stops at someone else's Secret under spec.secretName; suspension and
-// expiry still reach an existing record.
+// and stops at someone else's Secret under spec.secretName; suspension,
+// expiry and limits still reach an existing record.
 func reconcileConflict(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.pair.Status
 	st.Subject, st.HashSecretName = s.pair.EffectiveSubject(), s.HashName
@@ -70,6 +70,8 @@ func reconcileConflict(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.Record != nil {
 		rec := *s.Record
 		rec.Suspended, rec.ExpiresAt = s.pair.Spec.Suspended, s.View.Expiry
+		rec.RateLimit = hashsecret.RateLimitOf(s.pair.Spec.RateLimit)
+		rec.AllowedCIDRs = hashsecret.CIDRsOf(s.pair.Spec.AllowedCIDRs)
 		if _, err := s.WriteRecord(ctx, &rec, nil); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -150,6 +152,8 @@ func reconcileRecord(ctx context.Context, s *scope) (ctrl.Result, error) {
 	rec.Groups, rec.Scopes = slices.Clone(pair.Spec.Groups), slices.Clone(pair.Spec.Scopes)
 	rec.Suspended = pair.Spec.Suspended
 	rec.Tokens = tokenPolicy(pair.Spec)
+	rec.RateLimit = hashsecret.RateLimitOf(pair.Spec.RateLimit)
+	rec.AllowedCIDRs = hashsecret.CIDRsOf(pair.Spec.AllowedCIDRs)
 	keylifecycle.CapAtExpiry(rec, s.View.Expiry)
 	_, err := s.WriteRecord(ctx, rec, nil)
 	return ctrl.Result{}, err

@@ -150,6 +150,17 @@ func decideVersion(in versionInput) (action, string) {
 	return keepVersion, whyNothingToDo
 }
 
+// isStaleDelivery reports whether the delivered id names a version that
+// stopped being current — previous, retired, or revoked (listed in
+// spec.revokedKeyIDs, which outlives a lost record) — so it is never
+// adopted as a new version. The current version is never stale.
+func isStaleDelivery(rec *hashsecret.Record, id string, revoked []string) bool {
+	if rec.Current != nil && rec.Current.ID == id {
+		return false
+	}
+	return isPrevious(rec, id) || slices.Contains(rec.Retired, id) || slices.Contains(revoked, id)
+}
+
 // addsRecipients reports whether want holds a recipient that had is
 // missing: the current version was never delivered to it.
 func addsRecipients(want, had []string) bool {

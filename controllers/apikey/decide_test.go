@@ -124,6 +124,35 @@ func TestDecideVersion(t *testing.T) {
 	}
 }
 
+func TestIsStaleDelivery(t *testing.T) {
+	rec := &hashsecret.Record{
+		Current:  &hashsecret.Version{ID: "cur"},
+		Previous: []hashsecret.Version{{ID: "prev"}},
+		Retired:  []string{"prev", "retired"},
+	}
+	cases := map[string]struct {
+		rec     *hashsecret.Record
+		id      string
+		revoked []string
+		want    bool
+	}{
+		"the current version is no stale copy":                            {rec: rec, id: "cur"},
+		"a new version delivered before its record write is no copy":      {rec: rec, id: "new"},
+		"a previous version is":                                           {rec: rec, id: "prev", want: true},
+		"a retired version is":                                            {rec: rec, id: "retired", want: true},
+		"attack R4: a revoked version is, even with the record lost":      {rec: &hashsecret.Record{}, id: "gone", revoked: []string{"gone"}, want: true},
+		"a current version listed (refused) is not: it stays":             {rec: rec, id: "cur", revoked: []string{"cur"}},
+		"the version the status names, listed, is rebuilt first, not old": {rec: &hashsecret.Record{Current: &hashsecret.Version{ID: "cur"}}, id: "cur", revoked: []string{"cur"}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := isStaleDelivery(c.rec, c.id, c.revoked); got != c.want {
+				t.Fatalf("isStaleDelivery(%q) = %v, want %v", c.id, got, c.want)
+			}
+		})
+	}
+}
+
 func TestAddsRecipients(t *testing.T) {
 	for name, c := range map[string]struct {
 		want, had []string

@@ -62,6 +62,8 @@ type scope struct {
 	plan plan
 	// plaintext is the current version's key when this reconcile has it.
 	plaintext *keymaterial.Key
+	// revocation is what spec.revokedKeyIDs does to rec.
+	revocation keylifecycle.Revocation
 }
 
 // importedKey is what is recorded of an imported key: its hash and how the

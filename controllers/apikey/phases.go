@@ -25,6 +25,7 @@ var phases = []keylifecycle.Phase[*scope]{
 	reconcileNewKey,
 	reconcileDeliverFirst,
 	reconcileVersions,
+	reconcileRevoke,
 	reconcileAnswer,
 	reconcileAge,
 	reconcileRecord,
@@ -88,7 +89,7 @@ func versionInputOf(s *scope) versionInput {
 		deliveredForWanted: !addsRecipients(recipients(key), s.deliveredFor),
 		suspended:          key.Spec.Suspended,
 		rotatePending:      rotateValue(key) != "" && rotateValue(key) != rec.RotateRequest,
-		deliveredIsOld:     s.delivered != nil && (isPrevious(rec, s.delivered.ID) || slices.Contains(rec.Retired, s.delivered.ID)),
+		deliveredIsOld:     s.delivered != nil && isStaleDelivery(rec, s.delivered.ID, key.Spec.RevokedKeyIDs),
 		forced:             s.forceRotate,
 	}
 	if s.delivered != nil {
@@ -197,6 +198,14 @@ func reconcileVersions(_ context.Context, s *scope) (ctrl.Result, error) {
 	return ctrl.Result{}, nil
 }
 
+// reconcileRevoke ends the previous versions spec.revokedKeyIDs lists,
+// after the plan's rotation: a listed version that was current until now
+// gets no grace.
+func reconcileRevoke(_ context.Context, s *scope) (ctrl.Result, error) {
+	s.revoke(s.rec)
+	return ctrl.Result{}, nil
+}
+
 // reconcileAnswer answers a self-rotation with the new version, and
 // announces it.
 func reconcileAnswer(_ context.Context, s *scope) (ctrl.Result, error) {
@@ -231,6 +240,7 @@ func reconcileRecord(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if err != nil || !wrote {
 		return ctrl.Result{}, err
 	}
+	s.Revoked(s.revocation)
 	if s.plan.spends && s.r.RequestedRotations != nil {
 		// Spent once recorded: a failed attempt costs nothing.
 		s.r.RequestedRotations.Take(s.key.Namespace, s.key.Name)
@@ -248,6 +258,7 @@ func reconcileStatus(_ context.Context, s *scope) (ctrl.Result, error) {
 	expiry := s.View.Expiry
 	setStatus(s.key, s.rec, s.age, s.Now, expiry)
 	s.SetConditions("", "")
+	s.SetRevocation(s.revocation)
 	if s.plan.deferredUntil != nil {
 		noteDeferredRotation(s.key, s.plan.deferred, *s.plan.deferredUntil)
 	}

@@ -65,6 +65,7 @@ func cloneRecord(r *hashsecret.Record) *hashsecret.Record {
 // existing record still gets the spec's policy — suspension, expiry, scopes —
 // so revoking a key never waits for the problem to be fixed.
 func (s *scope) block(ctx context.Context, reason, message string) (ctrl.Result, error) {
+	s.revocation = keylifecycle.PlanRevocation(nil, s.key.Spec.RevokedKeyIDs)
 	if s.Record != nil {
 		rec := cloneRecord(s.Record)
 		if s.unbind {
@@ -75,16 +76,32 @@ func (s *scope) block(ctx context.Context, reason, message string) (ctrl.Result,
 			st := &s.key.Status
 			st.KeyID, st.KeyHint, st.IssuedAt, st.PreviousKeys, st.AgeDelivery = "", "", nil, nil, nil
 		}
+		s.revoke(rec)
 		applySpec(s.key, rec, s.Now, s.View.Expiry)
 		age := ""
 		if s.HashSecret != nil {
 			age = string(s.HashSecret.Data[hashsecret.DataAge])
 		}
-		if _, err := s.WriteRecord(ctx, rec, recordData(s, age)); err != nil {
+		if wrote, err := s.WriteRecord(ctx, rec, recordData(s, age)); err != nil {
 			return ctrl.Result{}, err
+		} else if wrote {
+			s.Revoked(s.revocation)
+			// The status is not rebuilt while blocked: it must not list a
+			// revoked version as valid still.
+			st := &s.key.Status
+			st.PreviousKeys = slices.DeleteFunc(st.PreviousKeys, func(p kw.PreviousKey) bool { return s.revocation.Revokes(p.KeyID) })
 		}
 	}
+	s.SetRevocation(s.revocation)
 	return s.Blocked(reason, message), nil
+}
+
+// revoke ends in rec the previous versions spec.revokedKeyIDs lists
+// (keylifecycle.PlanRevocation); s.revocation says what it did, for the
+// events once rec is written and for the KeyIDsRevoked condition.
+func (s *scope) revoke(rec *hashsecret.Record) {
+	s.revocation = keylifecycle.PlanRevocation(rec, s.key.Spec.RevokedKeyIDs)
+	s.revocation.Apply(rec)
 }
 
 // recordData is what the hash Secret holds beside the record: the age
@@ -146,6 +163,10 @@ func applySpec(key *kw.APIKey, rec *hashsecret.Record, now time.Time, expiry *ti
 		rec.Access = string(kw.AccessReadWrite)
 	}
 	rec.Suspended = key.Spec.Suspended
+	// Limits are policy, like suspension: a change rewrites the record,
+	// never the key.
+	rec.RateLimit = hashsecret.RateLimitOf(key.Spec.RateLimit)
+	rec.AllowedCIDRs = hashsecret.CIDRsOf(key.Spec.AllowedCIDRs)
 	rec.Previous = prune(rec.Previous, now)
 	keylifecycle.CapAtExpiry(rec, expiry)
 }

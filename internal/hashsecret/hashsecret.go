@@ -125,6 +125,40 @@ type Record struct {
 	// current (newest first, at most MaxVersions): one still found in the
 	// delivery Secret is an old key, never a version to adopt.
 	Retired []string `json:"retired,omitempty"`
+	// RateLimit is the key's spec.rateLimit: nil when it sets none (a
+	// KeyPolicy's default may then apply). AllowedCIDRs is its
+	// spec.allowedCIDRs as written (empty: any address). Both are policy,
+	// not key material: changing them rewrites the record, never a version.
+	RateLimit    *RateLimit `json:"rateLimit,omitempty"`
+	AllowedCIDRs []string   `json:"allowedCIDRs,omitempty"`
+}
+
+// RateLimit is a key's spec.rateLimit as the key server reads it.
+type RateLimit struct {
+	Requests int           `json:"requests"`
+	Period   time.Duration `json:"period"`
+	// Burst 0 means Requests.
+	Burst int `json:"burst,omitempty"`
+}
+
+// RateLimitOf is the record form of a spec.rateLimit (nil for nil).
+func RateLimitOf(l *kw.RateLimit) *RateLimit {
+	if l == nil {
+		return nil
+	}
+	return &RateLimit{Requests: int(l.Requests), Period: l.Period.Duration, Burst: int(l.Burst)}
+}
+
+// CIDRsOf is the record form of a spec.allowedCIDRs (nil when empty).
+func CIDRsOf(cidrs []kw.CIDR) []string {
+	if len(cidrs) == 0 {
+		return nil
+	}
+	out := make([]string, len(cidrs))
+	for i, c := range cidrs {
+		out[i] = string(c)
+	}
+	return out
 }
 
 // TokenPolicy is an AccessKeyPair's bounds on the tokens issued for it.

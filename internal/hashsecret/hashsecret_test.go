@@ -15,8 +15,10 @@ func TestRoundTrip(t *testing.T) {
 	end := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	rec := &Record{
 		Kind: KindAPIKey, Namespace: "ns", Name: "n", Subject: "s", Scopes: []string{"a:b"},
-		Current:  &Version{ID: "id1", Hash: "sha256:00", NotBefore: end.Add(-time.Hour)},
-		Previous: []Version{{ID: "id0", Hash: "sha256:01", NotAfter: &end}},
+		Current:      &Version{ID: "id1", Hash: "sha256:00", NotBefore: end.Add(-time.Hour)},
+		Previous:     []Version{{ID: "id0", Hash: "sha256:01", NotAfter: &end}},
+		RateLimit:    &RateLimit{Requests: 100, Period: time.Minute, Burst: 10},
+		AllowedCIDRs: []string{"10.0.0.0/8", "192.0.2.7"},
 	}
 	raw, err := Encode(rec)
 	if err != nil {

@@ -20,6 +20,9 @@ package keyindex
 import (
 	"sync"
 	"time"
+
+	"github.com/keyward/keyward/internal/allowlist"
+	"github.com/keyward/keyward/internal/ratelimit"
 )
 
 // Code is the outcome of a validation.
@@ -60,6 +63,11 @@ type Result struct {
 	Groups    []string
 	Scopes    []string
 	ExpiresAt *time.Time
+	// RateLimit is the record's own limit (zero: none; a KeyPolicy's
+	// default may apply), and AllowedCIDRs its allow-list (unset: any
+	// address), parsed when the record was indexed.
+	RateLimit    ratelimit.Limit
+	AllowedCIDRs allowlist.List
 }
 
 // Index is the key server's index. It is safe for concurrent use; lookups

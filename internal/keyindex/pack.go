@@ -23,6 +23,7 @@ func build(name string, k kind, in *hashsecret.Record) (*record, secretRef) {
 		expiresAt: noBound,
 		suspended: in.Suspended,
 		versions:  make([]version, 0, n),
+		limits:    limitsOf(in),
 	}
 	if in.ExpiresAt != nil {
 		r.expiresAt = nanos(*in.ExpiresAt)

@@ -4,7 +4,9 @@ import (
 	"math"
 	"time"
 
+	"github.com/keyward/keyward/internal/allowlist"
 	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/ratelimit"
 )
 
 // noBound stands for "no end" in the nanosecond timestamps below; real
@@ -46,6 +48,30 @@ type record struct {
 	suspended                        bool
 	// hasCurrent: versions[0] is the record's current version.
 	hasCurrent bool
+	// limits: nil when the record sets neither a rate limit nor an
+	// allow-list (most records; a pointer keeps them small).
+	limits *limits
+}
+
+// limits are a record's spec.rateLimit and spec.allowedCIDRs, parsed once.
+type limits struct {
+	rate  ratelimit.Limit
+	cidrs allowlist.List
+}
+
+// limitsOf parses a record's limits; nil when it sets none. A limit that
+// cannot be counted is none (the schema never lets one through); an
+// allow-list fails closed (allowlist.Parse).
+func limitsOf(in *hashsecret.Record) *limits {
+	var l limits
+	if rl := in.RateLimit; rl != nil && rl.Requests > 0 && rl.Period > 0 && rl.Burst >= 0 {
+		l.rate = ratelimit.Limit{Requests: rl.Requests, Period: rl.Period, Burst: rl.Burst}
+	}
+	l.cidrs = allowlist.Parse(in.AllowedCIDRs)
+	if l.rate.IsZero() && !l.cidrs.IsSet() {
+		return nil
+	}
+	return &l
 }
 
 // secretRef names a hash Secret (in the operator namespace).

@@ -151,5 +151,8 @@ func (r *record) judge(v *version, now time.Time) Result {
 		e := time.Unix(0, r.expiresAt).UTC()
 		res.ExpiresAt = &e
 	}
+	if r.limits != nil {
+		res.RateLimit, res.AllowedCIDRs = r.limits.rate, r.limits.cidrs
+	}
 	return res
 }

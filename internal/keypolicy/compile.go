@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
+	"github.com/keyward/keyward/internal/allowlist"
+	"github.com/keyward/keyward/internal/ratelimit"
 )
 
 // Bounds the schema sets; Compile checks them again because the key server
@@ -63,6 +65,11 @@ type Policy struct {
 	selector   labels.Selector
 	tokens     bool
 	audience   string
+
+	// rateLimit is the default limit of each key (spec.rateLimit), zero
+	// when none; allowedCIDRs the addresses requests may come from.
+	rateLimit    ratelimit.Limit
+	allowedCIDRs allowlist.List
 }
 
 type rule struct {
@@ -120,6 +127,14 @@ func (p *Policy) Audience() string {
 	return p.audience
 }
 
+// RateLimit is the default limit of each key calling the policy's hosts
+// (spec.rateLimit), zero when it sets none. A key's own limit wins.
+func (p *Policy) RateLimit() ratelimit.Limit { return p.rateLimit }
+
+// AllowedCIDRs are the client addresses requests to the policy's hosts may
+// come from (spec.allowedCIDRs); unset allows any.
+func (p *Policy) AllowedCIDRs() allowlist.List { return p.allowedCIDRs }
+
 // Compile checks and compiles a KeyPolicy. It never fails: a policy whose
 // spec breaks a rule is returned with Invalid set, so that it keeps the
 // hosts it names (refusing every request there) instead of handing them to
@@ -137,6 +152,7 @@ func Compile(kp *kw.KeyPolicy) *Policy {
 	c.rules(kp.Spec.Rules)
 	c.keys(kp.Spec.Keys)
 	c.tokens(kp.Spec.Tokens)
+	c.limits(kp.Spec.RateLimit, kp.Spec.AllowedCIDRs)
 	if c.err == "" {
 		c.combinations()
 	}
@@ -304,6 +320,33 @@ func (c *compiler) tokens(t *kw.KeyPolicyTokens) {
 		c.fail("spec.tokens.audience: at most %d characters", maxAudienceLength)
 	}
 	c.p.audience = t.Audience
+}
+
+// limits compiles the per-key default limit and the allow-list, within the
+// schema's bounds (api/v1alpha1 RateLimit, CIDR).
+func (c *compiler) limits(rl *kw.RateLimit, cidrs []kw.CIDR) {
+	if rl != nil {
+		switch {
+		case rl.Requests < 1:
+			c.fail("spec.rateLimit.requests: at least 1")
+		case rl.Period.Duration < time.Second || rl.Period.Duration > 24*time.Hour:
+			c.fail("spec.rateLimit.period: between 1s and 24h")
+		case rl.Burst < 0:
+			c.fail("spec.rateLimit.burst: at least 1 when set")
+		default:
+			c.p.rateLimit = ratelimit.Limit{Requests: int(rl.Requests), Period: rl.Period.Duration, Burst: int(rl.Burst)}
+		}
+	}
+	if len(cidrs) > allowlist.MaxEntries {
+		c.fail("spec.allowedCIDRs: at most %d entries", allowlist.MaxEntries)
+	}
+	entries := make([]string, len(cidrs))
+	for i, e := range cidrs {
+		if entries[i] = string(e); !allowlist.Valid(entries[i]) {
+			c.fail("spec.allowedCIDRs[%d]: not a CIDR or an address", i)
+		}
+	}
+	c.p.allowedCIDRs = allowlist.Parse(entries)
 }
 
 // combinations refuses what each field allows alone but together is

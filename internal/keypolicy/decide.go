@@ -45,6 +45,10 @@ const (
 	// InvalidRequest: the request's host, or its path on a host a policy
 	// names, cannot be judged (see NormalizeHost, NormalizePath).
 	InvalidRequest Code = "INVALID_REQUEST"
+	// CIDRNotAllowed: the client's address is outside the key's
+	// spec.allowedCIDRs or the policy's. Decided by the key server's address
+	// check before Decide is asked, never by Decide.
+	CIDRNotAllowed Code = "CIDR_NOT_ALLOWED"
 )
 
 // Mode is what the key server does for a host no KeyPolicy names

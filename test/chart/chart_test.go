@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -114,5 +115,73 @@ func TestChartValuesApply(t *testing.T) {
 	secrets, _ := yaml.Marshal(charted["ValidatingAdmissionPolicy/keyward-controller-secrets"])
 	if !strings.Contains(string(secrets), "request.namespace in ['keys', 'keyward-keys']") {
 		t.Errorf("the Secrets policy does not exempt the release namespace:\n%s", secrets)
+	}
+}
+
+// Enabled, the chart renders exactly what config/overlays/monitoring
+// (config/default plus config/components/monitoring) does: the
+// PrometheusRule's {{ $labels }} and the dashboard's {{legend}} untouched
+// by Helm.
+func TestTheChartRendersTheMonitoringComponentWhenEnabled(t *testing.T) {
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomized := objects(t, run(t, filepath.Join(assets, "kubectl"), "kustomize", "config/overlays/monitoring"))
+	delete(kustomized, "Namespace/keyward-system")
+	charted := objects(t, run(t, helm(t), "template", "keyward", "charts/keyward", "--namespace", "keyward-system", "--include-crds",
+		"--set", "monitoring.serviceMonitors.enabled=true", "--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.dashboard.enabled=true"))
+	for key, want := range kustomized {
+		got, ok := charted[key]
+		if !ok {
+			t.Errorf("the chart does not render %s", key)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			a, _ := yaml.Marshal(got)
+			b, _ := yaml.Marshal(want)
+			t.Errorf("%s differs:\nchart:\n%s\nkustomize:\n%s", key, a, b)
+		}
+	}
+	for key := range charted {
+		if _, ok := kustomized[key]; !ok {
+			t.Errorf("the chart renders %s, which the kustomize install does not", key)
+		}
+	}
+}
+
+// Disabled (the default), the monitoring templates render nothing, not even
+// their comment; each value turns on its part alone, in the release's
+// namespace, with the labels given.
+func TestEachMonitoringValueRendersItsPartAlone(t *testing.T) {
+	plain := run(t, helm(t), "template", "kw", "charts/keyward", "--namespace", "keys")
+	if strings.Contains(string(plain), "config/components/monitoring") {
+		t.Error("with monitoring off the chart still renders something of the monitoring templates")
+	}
+	base := objects(t, plain)
+	for value, want := range map[string][]string{
+		"serviceMonitors": {"Service/keyward-controller-manager-metrics", "Service/keyward-key-server-metrics",
+			"ServiceMonitor/keyward-controller-manager", "ServiceMonitor/keyward-key-server"},
+		"prometheusRule": {"PrometheusRule/keyward"},
+		"dashboard":      {"ConfigMap/keyward-grafana-dashboard"},
+	} {
+		charted := objects(t, run(t, helm(t), "template", "kw", "charts/keyward", "--namespace", "keys",
+			"--set", "monitoring."+value+".enabled=true", "--set", "monitoring."+value+".labels.release=kps"))
+		var added []string
+		for key, o := range charted {
+			if _, ok := base[key]; ok {
+				continue
+			}
+			added = append(added, key)
+			md := o["metadata"].(map[string]any)
+			labels, _ := md["labels"].(map[string]any)
+			if md["namespace"] != "keys" || labels["release"] != "kps" || labels["app.kubernetes.io/name"] != "keyward" {
+				t.Errorf("monitoring.%s: %s has namespace %v and labels %v", value, key, md["namespace"], labels)
+			}
+		}
+		sort.Strings(added)
+		if !reflect.DeepEqual(added, want) {
+			t.Errorf("monitoring.%s.enabled adds %v, want %v", value, added, want)
+		}
 	}
 }

@@ -100,12 +100,16 @@ type Key struct {
 	Namespace, Name, Subject string
 	Groups, Scopes           []string
 	Access                   kw.AccessMode
+	// RateLimit and AllowedCIDRs are the key's spec.rateLimit and
+	// spec.allowedCIDRs as its record holds them (unset: none).
+	RateLimit    *hashsecret.RateLimit
+	AllowedCIDRs []string
 	// Plaintext is what a client presents; ID is the public key id.
 	Plaintext, ID string
 }
 
-// Add indexes k (Namespace, Name, Subject, Groups, Scopes, Access) under a
-// new secret and returns it with Plaintext and ID set.
+// Add indexes k (Namespace, Name, Subject, Groups, Scopes, Access,
+// RateLimit, AllowedCIDRs) under a new secret and returns it with Plaintext and ID set.
 func (s *KeyServer) Add(t *testing.T, k Key) Key {
 	t.Helper()
 	m, err := keymaterial.Generate("kw")
@@ -118,7 +122,8 @@ func (s *KeyServer) Add(t *testing.T, k Key) Key {
 	rec := &hashsecret.Record{
 		Kind: hashsecret.KindAPIKey, Namespace: k.Namespace, Name: k.Name, Subject: k.Subject,
 		Groups: k.Groups, Scopes: k.Scopes, Access: string(k.Access),
-		Current: &hashsecret.Version{ID: m.ID, Hash: m.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
+		Current:   &hashsecret.Version{ID: m.ID, Hash: m.SecretHash(), NotBefore: time.Now().Add(-time.Hour)},
+		RateLimit: k.RateLimit, AllowedCIDRs: k.AllowedCIDRs,
 	}
 	if err := s.Server.Index().Upsert(hashsecret.Name(hashsecret.KindAPIKey, k.Namespace, k.Name), rec); err != nil {
 		t.Fatal(err)

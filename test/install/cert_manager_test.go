@@ -28,26 +28,36 @@ const (
 // the module into the module cache when it is not there yet.
 func certManagerCRDs(t *testing.T) string {
 	t.Helper()
+	return moduleCRDs(t, certManagerModule, certManagerVersion, certManagerSum, "deploy/crds",
+		"cert-manager.io_certificates.yaml", "cert-manager.io_issuers.yaml")
+}
+
+// moduleCRDs returns the directory dir of module@version holding plain CRD
+// files, among them want, downloading the module through the Go module
+// proxy (outside any module: nothing is added to go.mod) and checking its
+// hash.
+func moduleCRDs(t *testing.T, module, version, sum, dir string, want ...string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	cmd := exec.Command(goBin, "mod", "download", "-json", certManagerModule+"@"+certManagerVersion)
-	cmd.Dir = t.TempDir() // outside any module: nothing is added to go.mod
+	cmd := exec.Command(goBin, "mod", "download", "-json", module+"@"+version)
+	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
 	out, err := cmd.Output()
 	var mod struct{ Dir, Sum, Error string }
 	if jerr := json.Unmarshal(out, &mod); jerr != nil || err != nil || mod.Error != "" {
-		t.Fatalf("go mod download %s@%s: %v %s\n%s", certManagerModule, certManagerVersion, err, mod.Error, out)
+		t.Fatalf("go mod download %s@%s: %v %s\n%s", module, version, err, mod.Error, out)
 	}
-	if mod.Sum != certManagerSum {
-		t.Fatalf("%s@%s has hash %s, want %s", certManagerModule, certManagerVersion, mod.Sum, certManagerSum)
+	if mod.Sum != sum {
+		t.Fatalf("%s@%s has hash %s, want %s", module, version, mod.Sum, sum)
 	}
-	dir := filepath.Join(mod.Dir, "deploy", "crds")
+	dir = filepath.Join(mod.Dir, filepath.FromSlash(dir))
 	crds, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	for _, want := range []string{"cert-manager.io_certificates.yaml", "cert-manager.io_issuers.yaml"} {
-		if !slices.Contains(crds, filepath.Join(dir, want)) {
-			t.Fatalf("%s has no %s (found %v)", dir, want, crds)
+	for _, w := range want {
+		if !slices.Contains(crds, filepath.Join(dir, w)) {
+			t.Fatalf("%s has no %s (found %v)", dir, w, crds)
 		}
 	}
 	for _, f := range crds {

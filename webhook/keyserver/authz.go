@@ -1,9 +1,11 @@
 package keyserver
 
 import (
+	"github.com/keyward/keyward/api/wire"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 
 	"github.com/keyward/keyward/internal/keypolicy"
 )
@@ -36,11 +38,13 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: clientAddr(r, s.opts.TrustedProxies),
 		narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
 	})
+	h := w.Header()
+	writeRateLimitHeaders(h, a.rate)
 	if a.status != http.StatusOK {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	setIdentityHeaders(w.Header(), a.res, policyLabel(a.decision.Policy))
+	setIdentityHeaders(h, a.res, policyLabel(a.decision.Policy))
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: string(a.res.Code)}
 }
@@ -51,6 +55,13 @@ func writeRefusal(w http.ResponseWriter, a authzAnswer) {
 	case http.StatusForbidden:
 		refuse(w, a.decision)
 	case http.StatusTooManyRequests:
+		if !a.rate.limit.IsZero() {
+			// The key's own limit: its holder is told which, and when.
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter)))
+			w.Header().Set(wire.HeaderCode, resultRateLimited)
+			http.Error(w, "too many requests: "+a.reason, a.status)
+			return
+		}
 		writeFailureLimited(w, a.retryAfter)
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)

@@ -49,14 +49,22 @@ type authzAnswer struct {
 	retryAfter time.Duration
 	// res is the key's identity (valid only when status is 200).
 	res keyindex.Result
-	// decision is the KeyPolicy's, when a valid key reached one.
+	// decision is the KeyPolicy's, when a valid key reached one; or the
+	// address check's refusal (CIDR_NOT_ALLOWED).
 	decision keypolicy.Decision
+	// rate is the key's rate limit and, once the request was counted, its
+	// live counters (the RateLimit headers); 429 with result RATE_LIMITED
+	// when it is used up.
+	rate spent
 }
 
 // authorize decides a forward-auth request: the credential must validate
 // (401 otherwise, failed attempts counted per client address and key id),
-// then the KeyPolicy of the original request decides (403 with its code).
-func (s *Server) authorize(_ context.Context, req authzRequest) authzAnswer {
+// the client address must be in the key's and the policy's allowedCIDRs
+// (403 CIDR_NOT_ALLOWED), then the KeyPolicy of the original request
+// decides (403 with its code), and last the request spends one of the
+// key's rate limit (429 RATE_LIMITED when it is used up).
+func (s *Server) authorize(ctx context.Context, req authzRequest) authzAnswer {
 	table := s.policies.Load()
 	if table == nil {
 		return authzAnswer{status: http.StatusServiceUnavailable, result: resultNotReady,
@@ -83,11 +91,22 @@ func (s *Server) authorize(_ context.Context, req authzRequest) authzAnswer {
 		}
 		return authzAnswer{status: http.StatusUnauthorized, result: string(res.Code), reason: "unauthorized"}
 	}
+	// The key is valid: then its client address, then the policy, and only
+	// then its budget, so that nothing refused spends it.
+	kl := applicableLimit(res, sel.Policy)
+	if d := addressDecision(req.client, res.AllowedCIDRs, sel.Policy); !d.Allowed() {
+		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: spent{keyLimit: kl}}
+	}
 	d := s.decide(keypolicy.Input{
 		Method: req.orig.method, Target: sel, Identity: identityOf(res, aud), Narrowing: req.narrowing,
 	})
 	if !d.Allowed() {
-		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res}
+		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: spent{keyLimit: kl}}
 	}
-	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d}
+	sp := s.spend(ctx, kl)
+	if !sp.allowed() {
+		return authzAnswer{status: http.StatusTooManyRequests, result: resultRateLimited, reason: rateLimitedReason(sp),
+			retryAfter: sp.result.RetryAfter, res: res, decision: d, rate: sp}
+	}
+	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d, rate: sp}
 }

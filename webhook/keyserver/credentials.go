@@ -204,6 +204,8 @@ func (s *Server) identifyToken(tok string, audiences []string, now time.Time) (k
 		Code: keyindex.Valid, Kind: hashsecret.KindAccessKeyPair, Namespace: pair.Namespace, Name: pair.Name,
 		Subject: pair.Subject, KeyID: c.AccessKeyID, Access: string(kw.AccessReadWrite),
 		Groups: intersect(c.Groups, pair.Groups), Scopes: intersect(c.Scopes, pair.Scopes), ExpiresAt: &exp,
+		// The pair's limits as they are now, as for its identity.
+		RateLimit: pair.RateLimit, AllowedCIDRs: pair.AllowedCIDRs,
 	}, c.Audience
 }
 

@@ -231,6 +231,49 @@ var _ = Describe("the key server", Ordered, func() {
 		}, 30*time.Second).Should(Succeed())
 	})
 
+	It("applies a key's allowedCIDRs and rateLimit from its spec, and their changes, without a new key version", func() {
+		ns := newNS(s)
+		key := &kw.APIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "limited"},
+			Spec:       kw.APIKeySpec{SecretName: "limited-key", AllowedCIDRs: []kw.CIDR{"10.0.0.0/8"}},
+		}
+		Expect(s.k8s.Create(ctx, key)).To(Succeed())
+		plain := secretData(s, ns, "limited-key", kw.DeliveryDataKey)
+		// Every request here comes from 127.0.0.1.
+		Eventually(func(g Gomega) {
+			r := get(s, "/v1/authz", map[string]string{"Authorization": "Bearer " + plain})
+			g.Expect(r.status).To(Equal(403))
+			g.Expect(r.header.Get("X-Keyward-Code")).To(Equal("CIDR_NOT_ALLOWED"))
+		}, 10*time.Second).Should(Succeed())
+		cur := &kw.APIKey{}
+		Eventually(func(g Gomega) {
+			g.Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+			g.Expect(cur.Status.KeyID).NotTo(BeEmpty())
+		}, 10*time.Second).Should(Succeed())
+		version := cur.Status.KeyID
+
+		cur.Spec.AllowedCIDRs = []kw.CIDR{"127.0.0.0/8"}
+		cur.Spec.RateLimit = &kw.RateLimit{Requests: 3, Period: metav1.Duration{Duration: time.Hour}}
+		Expect(s.k8s.Update(ctx, cur)).To(Succeed())
+		Eventually(func(g Gomega) {
+			r := get(s, "/v1/authz", map[string]string{"Authorization": "Bearer " + plain})
+			g.Expect(r.status).To(Equal(200))
+			g.Expect(r.header.Get("RateLimit-Policy")).To(Equal(`"key";q=3;w=3600`))
+		}, 10*time.Second).Should(Succeed())
+		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(http.StatusTooManyRequests))
+		r := get(s, "/v1/authz", map[string]string{"Authorization": "Bearer " + plain})
+		Expect(r.header.Get("X-Keyward-Code")).To(Equal("RATE_LIMITED"))
+		Expect(r.header.Get("Retry-After")).NotTo(BeEmpty())
+
+		Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+		cur.Spec.RateLimit = nil
+		Expect(s.k8s.Update(ctx, cur)).To(Succeed())
+		Eventually(func() int { return authz(s, plain) }, 10*time.Second).Should(Equal(200))
+		Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+		Expect(cur.Status.KeyID).To(Equal(version), "a change of limits must not issue a new key version")
+		Expect(cur.Status.PreviousKeys).To(BeEmpty())
+	})
+
 	It("refuses a key within a second of its deletion or suspension", func() {
 		ns := newNS(s)
 		for _, name := range []string{"to-delete", "to-suspend"} {

@@ -51,6 +51,14 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusUnauthorized, wire.ErrorBody{Error: "invalid_token", Message: "a valid API key is required"})
 		return outcome{result: string(res.Code)}
 	}
+	// A key used only from its allowedCIDRs is rotated only from there: a
+	// leaked key rotated from elsewhere would hand its successor over and
+	// end the owner's key with the grace period.
+	if d := addressDecision(clientAddr(r, s.opts.TrustedProxies), res.AllowedCIDRs, nil); !d.Allowed() {
+		w.Header().Set(wire.HeaderCode, string(d.Code))
+		writeJSON(w, http.StatusForbidden, wire.ErrorBody{Error: "cidr_not_allowed", Message: d.Reason})
+		return outcome{result: string(d.Code)}
+	}
 	if s.opts.Rotator == nil {
 		writeJSON(w, http.StatusNotImplemented, wire.ErrorBody{Error: "unsupported", Message: "self-rotation is not enabled on this key server"})
 		return outcome{result: "UNSUPPORTED"}

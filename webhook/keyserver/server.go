@@ -36,6 +36,7 @@ import (
 	"github.com/keyward/keyward/internal/keyindex"
 	"github.com/keyward/keyward/internal/keylimit"
 	"github.com/keyward/keyward/internal/keypolicy"
+	"github.com/keyward/keyward/internal/ratelimit"
 	"github.com/keyward/keyward/internal/signingkeys"
 	"github.com/keyward/keyward/webhook/keyserver/statuswriter"
 )
@@ -98,7 +99,11 @@ type Options struct {
 	SelfRotationRefill time.Duration
 	TokenBurst         int
 	TokenRefill        time.Duration
-	Clock              clock.PassiveClock
+	// RateLimits counts requests against keys' spec.rateLimit and
+	// KeyPolicies' per-key defaults; nil: a ratelimit.Local per server
+	// (each replica counts on its own).
+	RateLimits ratelimit.Store
+	Clock      clock.PassiveClock
 }
 
 // Server serves the key server's endpoints. It is a manager.Runnable.
@@ -112,7 +117,9 @@ type Server struct {
 	addrLimiter *failureLimiter
 	// rotations and mints: per-key limits (keylimits.go).
 	rotations, mints *keylimit.Limiter
-	lastUsed         *statuswriter.LastUsed
+	// rates counts keys' own rate limits (limits.go).
+	rates    ratelimit.Store
+	lastUsed *statuswriter.LastUsed
 	// policies decide requests (nil: not loaded yet); namespaceLabels
 	// serves their namespaceSelectors.
 	policies        atomic.Pointer[keypolicy.Table]
@@ -149,7 +156,11 @@ func New(opts Options) *Server {
 			DefaultSelfRotationBurst, DefaultSelfRotationRefill, opts.Clock),
 		mints:    keylimit.New(opts.TokenBurst, opts.TokenRefill, DefaultTokenBurst, DefaultTokenRefill, opts.Clock),
 		lastUsed: statuswriter.NewLastUsed(),
+		rates:    opts.RateLimits,
 		addr:     make(chan net.Addr, 1),
+	}
+	if s.rates == nil {
+		s.rates = ratelimit.NewLocal(opts.Clock)
 	}
 	// No policies until someone sets them: a server without a feed (tests,
 	// embeddings) decides by the default mode alone. The feed unsets them

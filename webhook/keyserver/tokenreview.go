@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keypolicy"
 )
 
 // UsernamePrefix starts every username and group Keyward gives the API
@@ -43,7 +44,14 @@ func (t *TokenReviewServer) review(w http.ResponseWriter, r *http.Request) outco
 	if out.APIVersion == "" {
 		out.APIVersion, out.Kind = "authentication.k8s.io/v1", "TokenReview"
 	}
-	if res.Code == keyindex.Valid {
+	result := string(res.Code)
+	switch {
+	case res.Code == keyindex.Valid && res.AllowedCIDRs.IsSet():
+		// A TokenReview names no client address: a key limited to some
+		// addresses would pass here from anywhere.
+		out.Status = authnv1.TokenReviewStatus{Error: "the key may be used only from the addresses in its allowedCIDRs, and the API server does not tell Keyward the client's address"}
+		result = string(keypolicy.CIDRNotAllowed)
+	case res.Code == keyindex.Valid:
 		out.Status = authnv1.TokenReviewStatus{
 			Authenticated: true,
 			User: authnv1.UserInfo{
@@ -57,7 +65,7 @@ func (t *TokenReviewServer) review(w http.ResponseWriter, r *http.Request) outco
 			// No audiences: Keyward keys are not audience-bound, and echoing
 			// the request's would vouch for audiences never checked.
 		}
-	} else {
+	default:
 		out.Status = authnv1.TokenReviewStatus{Error: "the token is not a valid Keyward key"}
 	}
 	// The API server reads the status; the HTTP code stays 200 either way.
@@ -65,8 +73,9 @@ func (t *TokenReviewServer) review(w http.ResponseWriter, r *http.Request) outco
 	// Not counted as failed attempts: the caller is kube-apiserver (its
 	// client certificate says so), which forwards every unknown bearer
 	// token; counting them would let junk tokens lock every Keyward user
-	// out of the API server.
-	return outcome{result: string(res.Code)}
+	// out of the API server. Nor do they spend a key's rate limit: the API
+	// server caches the answers, so what reaches here is not the key's use.
+	return outcome{result: result}
 }
 
 // kubeGroups names a key's groups for the API server: keyward:<ns>:<group>

@@ -21,7 +21,8 @@ import (
 var errBadCredentials = wire.ErrorBody{Error: "invalid_client", Message: "invalid access key id or secret key"}
 
 // tokens exchanges an access key pair for a signed token. The pair comes
-// as HTTP Basic (id:secret), JSON, or a form.
+// as HTTP Basic (id:secret), JSON, or a form. The pair's allowedCIDRs must
+// allow the client, and the exchange spends one request of its rate limit.
 func (s *Server) tokens(w http.ResponseWriter, r *http.Request) outcome {
 	req, err := readTokenRequest(r)
 	if err != nil {
@@ -76,6 +77,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		writeJSON(w, http.StatusUnauthorized, errBadCredentials)
 		return outcome{result: string(res.Code)}
 	}
+	if d := addressDecision(clientAddr(r, s.opts.TrustedProxies), res.AllowedCIDRs, nil); !d.Allowed() {
+		w.Header().Set(wire.HeaderCode, string(d.Code))
+		writeJSON(w, http.StatusForbidden, wire.ErrorBody{Error: "cidr_not_allowed", Message: d.Reason})
+		return outcome{result: string(d.Code)}
+	}
 	maxLifetime := s.opts.MaxTokenLifetime
 	if policy.MaxLifetime > 0 && (maxLifetime == 0 || policy.MaxLifetime < maxLifetime) {
 		maxLifetime = policy.MaxLifetime
@@ -91,6 +97,13 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request",
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
 		return outcome{result: "BAD_REQUEST"}
+	}
+	// An exchange spends the pair's budget, as its tokens' requests do: the
+	// pair's own limit (no KeyPolicy judges an exchange).
+	sp := s.spend(r.Context(), applicableLimit(res, nil))
+	writeRateLimitHeaders(w.Header(), sp)
+	if !sp.allowed() {
+		return limitedKey(w, sp.result.RetryAfter, "this access key pair's rate limit is used up")
 	}
 	// Per pair, whichever front end or access key version is used.
 	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {

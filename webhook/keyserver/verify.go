@@ -5,6 +5,8 @@ import (
 	"errors"
 	"github.com/keyward/keyward/api/wire"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/internal/keyindex"
@@ -13,7 +15,9 @@ import (
 
 // verify answers whether a key is valid, and whose it is, as JSON; with a
 // policy or host, whether a gateway would let it through there, decided as
-// forward-auth decides.
+// forward-auth decides. A valid key is also judged by its allowedCIDRs (and
+// the policy's) and spends one request of its rate limit, as through a
+// gateway: verify counts the same way.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 	var req wire.VerifyRequest
 	dec := json.NewDecoder(r.Body)
@@ -36,6 +40,18 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: msg})
 		return outcome{result: "BAD_REQUEST"}
 	}
+	// The address the allow-lists judge: the caller's client's, when it
+	// names one, else the caller's. Failed attempts stay counted against
+	// the caller's own (limitFailure), never against an address it names.
+	client := clientAddr(r, s.opts.TrustedProxies)
+	if req.ClientAddress != "" {
+		a, err := netip.ParseAddr(strings.TrimSpace(req.ClientAddress))
+		if err != nil || a.Zone() != "" {
+			writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request", Message: "clientAddress must be an IP address"})
+			return outcome{result: "BAD_REQUEST"}
+		}
+		client = a.Unmap()
+	}
 	var sel keypolicy.Selection
 	if target != nil {
 		table := s.policies.Load()
@@ -53,19 +69,37 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		res = keyindex.RequireScopes(res, req.Scopes)
 	}
 	out := wire.VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
-	if target != nil && res.Code == keyindex.Valid {
-		method := req.Method
-		if method == "" {
-			method = http.MethodGet
+	if res.Code == keyindex.Valid {
+		// As forward-auth: the address, the policy, then the budget.
+		kl := applicableLimit(res, sel.Policy)
+		d := addressDecision(client, res.AllowedCIDRs, sel.Policy)
+		if d.Allowed() && target != nil {
+			method := req.Method
+			if method == "" {
+				method = http.MethodGet
+			}
+			d = s.decide(keypolicy.Input{
+				Method: method, Target: sel, Identity: identityOf(res, aud),
+				Narrowing: keypolicy.Narrowing{Scopes: req.Scopes},
+			})
+			out.Policy = policyLabel(d.Policy)
 		}
-		d := s.decide(keypolicy.Input{
-			Method: method, Target: sel, Identity: identityOf(res, aud),
-			Narrowing: keypolicy.Narrowing{Scopes: req.Scopes},
-		})
-		out.Policy = policyLabel(d.Policy)
-		if !d.Allowed() {
+		sp := spent{keyLimit: kl}
+		switch {
+		case !d.Allowed():
 			out.Valid, out.Code, out.Reason = false, string(d.Code), d.Reason
+			if !d.Policy.IsZero() {
+				out.Policy = policyLabel(d.Policy)
+			}
+		default:
+			if sp = s.spend(r.Context(), kl); !sp.allowed() {
+				out.Valid, out.Code, out.Reason = false, resultRateLimited, rateLimitedReason(sp)
+				out.RetryAfter = retryAfterSeconds(sp.result.RetryAfter)
+				w.Header().Set("Retry-After", strconv.Itoa(out.RetryAfter))
+			}
 		}
+		writeRateLimitHeaders(w.Header(), sp)
+		out.RateLimit = rateLimitStatus(sp)
 	}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID

@@ -58,3 +58,12 @@ func TestOriginHeaderNamesAreCanonical(t *testing.T) {
 		}
 	}
 }
+
+// setRateLimitHeaders assigns these names straight into the header map.
+func TestRateLimitHeaderNamesAreCanonical(t *testing.T) {
+	for name, want := range map[string]string{"RateLimit-Policy": headerRateLimitPolicy, "RateLimit": headerRateLimit} {
+		if c := http.CanonicalHeaderKey(name); c != want {
+			t.Errorf("%q is stored as %q, not %q", name, c, want)
+		}
+	}
+}

@@ -120,6 +120,15 @@ func (s *Server) spend(ctx context.Context, kl keyLimit) spent {
 	return out
 }
 
+// The RateLimit fields' names as net/http's header map keys them
+// (canonical, TestRateLimitHeaderNamesAreCanonical): assigned directly,
+// since Header.Set would build the canonical name anew, an allocation, on
+// every request of a rate-limited key.
+const (
+	headerRateLimitPolicy = "Ratelimit-Policy"
+	headerRateLimit       = "Ratelimit"
+)
+
 // setRateLimitHeaders writes the RateLimit-Policy and RateLimit fields of
 // draft-ietf-httpapi-ratelimit-headers-11 (May 2026): the policy is the
 // limit (q requests per w seconds; the burst as the vendor parameter
@@ -127,24 +136,42 @@ func (s *Server) spend(ctx context.Context, kl keyLimit) spent {
 // that would pass now) and t (seconds until the budget is whole again;
 // when refused, r=0 and t is Retry-After, which the draft asks not to end
 // before the window). r is nil when nothing was counted: the policy alone.
+//
+// It runs on every request of a rate-limited key, so each value is built
+// in one buffer (one allocation for its string) and both share one slice
+// array, as Header.Set would set them.
 func setRateLimitHeaders(h http.Header, kl keyLimit, r *ratelimit.Result) {
 	if kl.limit.IsZero() {
 		return
 	}
 	l := kl.limit
-	policy := strconv.Quote(kl.source) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.Itoa(ceilSeconds(l.Period))
+	var buf [96]byte
+	b := strconv.AppendQuote(buf[:0], kl.source)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(l.Requests), 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, int64(ceilSeconds(l.Period)), 10)
 	if l.Burst > 0 && l.Burst != l.Requests {
-		policy += ";keyward-burst=" + strconv.Itoa(l.Burst)
+		b = append(b, ";keyward-burst="...)
+		b = strconv.AppendInt(b, int64(l.Burst), 10)
 	}
-	h.Set("RateLimit-Policy", policy)
+	policy := string(b)
 	if r == nil {
+		h[headerRateLimitPolicy] = []string{policy}
 		return
 	}
 	remaining, t := r.Remaining, r.ResetAfter
 	if !r.Allowed {
 		remaining, t = 0, r.RetryAfter
 	}
-	h.Set("RateLimit", strconv.Quote(kl.source)+";r="+strconv.Itoa(max(remaining, 0))+";t="+strconv.Itoa(ceilSeconds(t)))
+	b = strconv.AppendQuote(buf[:0], kl.source)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(remaining, 0)), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, int64(ceilSeconds(t)), 10)
+	vals := []string{policy, string(b)}
+	h[headerRateLimitPolicy] = vals[0:1:1]
+	h[headerRateLimit] = vals[1:2:2]
 }
 
 // writeRateLimitHeaders sets the headers of a spend.

@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keypolicy"
+	"github.com/keyward/keyward/internal/ratelimit"
 	"github.com/keyward/keyward/webhook/keyserver"
 )
 
@@ -49,25 +50,54 @@ type hotScenario struct {
 	name, title string
 	target      float64 // 0: reported, no target
 	// setup configures the key server and the keys' records before the
-	// server starts; stop (may be nil) runs after the scenario. A nil setup
-	// means the feature is not in this build: the scenario is reported as
-	// not measured, with missing as the reason.
-	setup   func(ctx context.Context, o *keyserver.Options, recs []*hashsecret.Record) (stop func(), err error)
-	missing string
+	// server starts; stop (may be nil) runs after the scenario. An error
+	// wrapping errScenarioUnavailable reports the scenario as not measured
+	// (redis-server not installed, say) instead of failing the run.
+	setup func(ctx context.Context, o *keyserver.Options, recs []*hashsecret.Record) (stop func(), err error)
+	// limited: the answers carry the RateLimit headers (the limit was
+	// counted), which the bench checks.
+	limited bool
 }
 
-// hotScenarios: the hooks for the rate-limit scenarios are filled in when
-// the key server enforces spec.rateLimit (issue 15, item 1). A limit set
-// here must be far above what the bench sends (every answer must be a 200:
-// the figure is the cost of counting, not of refusing), e.g. a million
-// requests per second per key.
+var errScenarioUnavailable = errors.New("not available here")
+
+// hotLimit is the rate limit of the limited scenarios: far above what the
+// bench sends each key (every answer must be a 200: the figure is the cost
+// of counting, not of refusing), at the schema's maximum.
+var hotLimit = hashsecret.RateLimit{Requests: 1_000_000, Period: time.Second}
+
+func limitEvery(recs []*hashsecret.Record) {
+	for _, r := range recs {
+		l := hotLimit
+		r.RateLimit = &l
+	}
+}
+
 var hotScenarios = []hotScenario{
 	{name: "none", title: "no limits configured", target: targetHotNone,
 		setup: func(context.Context, *keyserver.Options, []*hashsecret.Record) (func(), error) { return nil, nil }},
-	{name: "local", title: "a per-key rate limit, local store (never reached)", target: targetHotLocal,
-		missing: "the key server does not enforce spec.rateLimit in this build (issue 15, item 1): set each record's limit and the local store in hotScenarios"},
-	{name: "redis", title: "a per-key rate limit, Redis store (never reached)",
-		missing: "the key server has no Redis store in this build (issue 15, item 2): start redis-server (internal/testenv) and point the key server at it in hotScenarios"},
+	{name: "local", title: "a per-key rate limit, local store (never reached)", target: targetHotLocal, limited: true,
+		setup: func(_ context.Context, _ *keyserver.Options, recs []*hashsecret.Record) (func(), error) {
+			limitEvery(recs) // the key server's default store is the local one
+			return nil, nil
+		}},
+	{name: "redis", title: "a per-key rate limit, Redis store (never reached)", limited: true,
+		setup: func(ctx context.Context, o *keyserver.Options, recs []*hashsecret.Record) (func(), error) {
+			addr, stop, err := startRedis(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errScenarioUnavailable, err)
+			}
+			store, err := ratelimit.NewRedis("redis://" + addr + "/0")
+			if err != nil {
+				stop()
+				return nil, err
+			}
+			// As the operator builds it for --rate-limit-store=redis://…
+			// (--rate-limit-store-failure=open).
+			o.RateLimits = ratelimit.NewGuard(store, ratelimit.GuardOptions{})
+			limitEvery(recs)
+			return func() { _ = store.Close(); stop() }, nil
+		}},
 }
 
 // Sides of a round: the load switches between them.
@@ -97,6 +127,7 @@ func (r hotRound) headersRatio() float64 { return r.Rate[sideHeaders] / r.Rate[s
 
 type hotScenarioResult struct {
 	Scenario hotScenario
+	Missing  string // why it was not measured
 	Rounds   []hotRound
 	Profile  *profileSummary // a closed-loop run of /v1/authz alone, profiled
 }
@@ -161,11 +192,13 @@ func benchHotPath(ctx context.Context, lg *loadGen, rounds int) (*hotpathResult,
 	for _, sc := range hotScenarios {
 		sr := &hotScenarioResult{Scenario: sc}
 		res.Scenarios = append(res.Scenarios, sr)
-		if sc.setup == nil {
-			progress("  %s: not measured: %s", sc.title, sc.missing)
+		err := benchHotScenario(ctx, lg, sr, bareURL, rounds, res.Conc)
+		if errors.Is(err, errScenarioUnavailable) {
+			sr.Missing = err.Error()
+			progress("  %s: not measured: %s", sc.title, sr.Missing)
 			continue
 		}
-		if err := benchHotScenario(ctx, lg, sr, bareURL, rounds, res.Conc); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("figure 7, %s: %w", sc.title, err)
 		}
 	}
@@ -175,8 +208,10 @@ func benchHotPath(ctx context.Context, lg *loadGen, rounds int) (*hotpathResult,
 		progress("  not measured: %v", err)
 	} else {
 		rt := res.Redis
-		progress("  Redis %s: one connection p50 %s p99 %s; %d connections %.0f/s, p50 %s p99 %s", rt.Version,
+		progress("  Redis %s PING: one connection p50 %s p99 %s; %d connections %.0f/s, p50 %s p99 %s", rt.Version,
 			fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), rt.Conc, rt.ConcRate, fmtDur(rt.ConcP50), fmtDur(rt.ConcP99))
+		progress("  the Redis store's Allow: one at a time p50 %s p99 %s; %d at once %.0f/s, p50 %s p99 %s, %s CPU per call",
+			fmtDur(rt.AllowP50), fmtDur(rt.AllowP99), rt.Conc, rt.AllowConcRate, fmtDur(rt.AllowConcP50), fmtDur(rt.AllowConcP99), fmtDur(rt.AllowCPU))
 	}
 	return res, nil
 }
@@ -218,7 +253,7 @@ func benchHotScenario(ctx context.Context, lg *loadGen, sr *hotScenarioResult, b
 		bare = append(bare, sameRequestAt(bareURL, base, []vegeta.Target{t})...)
 	}
 	// What is measured is what it claims to be: a 200 naming the key's subject.
-	answer, err := checkHot(lg.client, authz[0], recs[0].Subject)
+	answer, err := checkHot(lg.client, authz[0], recs[0].Subject, sr.Scenario.limited)
 	if err != nil {
 		return err
 	}
@@ -255,7 +290,7 @@ func benchHotScenario(ctx context.Context, lg *loadGen, sr *hotScenarioResult, b
 	if _, _, sr.Profile, err = lg.probe(endpoint{name: "hotpath-" + sr.Scenario.name, title: "GET /v1/authz", targets: authz}, lg.m.probeDur, prof); err != nil {
 		return err
 	}
-	if _, err := checkHot(lg.client, authz[len(authz)-1], recs[len(recs)-1].Subject); err != nil {
+	if _, err := checkHot(lg.client, authz[len(authz)-1], recs[len(recs)-1].Subject, sr.Scenario.limited); err != nil {
 		return err
 	}
 	med, lo, hi := sr.ratio()
@@ -270,9 +305,10 @@ func benchHotScenario(ctx context.Context, lg *loadGen, sr *hotScenarioResult, b
 	return nil
 }
 
-// checkHot sends t once and wants a 200 naming subject; it returns the
-// answer's X-Keyward-* headers.
-func checkHot(c *http.Client, t vegeta.Target, subject string) (http.Header, error) {
+// checkHot sends t once and wants a 200 naming subject, with the
+// RateLimit headers when limited (and without them otherwise); it returns
+// the answer's X-Keyward-* and RateLimit headers.
+func checkHot(c *http.Client, t vegeta.Target, subject string, limited bool) (http.Header, error) {
 	req, err := t.Request()
 	if err != nil {
 		return nil, err
@@ -285,9 +321,13 @@ func checkHot(c *http.Client, t vegeta.Target, subject string) (http.Header, err
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderSubject) != subject {
 		return nil, fmt.Errorf("/v1/authz answered %d, subject %q; want 200, %q", resp.StatusCode, resp.Header.Get(wire.HeaderSubject), subject)
 	}
+	if counted := resp.Header.Get("RateLimit") != ""; counted != limited {
+		return nil, fmt.Errorf("/v1/authz answered RateLimit %q, RateLimit-Policy %q; want them: %v",
+			resp.Header.Get("RateLimit"), resp.Header.Get("RateLimit-Policy"), limited)
+	}
 	out := http.Header{}
 	for k, v := range resp.Header {
-		if strings.HasPrefix(k, "X-Keyward-") {
+		if strings.HasPrefix(k, "X-Keyward-") || strings.HasPrefix(k, "Ratelimit") {
 			out[k] = v
 		}
 	}

@@ -13,26 +13,35 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keyward/keyward/internal/ratelimit"
 )
 
 // The Redis round trip (figure 7): what the Redis rate-limit store pays on
-// every request at least, a request and its answer over loopback to a
-// redis-server this bench starts (the Debian package; not measured when it
-// is not installed). PING is the smallest command: the store's one
-// round trip (GCRA in a script) costs this plus the script's own time.
+// every request, a request and its answer over loopback to a redis-server
+// this bench starts (the Debian package; not measured when it is not
+// installed): PING, the smallest command, and the store's own call (GCRA
+// in one script).
 const (
 	redisPings     = 20_000
 	redisStartWait = 10 * time.Second
 )
 
 // redisRTT is the round trip measured: one connection, one PING at a time;
-// then conc connections, closed loop, for the same duration as a round.
+// then conc connections, closed loop, for the same duration as a round;
+// then the same two with the store's own call (ratelimit.Redis.Allow, GCRA
+// in one script, through go-redis), with the process's CPU per call.
 type redisRTT struct {
 	SerialP50, SerialP99 time.Duration
 	Conc                 int
 	ConcRate             float64 // PINGs answered per second
 	ConcP50, ConcP99     time.Duration
 	Version              string
+
+	AllowP50, AllowP99         time.Duration // one at a time
+	AllowConcRate              float64
+	AllowConcP50, AllowConcP99 time.Duration
+	AllowCPU                   time.Duration // process CPU per call, concurrent
 }
 
 // startRedis starts redis-server on a free loopback port, without
@@ -185,5 +194,64 @@ func measureRedisRTT(ctx context.Context, conc int, d time.Duration) (*redisRTT,
 	res.ConcRate = float64(len(all)) / time.Since(start).Seconds()
 	slices.Sort(all)
 	res.ConcP50, res.ConcP99 = quantile(all, 0.5), quantile(all, 0.99)
+
+	store, err := ratelimit.NewRedis("redis://" + addr + "/0")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = store.Close() }()
+	limit := ratelimit.Limit{Requests: hotLimit.Requests, Period: hotLimit.Period}
+	allow := func(i int) (time.Duration, error) {
+		t := time.Now()
+		r, err := store.Allow(ctx, fmt.Sprintf("APIKey/bench/key-%04d", i%hotKeys), limit)
+		if err == nil && !r.Allowed {
+			err = errors.New("the Redis store refused a request under a limit never reached")
+		}
+		return time.Since(t), err
+	}
+	lat = lat[:0]
+	for i := range redisPings {
+		l, err := allow(i)
+		if err != nil {
+			return nil, err
+		}
+		lat = append(lat, l)
+	}
+	slices.Sort(lat)
+	res.AllowP50, res.AllowP99 = quantile(lat, 0.5), quantile(lat, 0.99)
+
+	all, firstErr = nil, nil
+	deadline = time.Now().Add(d)
+	start, cpu0 := time.Now(), processCPU()
+	for w := range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			var err error
+			for i := w; time.Now().Before(deadline); i += conc {
+				var l time.Duration
+				if l, err = allow(i); err != nil {
+					break
+				}
+				mine = append(mine, l)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, mine...)
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if len(all) == 0 {
+		return nil, errors.New("no Allow answered")
+	}
+	res.AllowCPU = (processCPU() - cpu0) / time.Duration(len(all))
+	res.AllowConcRate = float64(len(all)) / time.Since(start).Seconds()
+	slices.Sort(all)
+	res.AllowConcP50, res.AllowConcP99 = quantile(all, 0.5), quantile(all, 0.99)
 	return res, nil
 }

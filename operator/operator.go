@@ -58,6 +58,10 @@ type Options struct {
 	TokenReviewClientCA      string
 	TokenReviewClusterGroups []string
 
+	// ExtAuthzGRPCBindAddress is Envoy's gRPC ext_authz listener's address
+	// (--ext-authz-grpc-bind-address); "0" or empty disables it.
+	ExtAuthzGRPCBindAddress string
+
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
 	LeaderElect            bool
@@ -108,6 +112,10 @@ type Options struct {
 	SkipControllerNameValidation bool
 }
 
+// DefaultExtAuthzGRPCBindAddress is where the gRPC ext_authz listener
+// listens unless told otherwise (the port Envoy's examples use).
+const DefaultExtAuthzGRPCBindAddress = ":50051"
+
 // DefaultOperatorNamespace is used when neither --operator-namespace nor
 // POD_NAMESPACE says where the operator runs.
 const DefaultOperatorNamespace = "keyward-system"
@@ -120,6 +128,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KeyServerBindAddress, "key-server-bind-address", ":8443", "Address the key server listens on.")
 	fs.StringVar(&o.KeyServerCertDir, "key-server-cert-dir", "", "Directory with tls.crt and tls.key for the key server; empty serves plain HTTP.")
 	fs.StringVar(&o.TokenReviewBindAddress, "token-review-bind-address", "", "Address of kube-apiserver's TokenReview webhook listener (TLS with the key server's certificate, client certificate required); empty disables it. TokenReview is never served on --key-server-bind-address.")
+	fs.StringVar(&o.ExtAuthzGRPCBindAddress, "ext-authz-grpc-bind-address", DefaultExtAuthzGRPCBindAddress, "Address of the key server's gRPC listener for Envoy's ext_authz (envoy.service.auth.v3.Authorization/Check: Envoy Gateway, Istio, Contour, the Gateway API's ExternalAuth), with the gRPC health service and server reflection; TLS with --key-server-cert-dir's certificate, plaintext without one. 0 disables it.")
 	fs.StringVar(&o.TokenReviewClientCA, "token-review-client-ca", "", "PEM file of the CA bundle whose client certificates the TokenReview listener accepts: any certificate it signed is accepted, so use a CA that signs kube-apiserver's webhook client certificate only. Read again when it changes.")
 	fs.Func("token-review-cluster-groups", "Comma-separated <namespace>/<group> entries: a key of that namespace carrying that group also receives the cluster-wide group keyward:<group> (every group is keyward:<namespace>:<group> otherwise). Repeatable.", func(v string) error {
 		for _, e := range strings.Split(v, ",") {
@@ -215,6 +224,12 @@ func (o Options) tokenReview(certReady <-chan struct{}) (*keyserver.TokenReviewO
 		BindAddress: o.TokenReviewBindAddress, CertDir: o.KeyServerCertDir, ClientCAFile: o.TokenReviewClientCA,
 		ClusterGroups: groups, CertReady: certReady,
 	}, nil
+}
+
+// extAuthzEnabled: the gRPC ext_authz listener runs with the key server,
+// unless its address is "0" (or empty, as Options built in code leave it).
+func (o Options) extAuthzEnabled() bool {
+	return o.EnableKeyServer && o.ExtAuthzGRPCBindAddress != "" && o.ExtAuthzGRPCBindAddress != "0"
 }
 
 func envOr(name, def string) string {
@@ -352,6 +367,13 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 	}
 	if err := addTokenReview(mgr, ks, o, certReady); err != nil {
 		return err
+	}
+	if o.extAuthzEnabled() {
+		if err := mgr.Add(keyserver.NewExtAuthzServer(ks, keyserver.ExtAuthzOptions{
+			BindAddress: o.ExtAuthzGRPCBindAddress, CertDir: o.KeyServerCertDir, CertReady: certReady,
+		})); err != nil {
+			return err
+		}
 	}
 	return mgr.AddReadyzCheck("key-server-caches", func(*http.Request) error {
 		if !ks.Ready() {

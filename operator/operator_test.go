@@ -38,10 +38,28 @@ func TestFlagDefaults(t *testing.T) {
 		"two rotations by annotation per key at once":        {o.AnnotationRotationBurst, 2},
 		"then one by annotation a minute":                    {o.AnnotationRotationRefill, time.Minute},
 		"a host no KeyPolicy names is refused":               {o.DefaultPolicy, keypolicy.ModeDeny},
+		"Envoy's gRPC ext_authz on :50051":                   {o.ExtAuthzGRPCBindAddress, ":50051"},
+		"which runs with the key server":                     {o.extAuthzEnabled(), true},
 	}
 	for name, c := range cases {
 		if c.got != c.want {
 			t.Errorf("%s: got %v, want %v", name, c.got, c.want)
+		}
+	}
+}
+
+func TestTheExtAuthzListenerRunsWithTheKeyServerUnlessDisabled(t *testing.T) {
+	for name, c := range map[string]struct {
+		o    Options
+		want bool
+	}{
+		"the default address":                                      {Options{EnableKeyServer: true, ExtAuthzGRPCBindAddress: ":50051"}, true},
+		"0 disables it, as other bind addresses":                   {Options{EnableKeyServer: true, ExtAuthzGRPCBindAddress: "0"}, false},
+		"Options built in code leave it off":                       {Options{EnableKeyServer: true}, false},
+		"no key server, no listener (the controllers' Deployment)": {Options{ExtAuthzGRPCBindAddress: ":50051"}, false},
+	} {
+		if got := c.o.extAuthzEnabled(); got != c.want {
+			t.Errorf("%s: enabled %v, want %v", name, got, c.want)
 		}
 	}
 }

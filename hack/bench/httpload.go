@@ -77,6 +77,10 @@ type endpoint struct {
 	name    string // file-name safe
 	title   string
 	targets []vegeta.Target
+	// call, when set, makes the endpoint's i-th request itself (a gRPC
+	// call, not vegeta's HTTP) and reports whether it was answered as
+	// wanted; targets are then unused.
+	call func(i int) bool
 }
 
 // step is one fixed-rate run.
@@ -109,6 +113,9 @@ type capacity struct {
 }
 
 func (lg *loadGen) attack(ep endpoint, rate float64, dur time.Duration) step {
+	if ep.call != nil {
+		return lg.attackCalls(ep, rate, dur)
+	}
 	atk := vegeta.NewAttacker(
 		vegeta.Client(lg.client),
 		vegeta.Workers(uint64(4*runtime.GOMAXPROCS(0))),
@@ -117,26 +124,38 @@ func (lg *loadGen) attack(ep endpoint, rate float64, dur time.Duration) step {
 		vegeta.Redirects(vegeta.NoFollow),
 	)
 	freq := max(1, int(math.Round(rate)))
-	type sample struct {
-		at  time.Time
-		lat time.Duration
-	}
 	samples := make([]sample, 0, int(float64(freq)*dur.Seconds())+16)
-	var first, last, end time.Time
-	ok := 0
 	cpu0, wall0 := processCPU(), time.Now()
 	for res := range atk.Attack(vegeta.NewStaticTargeter(ep.targets...), vegeta.Rate{Freq: freq, Per: time.Second}, dur, ep.name) {
-		samples = append(samples, sample{res.Timestamp, res.Latency})
-		if first.IsZero() || res.Timestamp.Before(first) {
-			first = res.Timestamp
+		samples = append(samples, sample{at: res.Timestamp, lat: res.Latency, ok: res.Code == http.StatusOK && res.Error == ""})
+	}
+	return summarize(freq, samples, cpu0, wall0)
+}
+
+// sample is one request of a fixed-rate run: when it was sent, how long
+// its answer took, and whether it was the answer wanted (a 200).
+type sample struct {
+	at  time.Time
+	lat time.Duration
+	ok  bool
+}
+
+// summarize is the step of a fixed-rate run at freq per second, from its
+// samples and the process's CPU time and wall clock at its start.
+func summarize(freq int, samples []sample, cpu0 time.Duration, wall0 time.Time) step {
+	var first, last, end time.Time
+	ok := 0
+	for _, x := range samples {
+		if first.IsZero() || x.at.Before(first) {
+			first = x.at
 		}
-		if res.Timestamp.After(last) {
-			last = res.Timestamp
+		if x.at.After(last) {
+			last = x.at
 		}
-		if e := res.Timestamp.Add(res.Latency); e.After(end) {
+		if e := x.at.Add(x.lat); e.After(end) {
 			end = e
 		}
-		if res.Code == http.StatusOK && res.Error == "" {
+		if x.ok {
 			ok++
 		}
 	}
@@ -180,6 +199,36 @@ func (lg *loadGen) attack(ep endpoint, rate float64, dur time.Duration) step {
 		s.P99w = windowP99[len(windowP99)/2]
 	}
 	return s
+}
+
+// attackCalls is attack for an endpoint that makes its own calls (gRPC):
+// open loop as vegeta is, each request sent at its time on the rate's
+// schedule whatever the answers' latency, at most maxWorkers in flight
+// (past that the schedule falls behind, which the step reports as an
+// unsustained rate).
+func (lg *loadGen) attackCalls(ep endpoint, rate float64, dur time.Duration) step {
+	freq := max(1, int(math.Round(rate)))
+	n := int(float64(freq) * dur.Seconds())
+	interval := time.Second / time.Duration(freq)
+	samples := make([]sample, n)
+	inFlight := make(chan struct{}, maxWorkers)
+	var wg sync.WaitGroup
+	cpu0, wall0 := processCPU(), time.Now()
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		inFlight <- struct{}{}
+		wg.Go(func() {
+			at := time.Now()
+			ok := ep.call(i)
+			samples[i] = sample{at: at, lat: time.Since(at), ok: ok}
+			<-inFlight
+		})
+	}
+	wg.Wait()
+	return summarize(freq, samples, cpu0, wall0)
 }
 
 func quantile(sorted []time.Duration, q float64) time.Duration {
@@ -228,6 +277,12 @@ func (lg *loadGen) probe(ep endpoint, d time.Duration, profPath string) (rate fl
 	for w := range 8 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for i := w; time.Now().Before(deadline); i++ {
+				if ep.call != nil {
+					if ep.call(i) {
+						n.Add(1)
+					}
+					continue
+				}
 				req, err := ep.targets[i%len(ep.targets)].Request()
 				if err != nil {
 					return

@@ -6,7 +6,8 @@
 //	go run ./hack/bench -quick                           # short run, ~2 min, to stdout
 //	go run ./hack/bench -only keyserver,tokens -quick    # some figures only
 //	go run ./hack/bench -only policy                     # no API server needed
-//	go run ./hack/bench -only hotpath -quick             # /v1/authz vs bare, ~1 min, no API server
+//	go run ./hack/bench -only extauthz                   # nor here
+//	go run ./hack/bench -only hotpath -quick             # nor here: /v1/authz vs bare, ~1 min
 //
 // Every figure is a ratio against a floor measured in the same run on the
 // same machine (a bare net/http handler, raw ES256 signing, plain Secret
@@ -43,16 +44,18 @@ const (
 	figRevocation = "revocation"
 	figTokens     = "tokens"
 	figPolicy     = "policy"
+	figExtAuthz   = "extauthz"
 	figHotPath    = "hotpath"
 )
 
-var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy, figHotPath}
+var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy, figExtAuthz, figHotPath}
 
 // needsCluster: figures measured against the running operator (the index
-// figure takes a real hash Secret's shape from it). The policy and hot path
-// figures run their own key servers, with neither API server nor operator.
+// figure takes a real hash Secret's shape from it). The policy, ext_authz
+// and hot path figures run their own key servers, with neither API server
+// nor operator.
 func (c config) needsCluster() bool {
-	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy && f != figHotPath })
+	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy && f != figExtAuthz && f != figHotPath })
 }
 
 type config struct {
@@ -157,6 +160,12 @@ func run(cfg config) error {
 		// Also measured with the control plane gone: it reports heap.
 		var err error
 		if rep.policy, err = benchPolicy(lg, m.policyRounds); err != nil {
+			return err
+		}
+	}
+	if cfg.want(figExtAuthz) {
+		var err error
+		if rep.extAuthz, err = benchExtAuthz(ctx, lg); err != nil {
 			return err
 		}
 	}

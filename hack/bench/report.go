@@ -78,6 +78,7 @@ type report struct {
 	revocation *revocationResult
 	tokens     *tokensResult
 	policy     *policyResult
+	extAuthz   *extAuthzResult
 	hotpath    *hotpathResult
 
 	rows []row
@@ -176,36 +177,62 @@ func (r *report) collect() {
 		r.rows = append(r.rows, row{id: "6 heap", figure: "Heap per KeyPolicy in the key server's table (compiled policy and host index; one exact host, one rule)",
 			value: strings.Join(parts, ", "), target: "reported (no target)", pass: true, cmd: r.command(figPolicy), info: true})
 	}
-	if hp := r.hotpath; hp != nil {
-		for _, sr := range hp.Scenarios {
-			sc := sr.Scenario
-			rw := row{id: "7 " + sc.name, figure: "GET /v1/authz rate (API key; " + sc.title + ") ÷ the bare handler's, same requests, closed loop in interleaved slices",
-				cmd: r.command(figHotPath)}
-			if sc.target > 0 {
-				rw.target = fmt.Sprintf("≥ %.2f", sc.target)
-			} else {
-				rw.target, rw.info, rw.pass = "reported (no target)", true, true
-			}
-			if len(sr.Rounds) == 0 {
-				rw.value, rw.info, rw.pass = "not measured in this build", true, true
-			} else {
-				med, lo, hi := sr.ratio()
-				hmed, _, _ := sr.headersRatio()
-				cmed, _, _ := sr.cpuRatio()
-				rw.value = fmt.Sprintf("%.2f (median of %d rounds' ratios; spread %.2f–%.2f; by CPU per request %.2f; the bare handler writing the same answer headers: %.2f)",
-					med, len(sr.Rounds), lo, hi, cmed, hmed)
-				rw.pass = rw.pass || med >= sc.target
-			}
-			r.rows = append(r.rows, rw)
-		}
-		value := "not measured: " + hp.RedisErr
-		if rt := hp.Redis; rt != nil {
-			value = fmt.Sprintf("PING p50 %s, p99 %s; the store's Allow p50 %s, p99 %s (one at a time), p50 %s, p99 %s, %s CPU per call (%d at once)",
-				fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), fmtDur(rt.AllowP50), fmtDur(rt.AllowP99), fmtDur(rt.AllowConcP50), fmtDur(rt.AllowConcP99), fmtDur(rt.AllowCPU), rt.Conc)
-		}
-		r.rows = append(r.rows, row{id: "7 redis RTT", figure: "Redis round trip over loopback: PING, and the Redis store's call (GCRA in one script) that each request of a rate-limited key makes",
-			value: value, target: "reported (no target)", pass: true, cmd: r.command(figHotPath), info: true})
+	r.collectExtAuthz()
+	r.collectHotPath()
+}
+
+// collectExtAuthz adds figure 7's rows.
+func (r *report) collectExtAuthz() {
+	ea := r.extAuthz
+	if ea == nil {
+		return
 	}
+	p, c := ea.Pair, ea.Pair.Endpoint
+	med, lo, hi := ea.ratio()
+	r.rows = append(r.rows,
+		row{"7 rate", "gRPC ext_authz Check rate (a KeyPolicy deciding) ÷ a bare gRPC Check handler answering OK, same client, both in the same seconds",
+			fmt.Sprintf("%.2f (median of %d interleaved rounds' ratios; spread %.2f–%.2f; max sustained, searched interleaved: %s/s ÷ %s/s = %.2f)",
+				med, len(ea.Rounds), lo, hi, num(c.Max), num(p.Bare.Max), p.ratio()), fmt.Sprintf("≥ %.1f", targetRateRatio),
+			med >= targetRateRatio, r.command(figExtAuthz), false},
+		row{"7 p99", "Latency at half the max sustained rate: gRPC ext_authz Check",
+			fmt.Sprintf("p50 %s, p99 %s at %s/s (bare handler at that rate: p99 %s)", fmtDur(c.Half.P50), fmtDur(c.Half.P99), num(c.Half.Rate), fmtDur(p.BareAtHalf.P99)),
+			"p99 ≤ " + fmtDur(targetHalfP99), c.Half.P99 <= targetHalfP99 && c.Half.Success >= minSuccess, r.command(figExtAuthz), false})
+}
+
+// collectHotPath adds figure 8's rows.
+func (r *report) collectHotPath() {
+	hp := r.hotpath
+	if hp == nil {
+		return
+	}
+	for _, sr := range hp.Scenarios {
+		sc := sr.Scenario
+		rw := row{id: "8 " + sc.name, figure: "GET /v1/authz rate (API key; " + sc.title + ") ÷ the bare handler's, same requests, closed loop in interleaved slices",
+			cmd: r.command(figHotPath)}
+		if sc.target > 0 {
+			rw.target = fmt.Sprintf("≥ %.2f", sc.target)
+		} else {
+			rw.target, rw.info, rw.pass = "reported (no target)", true, true
+		}
+		if len(sr.Rounds) == 0 {
+			rw.value, rw.info, rw.pass = "not measured in this build", true, true
+		} else {
+			med, lo, hi := sr.ratio()
+			hmed, _, _ := sr.headersRatio()
+			cmed, _, _ := sr.cpuRatio()
+			rw.value = fmt.Sprintf("%.2f (median of %d rounds' ratios; spread %.2f–%.2f; by CPU per request %.2f; the bare handler writing the same answer headers: %.2f)",
+				med, len(sr.Rounds), lo, hi, cmed, hmed)
+			rw.pass = rw.pass || med >= sc.target
+		}
+		r.rows = append(r.rows, rw)
+	}
+	value := "not measured: " + hp.RedisErr
+	if rt := hp.Redis; rt != nil {
+		value = fmt.Sprintf("PING p50 %s, p99 %s; the store's Allow p50 %s, p99 %s (one at a time), p50 %s, p99 %s, %s CPU per call (%d at once)",
+			fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), fmtDur(rt.AllowP50), fmtDur(rt.AllowP99), fmtDur(rt.AllowConcP50), fmtDur(rt.AllowConcP99), fmtDur(rt.AllowCPU), rt.Conc)
+	}
+	r.rows = append(r.rows, row{id: "8 redis RTT", figure: "Redis round trip over loopback: PING, and the Redis store's call (GCRA in one script) that each request of a rate-limited key makes",
+		value: value, target: "reported (no target)", pass: true, cmd: r.command(figHotPath), info: true})
 }
 
 func (r *report) verdictLine() string {
@@ -269,7 +296,7 @@ func (r *report) markdown() string {
 	w("| load average (1, 5, 15 min) at start / end | %s / %s |\n\n", r.machine.loadStart, r.machine.loadEnd)
 	w("**Every figure is a ratio against a floor measured in the same run**, minutes or seconds apart on the same machine: ")
 	w("a bare `net/http` handler for the key server, raw ES256 signing for token issuance, plain Secret writes for reconciling, ")
-	w("a 1,000-key index for index scale, the same key server with no policy for policy selection. This machine is shared — other engineers' test runs and CI jobs take CPU while it runs ")
+	w("a 1,000-key index for index scale, the same key server with no policy for policy selection, a bare gRPC Check handler for Envoy's gRPC ext_authz. This machine is shared — other engineers' test runs and CI jobs take CPU while it runs ")
 	w("(see the load average above, for %d CPUs) — so absolute rates and latencies drift from run to run and machine to machine; ", r.machine.nproc)
 	w("ratios of back-to-back or interleaved measurements hold better (the notes say how much noise is left). Absolute numbers are given for context only. ")
 	w("The latency targets (2 ms, 1 s) are absolute by nature; they are the ones most exposed to a busy machine.\n\n")
@@ -315,6 +342,9 @@ func (r *report) markdown() string {
 	}
 	if pl := r.policy; pl != nil {
 		r.writePolicy(w, pl)
+	}
+	if ea := r.extAuthz; ea != nil {
+		r.writeExtAuthz(w, ea)
 	}
 	if hp := r.hotpath; hp != nil {
 		r.writeHotPath(w, hp)
@@ -520,7 +550,48 @@ func (r *report) allCaps() []*capacity {
 	if tk := r.tokens; tk != nil {
 		caps = append(caps, tk.Tokens)
 	}
+	if ea := r.extAuthz; ea != nil {
+		caps = append(caps, ea.Pair.Bare, ea.Pair.Endpoint)
+	}
 	return caps
+}
+
+func (r *report) writeExtAuthz(w writer, ea *extAuthzResult) {
+	p := ea.Pair
+	w("## 7. gRPC ext_authz\n\n")
+	w("Method: one key server (`keyserver.New`, its index loaded directly with %s generated API keys of 50 namespaces; no API server) ", num(float64(ea.Keys)))
+	w("with one KeyPolicy of namespace `%s` for host `%s` (one rule: prefix `/v1`, GET, scope `invoices:read`), `--default-policy=deny`, ", extAuthzNS, extAuthzHost)
+	w("serving Envoy's `envoy.service.auth.v3.Authorization/Check` on its gRPC listener (`keyserver.NewExtAuthzServer`, plaintext, loopback). ")
+	w("The floor is a bare gRPC server in the same process, with the same gRPC limits (`keyserver.GRPCServerOptions`), whose Check answers OK to everything. ")
+	w("Both get the same requests from the same client code: a CheckRequest as Envoy's filter sends it for `GET %s` on `%s` (%d headers, pseudo-headers included, ", extAuthzPath, extAuthzHost, ea.Headers)
+	w("the key as `Authorization: Bearer`), cycling the %s keys of the policy's namespace, over %d gRPC client connections per server (Envoy keeps one per worker). ", num(float64(ea.Targets)), ea.Conns)
+	w("The bench checks that the key server's answer is OK and names the policy `%s`, and that a key of another namespace gets 403 and an unknown key 401. ", ea.Ref)
+	w("The search below is figure 1's (the same open-loop steps, sustain rule, interleaved search, probe and half-max run), the requests paced by the bench itself instead of vegeta ")
+	w("(each sent at its time on the rate's schedule whatever the answers' latency, at most %d in flight); an answer counts as a success when it is OK.\n\n", maxWorkers)
+	med, lo, hi := ea.ratio()
+	w("**The rate**: %d rounds, each a %s closed-loop run of %d concurrent callers during which the turn passes between the two servers every %s, ", len(ea.Rounds), ea.RunDur, ea.Conc, ea.Slice)
+	w("each OK counted for the server it was sent to and each server's rate its count over the time it held the turn (figure 6's method: both share the same seconds, ")
+	w("so another job's burst hits both alike); the figure is the median of the rounds' ratios.\n\n")
+	w("| round | Check | bare | **ratio** |\n|---|---|---|---|\n")
+	for i, rd := range ea.Rounds {
+		w("| %d | %s/s | %s/s | %.3f |\n", i+1, num(rd.Check), num(rd.Bare), rd.ratio())
+	}
+	w("| **median** | | | **%.3f** (spread %.3f–%.3f) |\n\n", med, lo, hi)
+	w("**Max sustained rates and latency**: figure 1's interleaved search of both servers, then each at half the key server's max (p50/p99):\n\n")
+	r.writeCapacityTable(w, []*capacity{p.Bare, p.Endpoint}, "÷ bare", func(c *capacity) string {
+		if c == p.Bare {
+			return "(floor)"
+		}
+		return fmt.Sprintf("**%.2f**", p.ratio())
+	}, func(c *capacity) float64 {
+		if c == p.Bare || p.Bare.CPUPerReq == 0 {
+			return 0
+		}
+		return float64(c.CPUPerReq) / float64(p.Bare.CPUPerReq)
+	})
+	w("| endpoint at half max | its p50 | its p99 | bare handler at the same rate, right after: p50 | p99 |\n|---|---|---|---|---|\n")
+	w("| %s (%s/s) | %s | %s | %s | %s |\n\n", p.Endpoint.Endpoint.title, num(p.Endpoint.Half.Rate), fmtDur(p.Endpoint.Half.P50), fmtDur(p.Endpoint.Half.P99),
+		fmtDur(p.BareAtHalf.P50), fmtDur(p.BareAtHalf.P99))
 }
 
 func (r *report) writeProfiles(w writer) {
@@ -620,7 +691,7 @@ func (r *report) writePolicy(w writer, pl *policyResult) {
 }
 
 func (r *report) writeHotPath(w writer, hp *hotpathResult) {
-	w("## 7. The hot path\n\n")
+	w("## 8. The hot path\n\n")
 	w("Method: for each scenario, one key server (`keyserver.New`, served by its own `Start` on `127.0.0.1` with its timeouts; its index loaded directly with %s generated API keys; ", num(float64(hp.Keys)))
 	w("no API server, no policy, `--default-policy=allow-valid-key`) and figure 1's bare handler, given the same requests: GET /v1/authz with one of the keys as `Authorization: Bearer`, cycled. ")
 	w("A third server is the bare handler writing the key server's answer headers (X-Keyward-Subject, -Groups, -Scopes, -Key-Id, -Namespace, -Policy, and RateLimit-Policy and RateLimit when a limit is counted: the same bytes): ")

@@ -45,6 +45,7 @@ func run() error {
 	zapOpts.BindFlags(flag.CommandLine)
 	// Local defaults: loopback only, no leader election, and a namespace that exists.
 	_ = flag.Set("key-server-bind-address", "127.0.0.1:8443")
+	_ = flag.Set("ext-authz-grpc-bind-address", "127.0.0.1:50051") // plaintext gRPC: make dev has no cert dir
 	_ = flag.Set("metrics-bind-address", "127.0.0.1:8080")
 	_ = flag.Set("health-probe-bind-address", "127.0.0.1:8081")
 	_ = flag.Set("operator-namespace", "default")

@@ -45,8 +45,9 @@ const (
 // KeyServer is a key server on loopback, over TLS, loaded with keys directly.
 type KeyServer struct {
 	Server *keyserver.Server
-	// Addr is host:port; CAFile is the certificate a gateway must trust.
-	Addr, CAFile string
+	// Addr is host:port; CAFile is the certificate a gateway must trust;
+	// CertDir holds the key server's tls.crt and tls.key.
+	Addr, CAFile, CertDir string
 }
 
 // StartKeyServer starts a key server whose certificate is written under dir.
@@ -92,7 +93,36 @@ func StartKeyServer(t *testing.T, dir string, failureLimit int, mut ...func(*key
 		}
 		t.Fatalf("key server did not bind: %v", err)
 	}
-	return &KeyServer{Server: srv, Addr: addr.String(), CAFile: caFile}
+	return &KeyServer{Server: srv, Addr: addr.String(), CAFile: caFile, CertDir: certDir}
+}
+
+// StartExtAuthz starts the key server's gRPC ext_authz listener on
+// loopback, over TLS with the key server's certificate (for KeyServerName),
+// and returns its host:port; it stops when the test ends.
+func (s *KeyServer) StartExtAuthz(t *testing.T) string {
+	t.Helper()
+	e := keyserver.NewExtAuthzServer(s.Server, keyserver.ExtAuthzOptions{BindAddress: "127.0.0.1:0", CertDir: s.CertDir})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ext_authz listener: %v", err)
+			}
+		case <-time.After(stopTimeout):
+			t.Error("the ext_authz listener did not stop")
+		}
+	})
+	actx, acancel := context.WithTimeout(ctx, startTimeout)
+	defer acancel()
+	addr, err := e.Addr(actx)
+	if err != nil {
+		t.Fatalf("the ext_authz listener did not bind: %v", err)
+	}
+	return addr.String()
 }
 
 // Key is an API key the key server knows, and the identity it answers for it.

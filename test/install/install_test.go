@@ -144,7 +144,8 @@ func TestTheInstallIsTwoHardenedDeploymentsWithTheNamesTheOperatorUses(t *testin
 		"the key server: no controllers, no webhooks, TokenReview on a port of its own for client certificates": {
 			"keyward-key-server", "keyward-key-server",
 			[]string{"--enable-controllers=false", "--enable-admission-webhooks=false", "--cert-provisioning=self",
-				"--token-review-bind-address=:8444", "--token-review-client-ca=/token-review-client-ca/ca.crt"},
+				"--token-review-bind-address=:8444", "--token-review-client-ca=/token-review-client-ca/ca.crt",
+				"--ext-authz-grpc-bind-address=:50051"},
 		},
 	}
 	for name, c := range cases {
@@ -184,6 +185,17 @@ func TestTheInstallIsTwoHardenedDeploymentsWithTheNamesTheOperatorUses(t *testin
 				}
 			}
 		})
+	}
+	// Envoy's gRPC ext_authz is reachable through the Service, under the
+	// name docs/gateways.md's manifests use.
+	svc := find(objs, "Service", operator.KeyServerService)
+	found := false
+	for _, p := range svc["spec"].(map[string]any)["ports"].([]any) {
+		p := p.(map[string]any)
+		found = found || (p["name"] == "grpc-ext-authz" && p["port"] == float64(50051))
+	}
+	if !found {
+		t.Errorf("the key server's Service has no port grpc-ext-authz 50051: %v", svc["spec"])
 	}
 	if find(objs, "PodDisruptionBudget", "keyward-key-server") == nil {
 		t.Error("the key server has no PodDisruptionBudget")

@@ -76,7 +76,7 @@ func TestTheMonitoringComponentIsAcceptedWithPrometheusOperatorsCRDs(t *testing.
 				continue
 			}
 			labels, _ := o["metadata"].(map[string]any)["labels"].(map[string]any)
-			if matches(sel, labels) {
+			if matches(map[string]any{"matchLabels": sel}, labels) {
 				services = append(services, o)
 			}
 		}
@@ -130,16 +130,4 @@ func TestTheMonitoringComponentIsAcceptedWithPrometheusOperatorsCRDs(t *testing.
 	if str(dash, "metadata", "labels", "grafana_dashboard") != "1" || str(dash, "data", "keyward.json") == "" {
 		t.Errorf("the dashboard ConfigMap is not labelled for Grafana's sidecar or holds no keyward.json: %v", dash["metadata"])
 	}
-}
-
-func matches(sel, labels map[string]any) bool {
-	if len(sel) == 0 {
-		return false
-	}
-	for k, v := range sel {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -1,11 +1,10 @@
 package keyserver
 
 import (
-	"github.com/keyward/keyward/api/wire"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 
 	"github.com/keyward/keyward/internal/keypolicy"
 )
@@ -44,29 +43,23 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	setIdentityHeaders(h, a.res, policyLabel(a.decision.Policy))
+	setIdentityHeaders(h, identityHeaders(a))
 	w.WriteHeader(http.StatusOK)
-	return outcome{result: string(a.res.Code)}
+	return outcome{result: a.result}
 }
 
 // writeRefusal answers a forward-auth request authorize refused.
 func writeRefusal(w http.ResponseWriter, a authzAnswer) {
-	switch a.status {
-	case http.StatusForbidden:
-		refuse(w, a.decision)
-	case http.StatusTooManyRequests:
-		if !a.rate.limit.IsZero() {
-			// The key's own limit: its holder is told which, and when.
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(a.retryAfter)))
-			w.Header().Set(wire.HeaderCode, resultRateLimited)
-			http.Error(w, "too many requests: "+a.reason, a.status)
-			return
-		}
-		writeFailureLimited(w, a.retryAfter)
-	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		http.Error(w, a.reason, a.status)
-	default:
-		http.Error(w, a.reason, a.status)
+	h := w.Header()
+	for _, f := range refusalHeaders(a) {
+		h.Set(f.name, f.value)
 	}
+	ct, body := refusalBody(a)
+	if ct == contentTypeJSON {
+		h.Set("Cache-Control", "no-store")
+	}
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, body)
 }

@@ -43,14 +43,19 @@ const (
 // or as the raw value, as Concord sends it) or from X-API-Key. More than one
 // of either header is refused, and so are both when they differ; the same
 // key in both is one credential (clients that set both exist).
-func credentialFrom(r *http.Request) (string, error) {
-	auth, xkey := r.Header[headerAuthorization], r.Header[headerAPIKey]
+func credentialFrom(r *http.Request) (string, error) { return credentialFromHeader(r.Header) }
+
+// credentialFromHeader is credentialFrom for headers however they came (an
+// HTTP request's, or those of an Envoy CheckRequest): h's names must be
+// canonical (http.CanonicalHeaderKey), as net/http stores them.
+func credentialFromHeader(h http.Header) (string, error) {
+	auth, xkey := h[headerAuthorization], h[headerAPIKey]
 	switch {
 	case len(auth) > 1:
 		return "", errTwoAuthorization
 	case len(xkey) > 1:
 		return "", errTwoAPIKeys
-	case hasAPIKeyAlias(r.Header):
+	case hasAPIKeyAlias(h):
 		return "", errAliasAPIKey
 	}
 	var a, x string

@@ -15,10 +15,10 @@ import (
 )
 
 // The decisions every front end must make alike (issue 14): forward-auth in
-// each gateway's way of sending the original request, verify, and the coming
-// gRPC ext_authz. A front end's test builds decisionWorld and runs
-// decisionCases() through its own wire format; a case it cannot express (a
-// ?namespace= narrowing on verify) it skips, saying why.
+// each gateway's way of sending the original request, verify, and gRPC
+// ext_authz (TestExtAuthzDecidesEveryCase). A front end's test builds
+// decisionWorld and runs decisionCases() through its own wire format; a case
+// it cannot express (a ?namespace= narrowing on verify) it skips, saying why.
 
 // Credentials of the decision world, by name.
 const (

@@ -20,10 +20,14 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -660,6 +664,7 @@ var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordere
 		s                *stack
 		nsA, nsB, nsSbx  string
 		keyA, keyB, keyS string
+		grpcAddr         string // the gRPC ext_authz listener, plaintext
 	)
 	// check asks forward-auth as Envoy does (the original method, the path
 	// appended, Host the client's) and returns the status, code and policy.
@@ -686,7 +691,11 @@ var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordere
 	BeforeAll(func() {
 		s = newStack(nil)
 		// As installed: a host no KeyPolicy names is refused.
-		startOperatorWith(s, freePort(), nil, func(o *operator.Options) { o.DefaultPolicy = keypolicy.ModeDeny })
+		grpcAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
+		startOperatorWith(s, freePort(), nil, func(o *operator.Options) {
+			o.DefaultPolicy = keypolicy.ModeDeny
+			o.ExtAuthzGRPCBindAddress = grpcAddr
+		})
 		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
 		nsA, nsB, nsSbx = newNS(s), newNS(s), newNS(s)
 		Expect(s.k8s.Create(ctx, &kw.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "api"},
@@ -744,6 +753,41 @@ var _ = Describe("two teams, two KeyPolicies, one key server (issue 14)", Ordere
 		// … and team-a's host is still decided by team-a's policy.
 		Expect(answer(hostA, "/", keyS)()).To(Equal([]any{403, "WRONG_NAMESPACE", nsA + "/api"}))
 		Expect(answer(hostA, "/", keyA)()).To(Equal([]any{200, "", nsA + "/api"}))
+	})
+
+	It("answers Envoy's gRPC Check with the same codes, from the composition root's listener", func() {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = conn.Close() }()
+		Eventually(func() healthpb.HealthCheckResponse_ServingStatus {
+			r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: keyserver.ExtAuthzService})
+			if err != nil {
+				return healthpb.HealthCheckResponse_UNKNOWN
+			}
+			return r.GetStatus()
+		}, 10*time.Second).Should(Equal(healthpb.HealthCheckResponse_SERVING))
+		grpcAnswer := func(host, key string) []any {
+			resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+					Method: http.MethodGet, Path: "/orders", Host: host,
+					Headers: map[string]string{":authority": host, ":method": "GET", ":path": "/orders", "authorization": "Bearer " + key},
+				}},
+			}})
+			Expect(err).NotTo(HaveOccurred())
+			status, h := 200, map[string]string{}
+			opts := resp.GetOkResponse().GetHeaders()
+			if d := resp.GetDeniedResponse(); d != nil {
+				status, opts = int(d.GetStatus().GetCode()), d.GetHeaders()
+			}
+			for _, o := range opts {
+				h[o.GetHeader().GetKey()] = o.GetHeader().GetValue()
+			}
+			return []any{status, h[wire.HeaderCode], h[wire.HeaderPolicy]}
+		}
+		for _, c := range []struct{ host, key string }{{hostA, keyA}, {hostB, keyA}, {hostA, keyB}, {"unclaimed.example.com", keyA}, {hostA, "kw_unknown"}} {
+			Expect(grpcAnswer(c.host, c.key)).To(Equal(answer(c.host, "/orders", c.key)()), "host %s", c.host)
+		}
+		Expect(grpcAnswer(hostA, keyA)).To(Equal([]any{200, "", nsA + "/api"}))
 	})
 
 	It("answers verify with the same codes, by host or by policy", func() {

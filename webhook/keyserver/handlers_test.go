@@ -483,6 +483,11 @@ func TestMetricsCarryNoKeyMaterial(t *testing.T) {
 	f.do(authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", key) }))
 	f.do(authzReq("/v1/authz", func(h http.Header) { h.Set("X-API-Key", key+"x") }))
 	verifyBody(t, f, `{"key":"`+key+`"}`)
+	for _, k := range []string{key, key + "x"} {
+		if _, err := (&extAuthz{s: f.s}).Check(context.Background(), envoyCheck("api.example.com", "GET", "/", map[string]string{"x-api-key": k}, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -512,7 +517,7 @@ func checkLabel(t *testing.T, l *dto.LabelPair) {
 	switch l.GetName() {
 	case "frontend":
 		switch l.GetValue() {
-		case frontendAuthz, frontendVerify, frontendTokens, frontendTokenReview, frontendRotate:
+		case frontendAuthz, frontendVerify, frontendTokens, frontendTokenReview, frontendRotate, frontendExtAuthz:
 			return
 		}
 	case "result", "code":

@@ -7,14 +7,15 @@ import (
 
 	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/internal/keyindex"
+	"github.com/keyward/keyward/internal/keypolicy"
 )
 
 // setIdentityHeaders stores names as they are: a name that is not
 // canonical would be missed by Header.Get and sent twice by a later Set.
 func TestIdentityHeaderNamesAreCanonical(t *testing.T) {
-	for _, name := range identityHeaders {
-		if c := http.CanonicalHeaderKey(name); c != name {
-			t.Errorf("%q is not canonical (%q)", name, c)
+	for _, f := range identityHeaders(authzAnswer{}) {
+		if c := http.CanonicalHeaderKey(f.name); c != f.name {
+			t.Errorf("%q is not canonical (%q)", f.name, c)
 		}
 	}
 }
@@ -22,7 +23,10 @@ func TestIdentityHeaderNamesAreCanonical(t *testing.T) {
 // TestSetIdentityHeadersIsHeaderSet: the same map as Header.Set would
 // make, and values that do not share an array's room with each other.
 func TestSetIdentityHeadersIsHeaderSet(t *testing.T) {
-	res := keyindex.Result{Subject: "svc", Groups: []string{"a", "b"}, Scopes: []string{"read", "write"}, KeyID: "k1", Namespace: "team-a"}
+	a := authzAnswer{
+		res:      keyindex.Result{Subject: "svc", Groups: []string{"a", "b"}, Scopes: []string{"read", "write"}, KeyID: "k1", Namespace: "team-a"},
+		decision: keypolicy.Decision{Policy: keypolicy.Ref{Namespace: "team-a", Name: "api"}},
+	}
 	want := http.Header{}
 	want.Set(wire.HeaderSubject, "svc")
 	want.Set(wire.HeaderGroups, "a,b")
@@ -31,7 +35,7 @@ func TestSetIdentityHeadersIsHeaderSet(t *testing.T) {
 	want.Set(wire.HeaderNamespace, "team-a")
 	want.Set(wire.HeaderPolicy, "team-a/api")
 	got := http.Header{}
-	setIdentityHeaders(got, res, "team-a/api")
+	setIdentityHeaders(got, identityHeaders(a))
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -42,7 +46,7 @@ func TestSetIdentityHeadersIsHeaderSet(t *testing.T) {
 	// Empty values are present, not absent (Caddy copies an absent header
 	// as its placeholder).
 	empty := http.Header{}
-	setIdentityHeaders(empty, keyindex.Result{Subject: "svc"}, "")
+	setIdentityHeaders(empty, identityHeaders(authzAnswer{res: keyindex.Result{Subject: "svc"}}))
 	if v, ok := empty[wire.HeaderPolicy]; !ok || len(v) != 1 || v[0] != "" {
 		t.Fatalf("policy header: %v, %v", v, ok)
 	}

@@ -19,6 +19,7 @@ const (
 	frontendTokens      = "tokens"
 	frontendTokenReview = "tokenreview"
 	frontendRotate      = "rotate"
+	frontendExtAuthz    = "extauthz"
 )
 
 // Labels are bounded sets (front end, result code): never a key, an id or
@@ -139,6 +140,9 @@ const (
 	resultTwoCredentials = "TWO_CREDENTIALS"
 	// resultNotReady: the KeyPolicies are not loaded yet.
 	resultNotReady = "NOT_READY"
+	// resultBadRequest: a request that could not be read (too many scopes,
+	// headers too large, a gateway's bad configuration).
+	resultBadRequest = "BAD_REQUEST"
 )
 
 // limited wraps a handler with the body bound and the metrics.

@@ -1,9 +1,6 @@
 package keyserver
 
 import (
-	"github.com/keyward/keyward/api/wire"
-	"net/http"
-
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/keyindex"
@@ -87,19 +84,4 @@ func (s *Server) decide(in keypolicy.Input) keypolicy.Decision {
 	d := keypolicy.Decide(in)
 	countDecision(d)
 	return d
-}
-
-// refuse answers a forward-auth request that a policy refused: 403, its code
-// and the policy in headers, the one-line reason as the body. Not a failed
-// attempt: the key is valid.
-func refuse(w http.ResponseWriter, d keypolicy.Decision) {
-	h := w.Header()
-	h.Set(wire.HeaderCode, string(d.Code))
-	if !d.Policy.IsZero() {
-		h.Set(wire.HeaderPolicy, d.Policy.String())
-	}
-	if d.Code == keypolicy.InsufficientScope {
-		h.Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope"`)
-	}
-	http.Error(w, "forbidden: "+d.Reason, d.Status)
 }

@@ -1,20 +1,24 @@
 // Package keyserver is the HTTP server that validates keys for gateways
-// (forward-auth), services (a JSON verify API) and the Kubernetes API server
-// (TokenReview, on a listener of its own), and exchanges access key pairs
-// for signed tokens. It answers from an in-memory index fed by informers: no
-// API server call on the request path.
+// (forward-auth; Envoy's gRPC ext_authz on a listener of its own), services
+// (a JSON verify API) and the Kubernetes API server (TokenReview, on a
+// listener of its own), and exchanges access key pairs for signed tokens.
+// It answers from an in-memory index fed by informers: no API server call
+// on the request path.
 //
 // By job: server.go routes and serves; wire.go holds what goes over the wire
 // (request and response bodies, forward-auth headers); authz.go, verify.go,
 // tokens.go, rotate.go and tokenreview.go are the front ends' handlers, and
-// jwks.go publishes the token keys; credentials.go reads and identifies a
-// presented credential; origin.go reads the original request a gateway asks
-// about, and policies.go has it decided by the KeyPolicies
-// (internal/keypolicy); failurelimit.go, clientaddr.go and keylimits.go are
-// the rate limits; metrics.go counts. Two packages beside it do the
-// Kubernetes side: feed keeps the index, signing keys and KeyPolicies
-// current from informers, statuswriter makes the key server's only writes
-// (self-rotation requests, lastUsedAt).
+// jwks.go publishes the token keys; check.go is forward-auth's decision,
+// which /v1/authz and Envoy's gRPC ext_authz (extauthz.go, its listener;
+// extauthz_request.go and extauthz_check.go, its wire format) both ask, and
+// answer.go the headers of its answers, which both write; credentials.go
+// reads and identifies a presented credential; origin.go reads the original
+// request a gateway asks about, and policies.go has it decided by the
+// KeyPolicies (internal/keypolicy); failurelimit.go, clientaddr.go and
+// keylimits.go are the rate limits; metrics.go counts. Two packages beside
+// it do the Kubernetes side: feed keeps the index, signing keys and
+// KeyPolicies current from informers, statuswriter makes the key server's
+// only writes (self-rotation requests, lastUsedAt).
 package keyserver
 
 import (

@@ -12,11 +12,12 @@ const UsageHours = 24
 // replica wrote in between (and is then retried on a fresh read), so no
 // replica's counts overwrite another's.
 //
-// Accepted: the request was let through (forward-auth allowed, verify valid,
-// token issued, TokenReview authenticated). Refused: the key was valid but
-// an allow-list, a KeyPolicy, a required scope or a rate limit refused the
-// request. Requests whose credential does not validate are counted against
-// no key.
+// Accepted: the request was let through (forward-auth or ext_authz allowed,
+// verify valid, token issued; a token's requests count for its access key
+// pair). Refused: the key was valid but an allow-list, a KeyPolicy, a
+// required scope or a rate limit refused the request. Requests whose
+// credential does not validate are counted against no key; TokenReviews
+// (the API server caches their answers) and self-rotations are not counted.
 type KeyUsage struct {
 	// accepted requests since the key was created.
 	// +optional

@@ -102,6 +102,18 @@ func (u *LastUsed) Count(kind, namespace, name string, accepted bool) {
 	}
 }
 
+// Counted is what was counted for a key and not written back yet.
+func (u *LastUsed) Counted(kind, namespace, name string) (accepted, refused int64) {
+	v, ok := u.entries.Load(usageKey{kind, namespace, name})
+	if !ok {
+		return 0, 0
+	}
+	e := v.(*usageEntry)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return e.accepted.Load() + e.pending.Accepted, e.refused.Load() + e.pending.Refused
+}
+
 func (u *LastUsed) entry(kind, namespace, name string) *usageEntry {
 	v, ok := u.entries.Load(usageKey{kind, namespace, name})
 	if !ok {

@@ -157,6 +157,11 @@ type AccessKeyPairStatus struct {
 	// lastUsedAt is when the pair last issued a token, written back in batches.
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// usage counts the requests this key was presented in, written back
+	// with lastUsedAt.
+	// +optional
+	Usage *KeyUsage `json:"usage,omitempty"`
 }
 
 // AccessKeyPair is an access key id and secret key (AK/SK) that a workload

@@ -247,6 +247,11 @@ type APIKeyStatus struct {
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
 
+	// usage counts the requests this key was presented in, written back
+	// with lastUsedAt.
+	// +optional
+	Usage *KeyUsage `json:"usage,omitempty"`
+
 	// ageDelivery holds the current version's plaintext encrypted to
 	// spec.delivery.ageRecipients.
 	// +optional

@@ -39,12 +39,17 @@ func (p pairResult) ratio() float64 { return p.Endpoint.Max / p.Bare.Max }
 // bareServer is a net/http server answering 200 to everything, with the key
 // server's limits, in this process: the floor of figure 1.
 func bareServer(ctx context.Context) (string, error) {
+	return startBare(ctx, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+}
+
+// startBare serves h as bareServer does.
+func startBare(ctx context.Context, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }),
+		Handler:           h,
 		MaxHeaderBytes:    16 << 10,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

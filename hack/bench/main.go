@@ -7,6 +7,7 @@
 //	go run ./hack/bench -only keyserver,tokens -quick    # some figures only
 //	go run ./hack/bench -only policy                     # no API server needed
 //	go run ./hack/bench -only extauthz                   # nor here
+//	go run ./hack/bench -only hotpath -quick             # nor here: /v1/authz vs bare, ~1 min
 //
 // Every figure is a ratio against a floor measured in the same run on the
 // same machine (a bare net/http handler, raw ES256 signing, plain Secret
@@ -44,15 +45,17 @@ const (
 	figTokens     = "tokens"
 	figPolicy     = "policy"
 	figExtAuthz   = "extauthz"
+	figHotPath    = "hotpath"
 )
 
-var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy, figExtAuthz}
+var allFigures = []string{figKeyServer, figIndex, figReconcile, figRevocation, figTokens, figPolicy, figExtAuthz, figHotPath}
 
 // needsCluster: figures measured against the running operator (the index
-// figure takes a real hash Secret's shape from it). The policy and ext_authz
-// figures run their own key server, with neither API server nor operator.
+// figure takes a real hash Secret's shape from it). The policy, ext_authz
+// and hot path figures run their own key servers, with neither API server
+// nor operator.
 func (c config) needsCluster() bool {
-	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy && f != figExtAuthz })
+	return slices.ContainsFunc(c.only, func(f string) bool { return f != figPolicy && f != figExtAuthz && f != figHotPath })
 }
 
 type config struct {
@@ -74,15 +77,16 @@ type mode struct {
 	revocationN                        int
 	indexSamples                       int // validations timed per index size
 	policyRounds                       int // interleaved rounds of figure 6
+	hotRounds                          int // interleaved rounds of figure 7, per scenario
 }
 
 func (c config) mode() mode {
 	if c.quick {
 		return mode{stepDur: 700 * time.Millisecond, lowDur: 400 * time.Millisecond, halfDur: 1200 * time.Millisecond, probeDur: 600 * time.Millisecond,
-			refine: 1, attempts: 2, reconcileN: 100, revocationN: 100, indexSamples: 100_000, policyRounds: 5}
+			refine: 1, attempts: 2, reconcileN: 100, revocationN: 100, indexSamples: 100_000, policyRounds: 5, hotRounds: 5}
 	}
 	return mode{stepDur: 2 * time.Second, lowDur: 1500 * time.Millisecond, halfDur: 4 * time.Second, probeDur: 2 * time.Second,
-		refine: 3, attempts: 2, reconcileN: 1000, revocationN: 100, indexSamples: 300_000, policyRounds: 9}
+		refine: 3, attempts: 2, reconcileN: 1000, revocationN: 100, indexSamples: 300_000, policyRounds: 9, hotRounds: 9}
 }
 
 var began = time.Now()
@@ -162,6 +166,12 @@ func run(cfg config) error {
 	if cfg.want(figExtAuthz) {
 		var err error
 		if rep.extAuthz, err = benchExtAuthz(ctx, lg); err != nil {
+			return err
+		}
+	}
+	if cfg.want(figHotPath) {
+		var err error
+		if rep.hotpath, err = benchHotPath(ctx, lg, m.hotRounds); err != nil {
 			return err
 		}
 	}

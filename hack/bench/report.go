@@ -79,6 +79,7 @@ type report struct {
 	tokens     *tokensResult
 	policy     *policyResult
 	extAuthz   *extAuthzResult
+	hotpath    *hotpathResult
 
 	rows []row
 }
@@ -177,6 +178,7 @@ func (r *report) collect() {
 			value: strings.Join(parts, ", "), target: "reported (no target)", pass: true, cmd: r.command(figPolicy), info: true})
 	}
 	r.collectExtAuthz()
+	r.collectHotPath()
 }
 
 // collectExtAuthz adds figure 7's rows.
@@ -195,6 +197,42 @@ func (r *report) collectExtAuthz() {
 		row{"7 p99", "Latency at half the max sustained rate: gRPC ext_authz Check",
 			fmt.Sprintf("p50 %s, p99 %s at %s/s (bare handler at that rate: p99 %s)", fmtDur(c.Half.P50), fmtDur(c.Half.P99), num(c.Half.Rate), fmtDur(p.BareAtHalf.P99)),
 			"p99 ≤ " + fmtDur(targetHalfP99), c.Half.P99 <= targetHalfP99 && c.Half.Success >= minSuccess, r.command(figExtAuthz), false})
+}
+
+// collectHotPath adds figure 8's rows.
+func (r *report) collectHotPath() {
+	hp := r.hotpath
+	if hp == nil {
+		return
+	}
+	for _, sr := range hp.Scenarios {
+		sc := sr.Scenario
+		rw := row{id: "8 " + sc.name, figure: "GET /v1/authz rate (API key; " + sc.title + ") ÷ the bare handler's, same requests, closed loop in interleaved slices",
+			cmd: r.command(figHotPath)}
+		if sc.target > 0 {
+			rw.target = fmt.Sprintf("≥ %.2f", sc.target)
+		} else {
+			rw.target, rw.info, rw.pass = "reported (no target)", true, true
+		}
+		if len(sr.Rounds) == 0 {
+			rw.value, rw.info, rw.pass = "not measured in this build", true, true
+		} else {
+			med, lo, hi := sr.ratio()
+			hmed, _, _ := sr.headersRatio()
+			cmed, _, _ := sr.cpuRatio()
+			rw.value = fmt.Sprintf("%.2f (median of %d rounds' ratios; spread %.2f–%.2f; by CPU per request %.2f; the bare handler writing the same answer headers: %.2f)",
+				med, len(sr.Rounds), lo, hi, cmed, hmed)
+			rw.pass = rw.pass || med >= sc.target
+		}
+		r.rows = append(r.rows, rw)
+	}
+	value := "not measured: " + hp.RedisErr
+	if rt := hp.Redis; rt != nil {
+		value = fmt.Sprintf("PING p50 %s, p99 %s; the store's Allow p50 %s, p99 %s (one at a time), p50 %s, p99 %s, %s CPU per call (%d at once)",
+			fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), fmtDur(rt.AllowP50), fmtDur(rt.AllowP99), fmtDur(rt.AllowConcP50), fmtDur(rt.AllowConcP99), fmtDur(rt.AllowCPU), rt.Conc)
+	}
+	r.rows = append(r.rows, row{id: "8 redis RTT", figure: "Redis round trip over loopback: PING, and the Redis store's call (GCRA in one script) that each request of a rate-limited key makes",
+		value: value, target: "reported (no target)", pass: true, cmd: r.command(figHotPath), info: true})
 }
 
 func (r *report) verdictLine() string {
@@ -307,6 +345,9 @@ func (r *report) markdown() string {
 	}
 	if ea := r.extAuthz; ea != nil {
 		r.writeExtAuthz(w, ea)
+	}
+	if hp := r.hotpath; hp != nil {
+		r.writeHotPath(w, hp)
 	}
 	r.writeProfiles(w)
 	r.writeNotes(w)
@@ -647,4 +688,60 @@ func (r *report) writePolicy(w writer, pl *policyResult) {
 		w("| %s | %s B | %d |\n", num(float64(h.N)), num(h.PerPolicy), h.Reps)
 	}
 	w("\n")
+}
+
+func (r *report) writeHotPath(w writer, hp *hotpathResult) {
+	w("## 8. The hot path\n\n")
+	w("Method: for each scenario, one key server (`keyserver.New`, served by its own `Start` on `127.0.0.1` with its timeouts; its index loaded directly with %s generated API keys; ", num(float64(hp.Keys)))
+	w("no API server, no policy, `--default-policy=allow-valid-key`) and figure 1's bare handler, given the same requests: GET /v1/authz with one of the keys as `Authorization: Bearer`, cycled. ")
+	w("A third server is the bare handler writing the key server's answer headers (X-Keyward-Subject, -Groups, -Scopes, -Key-Id, -Namespace, -Policy, and RateLimit-Policy and RateLimit when a limit is counted: the same bytes): ")
+	w("what answering a gateway costs net/http and the client, whoever computes the answer. ")
+	w("Each round is one %s closed-loop run (%d concurrent requests on one keep-alive client, as figure 1's probe) whose load switches every %s from one server to the next ", hp.RunDur, hp.Conc, hp.Slice)
+	w("(the first one rotating between rounds); at each switch the requests in flight finish before the next server's slice starts, so every request and its time belong to one server; ")
+	w("each server's rate is its 200s over the time it held the load, and its CPU per request the process's CPU time (client included) during its slices over its 200s. ")
+	w("All three share each round's seconds, so another job's burst hits them alike. The figure is the median of the rounds' ratios (key server ÷ bare handler), with their lowest and highest as the spread. ")
+	w("Every answer must be a 200: the limited scenarios give every key a rate limit of %s requests per %s, far above what each key gets here, ", num(float64(hotLimit.Requests)), hotLimit.Period)
+	w("so the figure is the cost of counting, not of refusing (the bench checks that the answers carry the RateLimit headers, i.e. that the request was counted). ")
+	w("The Redis scenario runs a redis-server started for it on loopback (no persistence), the store behind a `ratelimit.Guard` as `--rate-limit-store=redis://…` builds it. ")
+	w("After the rounds, a closed-loop run of /v1/authz alone under a CPU profile shows where the time goes (`-profile-dir` keeps it as `hotpath-<scenario>.pprof`).\n\n")
+	w("The rate ratio is the figure; the CPU ratio (the bare handler's CPU per request over the key server's, median of the rounds) is what the rate ratio would be for a process that has the CPUs to itself, ")
+	w("and moves less with other jobs: under a heavy load the lighter side, which sleeps and wakes more often per CPU-second, gets more of the CPU from the OS scheduler, and the rate ratio drops below the CPU ratio.\n\n")
+	w("| scenario | round ratios | **median** (spread) | by CPU per request | bare handler writing the headers ÷ bare | CPU per request: key server / with the headers / bare | key server handlers in the profile |\n|---|---|---|---|---|---|---|\n")
+	for _, sr := range hp.Scenarios {
+		if len(sr.Rounds) == 0 {
+			w("| %s | not measured: %s | | | | | |\n", sr.Scenario.title, sr.Missing)
+			continue
+		}
+		var parts []string
+		for _, rd := range sr.Rounds {
+			parts = append(parts, fmt.Sprintf("%.3f", rd.ratio()))
+		}
+		med, lo, hi := sr.ratio()
+		hmed, hlo, hhi := sr.headersRatio()
+		prof := ""
+		if p := sr.Profile; p != nil {
+			prof = pct(p.inclusive("key server handlers"))
+		}
+		cmed, clo, chi := sr.cpuRatio()
+		w("| %s | %s | **%.3f** (%.3f–%.3f) | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %s / %s / %s | %s |\n", sr.Scenario.title, strings.Join(parts, ", "), med, lo, hi,
+			cmed, clo, chi, hmed, hlo, hhi, fmtDur(sr.cpu(sideAuthz)), fmtDur(sr.cpu(sideHeaders)), fmtDur(sr.cpu(sideBare)), prof)
+	}
+	if rt := hp.Redis; rt != nil {
+		w("The Redis round trip: a redis-server %s started for the figure on loopback (no persistence), PING (the smallest command; the Redis store's one round trip per request costs this plus its script): ", rt.Version)
+		w("one connection, one at a time, %s PINGs: p50 %s, p99 %s; %d connections, closed loop for %s: %s/s, p50 %s, p99 %s. ",
+			num(redisPings), fmtDur(rt.SerialP50), fmtDur(rt.SerialP99), rt.Conc, hp.RunDur, num(rt.ConcRate), fmtDur(rt.ConcP50), fmtDur(rt.ConcP99))
+		w("The store's own call, `ratelimit.Redis.Allow` (go-redis, redis_rate's GCRA script, %s keys' buckets), one at a time: p50 %s, p99 %s; %d at once: %s/s, p50 %s, p99 %s, %s of this process's CPU per call.\n\n",
+			num(hotKeys), fmtDur(rt.AllowP50), fmtDur(rt.AllowP99), rt.Conc, num(rt.AllowConcRate), fmtDur(rt.AllowConcP50), fmtDur(rt.AllowConcP99), fmtDur(rt.AllowCPU))
+	} else {
+		w("The Redis round trip was not measured: %s.\n\n", hp.RedisErr)
+	}
+	w("\n<details><summary>every round</summary>\n\n")
+	w("| scenario | round | key server | bare with the headers | bare | ratio | CPU per request (key server / headers / bare) |\n|---|---|---|---|---|---|---|\n")
+	for _, sr := range hp.Scenarios {
+		for i, rd := range sr.Rounds {
+			w("| %s | %d | %s/s | %s/s | %s/s | %.3f | %s / %s / %s |\n", sr.Scenario.title, i+1, num(rd.Rate[sideAuthz]), num(rd.Rate[sideHeaders]), num(rd.Rate[sideBare]),
+				rd.ratio(), fmtDur(rd.CPU[sideAuthz]), fmtDur(rd.CPU[sideHeaders]), fmtDur(rd.CPU[sideBare]))
+		}
+	}
+	w("\n</details>\n\n")
 }

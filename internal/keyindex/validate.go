@@ -30,8 +30,10 @@ func (x *Index) ValidateAPIKey(presentedKey string, now time.Time) Result {
 	if len(presentedKey) > maxPresentedLen {
 		return Result{Code: InvalidFormat}
 	}
-	if k, err := keymaterial.Parse(presentedKey); err == nil {
-		if r, v := x.find(presented{hash: k.SecretHash(), id: k.ID, form: formSecret}, kindAPIKey); v != nil {
+	// ParseParts, not Parse: the id and secret are only looked up and
+	// hashed here, never kept, so they need not be copied.
+	if id, secret, err := keymaterial.ParseParts(presentedKey); err == nil {
+		if r, v := x.find(presented{hash: keymaterial.Hash(secret), id: id, form: formSecret}, kindAPIKey); v != nil {
 			return r.judge(v, now)
 		}
 		return Result{Code: NotFound}

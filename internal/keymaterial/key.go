@@ -93,29 +93,41 @@ func GenerateID() (string, error) {
 // with errors.Is and never contain any part of the input. Parse does no work
 // proportional to the input beyond MaxKeyLen and does not allocate on failure.
 func Parse(s string) (Key, error) {
+	if _, _, err := ParseParts(s); err != nil {
+		return Key{}, err
+	}
+	// Copy so a Key never pins the caller's buffer (e.g. a request).
+	s = strings.Clone(s)
+	prefixLen := len(s) - (1 + idLen + 1 + secretLen + checksumLen)
+	secretStart := prefixLen + 1 + idLen + 1
+	secret := s[secretStart : secretStart+secretLen]
+	return Key{Prefix: s[:prefixLen], ID: s[prefixLen+1 : prefixLen+1+idLen], secret: &secret}, nil
+}
+
+// ParseParts checks s as Parse does and returns its key id and secret part
+// without copying them: they are views into s, for a caller that uses them
+// at once and keeps neither (the key server's lookup, on every request,
+// where Parse's copies would be two allocations per request). Like Parse,
+// it does not allocate and its errors never contain the input.
+func ParseParts(s string) (id, secret string, err error) {
 	if len(s) > MaxKeyLen {
-		return Key{}, errTooLong
+		return "", "", errTooLong
 	}
 	prefix, rest, ok := strings.Cut(s, "_")
 	if !ok || !ValidPrefix(prefix) {
-		return Key{}, errPrefix
+		return "", "", errPrefix
 	}
 	if len(rest) != idLen+1+secretLen+checksumLen || rest[idLen] != '_' {
-		return Key{}, errLayout
+		return "", "", errLayout
 	}
 	if !isBase62(rest[:idLen]) || !isBase62(rest[idLen+1:]) {
-		return Key{}, errAlphabet
+		return "", "", errAlphabet
 	}
 	body, sum := s[:len(s)-checksumLen], s[len(s)-checksumLen:]
 	if want := checksum(body); string(want[:]) != sum {
-		return Key{}, ErrChecksum
+		return "", "", ErrChecksum
 	}
-
-	// Copy so a Key never pins the caller's buffer (e.g. a request).
-	s = strings.Clone(s)
-	secretStart := len(prefix) + 1 + idLen + 1
-	secret := s[secretStart : secretStart+secretLen]
-	return Key{Prefix: s[:len(prefix)], ID: s[len(prefix)+1 : len(prefix)+1+idLen], secret: &secret}, nil
+	return rest[:idLen], rest[idLen+1 : idLen+1+secretLen], nil
 }
 
 // ValidPrefix reports whether p matches [a-z0-9]{1,16}.

@@ -198,6 +198,34 @@ func TestParseAllocations(t *testing.T) {
 	}
 }
 
+// TestParsePartsIsParseWithoutCopies: the id and the secret's hash Parse
+// gives, views into the input, no allocation; and Parse's refusals (every
+// check is ParseParts', TestParseRejectsMalformed).
+func TestParsePartsIsParseWithoutCopies(t *testing.T) {
+	for range 200 {
+		k := mustGenerate(t, "kw")
+		id, secret, err := keymaterial.ParseParts(k.String())
+		if err != nil {
+			t.Fatalf("ParseParts(generated): %v", err)
+		}
+		if id != k.ID || keymaterial.Hash(secret) != k.SecretHash() {
+			t.Fatal("ParseParts disagrees with Parse")
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = keymaterial.ParseParts(goldenKey) }); n != 0 {
+		t.Errorf("ParseParts of a valid key allocates %v times, want 0", n)
+	}
+	if _, _, err := keymaterial.ParseParts(goldenKey[:len(goldenKey)-1] + "T"); !errors.Is(err, keymaterial.ErrChecksum) {
+		t.Errorf("a bad checksum: %v", err)
+	}
+}
+
+func TestHashAllocatesOnce(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = keymaterial.Hash("0123456789abcdefghijABCDEFGHIJxy") }); n > 1 {
+		t.Errorf("Hash allocates %v times, want 1", n)
+	}
+}
+
 func TestKeyNeverPrintsSecret(t *testing.T) {
 	k := mustGenerate(t, "kw")
 	secret := secretOf(t, k)

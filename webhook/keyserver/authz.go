@@ -3,6 +3,7 @@ package keyserver
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/keyward/keyward/internal/keypolicy"
@@ -17,7 +18,11 @@ const maxScopesAsked = 32
 // the original request's host and path decides (403 with a code when it
 // refuses), with ?scope= and ?namespace= narrowing on top.
 func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
-	q := r.URL.Query()
+	var q url.Values // nil reads as empty
+	if r.URL.RawQuery != "" {
+		// Most checks carry no query: no map to build for them.
+		q = r.URL.Query()
+	}
 	required := slices.DeleteFunc(q["scope"], func(s string) bool { return s == "" })
 	if len(required) > maxScopesAsked {
 		http.Error(w, "too many scopes", http.StatusBadRequest)
@@ -38,9 +43,7 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		writeRefusal(w, a)
 		return outcome{result: a.result}
 	}
-	for _, f := range identityHeaders(a) {
-		h.Set(f.name, f.value)
-	}
+	setIdentityHeaders(h, identityHeaders(a))
 	w.WriteHeader(http.StatusOK)
 	return outcome{result: a.result}
 }

@@ -65,7 +65,8 @@ type authzAnswer struct {
 // decides (403 with its code), and last the request spends one of the
 // key's own rate limit and of its KeyPolicy's per-key limit (429
 // RATE_LIMITED when either is used up).
-func (s *Server) authorize(ctx context.Context, req authzRequest) authzAnswer {
+func (s *Server) authorize(ctx context.Context, req authzRequest) (ans authzAnswer) {
+	defer s.countUse(&ans)
 	table := s.policies.Load()
 	if table == nil {
 		return authzAnswer{status: http.StatusServiceUnavailable, result: resultNotReady,
@@ -110,4 +111,14 @@ func (s *Server) authorize(ctx context.Context, req authzRequest) authzAnswer {
 			retryAfter: sp.retryAfter(), res: res, decision: d, rate: sp}
 	}
 	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d, rate: sp}
+}
+
+// countUse counts a decided request for its key's status.usage: accepted
+// when let through, refused when an allow-list, the policy or the rate
+// limit refused a key that validated. A credential that did not validate
+// names no key the server can trust, and is counted against none.
+func (s *Server) countUse(a *authzAnswer) {
+	if a.res.Code == keyindex.Valid {
+		s.lastUsed.Count(a.res.Kind, a.res.Namespace, a.res.Name, a.status == http.StatusOK)
+	}
 }

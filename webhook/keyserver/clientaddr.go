@@ -62,6 +62,14 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 // address without zone, IPv4-mapped IPv6 as IPv4; anything else is the
 // zero Addr.
 func parseHost(s string) netip.Addr {
+	// "addr:port" first: a request's RemoteAddr always is, and failing
+	// ParseAddr on it would allocate its error on every request. The two
+	// forms are disjoint (a bare IPv6 address is never read as one with a
+	// port: ParseAddrPort wants it in brackets), so the order changes no
+	// answer.
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().WithZone("").Unmap()
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		host, _, serr := net.SplitHostPort(s)

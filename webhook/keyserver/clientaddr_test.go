@@ -38,6 +38,9 @@ func TestClientAddr(t *testing.T) {
 		"IPv4-mapped IPv6 is IPv4, for the peer":                   {peer: "[::ffff:10.0.0.1]:1234", xff: []string{"203.0.113.5"}, trusted: proxies, want: "203.0.113.5"},
 		"more trusted hops than the bound: the last one looked at": {peer: "10.0.0.1:1234", xff: []string{"203.0.113.5, " + many}, trusted: proxies, want: "10.9.9.9"},
 		"a peer that is no IP address":                             {peer: "@", xff: []string{"203.0.113.5"}, trusted: proxies, want: ""},
+		"a zone in brackets, with a port":                          {peer: "10.0.0.1:1234", xff: []string{"[fe80::1%eth0]:80"}, trusted: proxies, want: "fe80::1"},
+		"a port out of range is still an address":                  {peer: "10.0.0.1:1234", xff: []string{"203.0.113.5:99999"}, trusted: proxies, want: "203.0.113.5"},
+		"a bare IPv6 address is not read as one with a port":       {peer: "10.0.0.1:1234", xff: []string{"2001:db8::5:80"}, trusted: proxies, want: "2001:db8::5:80"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

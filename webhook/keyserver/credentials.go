@@ -120,8 +120,9 @@ func bucketKeyID(cred string) string {
 	if looksLikeJWT(cred) {
 		return ""
 	}
-	if k, err := keymaterial.Parse(cred); err == nil {
-		return k.ID
+	// A view into cred: the limiter copies the id before it keeps it.
+	if id, _, err := keymaterial.ParseParts(cred); err == nil {
+		return id
 	}
 	return ""
 }

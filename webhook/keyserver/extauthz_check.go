@@ -28,8 +28,11 @@ const (
 	MetadataPolicy    = "policy"
 )
 
-// extAuthzLatency is latency's series for Check, looked up once.
-var extAuthzLatency = latency.WithLabelValues(frontendExtAuthz)
+// Check's series, looked up once (metrics.go says why).
+var (
+	extAuthzLatency = latency.WithLabelValues(frontendExtAuthz)
+	extAuthzCounts  = &resultCounters{frontend: frontendExtAuthz}
+)
 
 // Check answers Envoy's ext_authz: the decision /v1/authz makes (authorize),
 // as a CheckResponse. Every answer is a CheckResponse, refusals included,
@@ -38,7 +41,7 @@ var extAuthzLatency = latency.WithLabelValues(frontendExtAuthz)
 func (x *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now() // latency is a measurement, not a decision: wall clock
 	resp, result := x.s.check(ctx, req)
-	validations.WithLabelValues(frontendExtAuthz, result).Inc()
+	extAuthzCounts.inc(result)
 	extAuthzLatency.Observe(time.Since(start).Seconds())
 	return resp, nil
 }

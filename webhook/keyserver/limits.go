@@ -241,12 +241,21 @@ func joinItem(list, item string) string {
 func writeRateLimitHeaders(h http.Header, sp spent) {
 	policy, counters := rateLimitFields(sp)
 	if policy != "" {
-		h.Set("RateLimit-Policy", policy)
+		h[headerRateLimitPolicy] = []string{policy}
 	}
 	if counters != "" {
-		h.Set("RateLimit", counters)
+		h[headerRateLimit] = []string{counters}
 	}
 }
+
+// The RateLimit fields' names as net/http's header map keys them
+// (canonical, TestRateLimitHeaderNamesAreCanonical): assigned directly,
+// since Header.Set would build the canonical name anew, an allocation, on
+// every request of a rate-limited key.
+const (
+	headerRateLimitPolicy = "Ratelimit-Policy"
+	headerRateLimit       = "Ratelimit"
+)
 
 // rateLimitStatus is a spend as the verify API reports it: the binding
 // limit (the one that refused, else the one with fewer requests left); nil

@@ -3,10 +3,13 @@ package keyserver
 import (
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/keyward/keyward/internal/keypolicy"
 )
 
 // Front ends, the "frontend" label of the metrics.
@@ -45,6 +48,84 @@ func init() {
 	metrics.Registry.MustRegister(validations, policyDecisions, latency)
 }
 
+// The hot path resolves each labelled child once: WithLabelValues hashes
+// the labels and takes the vector's lock on every call, where a child's Inc
+// and Observe are single atomic operations. The caches below are read
+// without a lock (sync.Map), and are bounded as the labels are: results and
+// codes are constants, policies are those that exist (ForgetPolicy drops a
+// deleted one's entries along with its series).
+
+// resultCounters are one front end's validation counters, by result.
+type resultCounters struct {
+	frontend string
+	byResult sync.Map // result string → prometheus.Counter
+}
+
+func (c *resultCounters) inc(result string) {
+	if v, ok := c.byResult.Load(result); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	counter := validations.WithLabelValues(c.frontend, result)
+	c.byResult.Store(result, counter)
+	counter.Inc()
+}
+
+// decisionKey is a policyDecisions series.
+type decisionKey struct {
+	policy keypolicy.Ref
+	code   keypolicy.Code
+}
+
+var (
+	// decisionCounters: decisionKey → prometheus.Counter.
+	decisionCounters sync.Map
+	// policyLabels: keypolicy.Ref → its label, "namespace/name", built once
+	// rather than per request (the decision counter and the
+	// X-Keyward-Policy header both want it).
+	policyLabels sync.Map
+)
+
+// countDecision counts d in policyDecisions.
+func countDecision(d keypolicy.Decision) {
+	k := decisionKey{policy: d.Policy, code: d.Code}
+	if v, ok := decisionCounters.Load(k); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	counter := policyDecisions.WithLabelValues(policyLabel(d.Policy), string(d.Code))
+	decisionCounters.Store(k, counter)
+	counter.Inc()
+}
+
+// policyLabel is the metrics label of a policy: "namespace/name", or ""
+// when none decided (the default mode, or no policy found).
+func policyLabel(ref keypolicy.Ref) string {
+	if ref.IsZero() {
+		return ""
+	}
+	if v, ok := policyLabels.Load(ref); ok {
+		return v.(string)
+	}
+	label := ref.String()
+	policyLabels.Store(ref, label)
+	return label
+}
+
+// forgetPolicyMetrics drops a deleted policy's decision series and cached
+// entries. A request still deciding by the old table may count one more
+// decision afterwards, recreating its series, as WithLabelValues alone did.
+func forgetPolicyMetrics(ref keypolicy.Ref) {
+	decisionCounters.Range(func(k, _ any) bool {
+		if k.(decisionKey).policy == ref {
+			decisionCounters.Delete(k)
+		}
+		return true
+	})
+	policyLabels.Delete(ref)
+	policyDecisions.DeletePartialMatch(map[string]string{"policy": ref.String()})
+}
+
 // outcome is what a handler reports to the wrapper: its result code for the
 // metrics. Handlers count failed attempts themselves (limitFailure), since
 // only they know the credential's key id and may still answer 429.
@@ -66,12 +147,18 @@ const (
 
 // limited wraps a handler with the body bound and the metrics.
 func (s *Server) limited(frontend string, h func(http.ResponseWriter, *http.Request) outcome) http.Handler {
+	counts := &resultCounters{frontend: frontend}
+	observe := latency.WithLabelValues(frontend)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now() // latency is a measurement, not a decision: wall clock
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		// net/http gives a request without a body http.NoBody (forward-auth
+		// checks are GETs): nothing to bound, and no reader to allocate.
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
 		o := h(w, r)
-		validations.WithLabelValues(frontend, o.result).Inc()
-		latency.WithLabelValues(frontend).Observe(time.Since(start).Seconds())
+		counts.inc(o.result)
+		observe.Observe(time.Since(start).Seconds())
 	})
 }
 

@@ -64,7 +64,10 @@ type original struct {
 func originalRequest(r *http.Request, trusted []netip.Prefix) original {
 	var o original
 	o.host = r.Host
-	if xfh := r.Header.Values(HeaderForwardedHost); len(xfh) > 0 && len(trusted) > 0 && isTrusted(parseHost(r.RemoteAddr), trusted) {
+	// The header names are canonical (TestOriginHeaderNamesAreCanonical):
+	// read straight from the map, as Header.Values would after
+	// canonicalising them again on every request.
+	if xfh := r.Header[HeaderForwardedHost]; len(xfh) > 0 && len(trusted) > 0 && isTrusted(parseHost(r.RemoteAddr), trusted) {
 		if len(xfh) > 1 {
 			o.problem = "the gateway sent more than one X-Forwarded-Host"
 			return o
@@ -86,7 +89,7 @@ func originalRequest(r *http.Request, trusted []netip.Prefix) original {
 		return o
 	}
 	for _, name := range [...]string{HeaderForwardedURI, HeaderOriginalURI} {
-		for _, v := range r.Header.Values(name) {
+		for _, v := range r.Header[name] {
 			if !o.hasPath {
 				o.path, o.hasPath = v, true
 				continue
@@ -104,7 +107,7 @@ func originalRequest(r *http.Request, trusted []netip.Prefix) original {
 		o.method = r.Method
 	}
 	for _, name := range [...]string{HeaderForwardedMethod, HeaderOriginalMethod} {
-		for _, v := range r.Header.Values(name) {
+		for _, v := range r.Header[name] {
 			v = strings.TrimSpace(v)
 			switch {
 			case len(v) > maxMethodLength || v == "":

@@ -25,9 +25,7 @@ func (s *Server) SetNamespaceLabels(f keypolicy.NamespaceLabels) { s.namespaceLa
 
 // ForgetPolicy drops the decision counters of a policy that is gone, so
 // that their series are bounded by the policies that exist.
-func (s *Server) ForgetPolicy(ref keypolicy.Ref) {
-	policyDecisions.DeletePartialMatch(map[string]string{"policy": ref.String()})
-}
+func (s *Server) ForgetPolicy(ref keypolicy.Ref) { forgetPolicyMetrics(ref) }
 
 func (s *Server) lookupNamespaceLabels() keypolicy.NamespaceLabels {
 	if f := s.namespaceLabels.Load(); f != nil {
@@ -84,15 +82,6 @@ func (s *Server) decide(in keypolicy.Input) keypolicy.Decision {
 	in.Default = s.opts.DefaultPolicy
 	in.NamespaceLabels = s.lookupNamespaceLabels()
 	d := keypolicy.Decide(in)
-	policyDecisions.WithLabelValues(policyLabel(d.Policy), string(d.Code)).Inc()
+	countDecision(d)
 	return d
-}
-
-// policyLabel is the metrics label of a policy: "namespace/name", or ""
-// when none decided (the default mode, or no policy found).
-func policyLabel(ref keypolicy.Ref) string {
-	if ref.IsZero() {
-		return ""
-	}
-	return ref.String()
 }

@@ -102,6 +102,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		out.RateLimit = rateLimitStatus(sp)
 	}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
+		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, out.Valid)
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -107,6 +108,15 @@ type Options struct {
 	AnnotationRotationRefill time.Duration
 	CertProvisioning         string
 
+	// The key server's decision log: refused requests always, accepted ones
+	// with LogAcceptedDecisions (--log-accepted-decisions), at most
+	// DecisionLogRate lines a second after a burst of DecisionLogBurst
+	// (--decision-log-rate, --decision-log-burst); a rate of 0 (Options
+	// built in code) turns it off.
+	LogAcceptedDecisions bool
+	DecisionLogRate      float64
+	DecisionLogBurst     int
+
 	// SkipControllerNameValidation lets tests run several managers in one
 	// process; not a flag.
 	SkipControllerNameValidation bool
@@ -177,6 +187,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.AnnotationRotationBurst, "annotation-rotation-burst", apikey.DefaultRequestedRotationBurst, "Rotations one APIKey may be asked for with the keys.keyward.dev/rotate annotation at once; more are deferred (not dropped) until the budget refills.")
 	fs.DurationVar(&o.AnnotationRotationRefill, "annotation-rotation-refill", apikey.DefaultRequestedRotationRefill, "After the burst, one more rotation by annotation per APIKey per this interval.")
 	fs.StringVar(&o.CertProvisioning, "cert-provisioning", CertsExternal, "Who provides serving certificates for the admission webhooks and key server: \"self\" (the operator creates, renews and injects them) or \"external\" (cert-manager or mounted files; or plain HTTP for the key server).")
+	fs.BoolVar(&o.LogAcceptedDecisions, "log-accepted-decisions", false, "Write a decision log line (logger \"decision\") for every request the key server accepts too, not only for refused ones. Subject to --decision-log-rate.")
+	fs.Float64Var(&o.DecisionLogRate, "decision-log-rate", keyserver.DefaultDecisionLogRate, "Decision log lines the key server writes per second, after a burst of --decision-log-burst; more are dropped and counted (keyward_key_server_decision_log_dropped_total, and a summary line every 10s). 0 turns the decision log off.")
+	fs.IntVar(&o.DecisionLogBurst, "decision-log-burst", keyserver.DefaultDecisionLogBurst, "Decision log lines the key server may write at once before --decision-log-rate applies.")
 	fs.DurationVar(&o.ExpiringSoonWindow, "expiring-soon-window", apikey.DefaultExpiringSoonWindow, "How long before a key expires it is reported as ExpiringSoon (Ready reason and event).")
 }
 
@@ -272,6 +285,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
+	tp, err := setupTracing(mgr)
+	if err != nil {
+		return nil, err
+	}
 
 	if o.EnableControllers {
 		if err := controllers.Setup(mgr, controllers.Options{
@@ -318,7 +335,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		}
 	}
 	if o.EnableKeyServer {
-		if err := addKeyServer(mgr, cfg, o, keyServerReady); err != nil {
+		if err := addKeyServer(mgr, cfg, o, keyServerReady, tp); err != nil {
 			return nil, err
 		}
 	}
@@ -326,7 +343,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 }
 
 // addKeyServer adds the key server, its caches and its lastUsedAt writer.
-func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-chan struct{}) error {
+func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-chan struct{}, tp trace.TracerProvider) error {
 	issuer := o.TokenIssuer
 	if issuer == "" {
 		issuer = "https://keyward-key-server." + o.OperatorNamespace + ".svc:8443"
@@ -355,6 +372,11 @@ func addKeyServer(mgr ctrl.Manager, cfg *rest.Config, o Options, certReady <-cha
 		TokenBurst: o.TokenBurst, TokenRefill: o.TokenRefill,
 		Rotator:    &statuswriter.StatusRotator{Client: live, Clock: clock.RealClock{}},
 		RateLimits: store,
+		DecisionLog: keyserver.DecisionLogOptions{
+			Logger: mgr.GetLogger().WithName("decision"), Accepted: o.LogAcceptedDecisions,
+			Rate: o.DecisionLogRate, Burst: o.DecisionLogBurst,
+		},
+		TracerProvider: tp,
 	})
 	if err := feed.Add(mgr, ks, o.OperatorNamespace, o.keysNamespace()); err != nil {
 		return err

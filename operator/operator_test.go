@@ -40,6 +40,9 @@ func TestFlagDefaults(t *testing.T) {
 		"a host no KeyPolicy names is refused":               {o.DefaultPolicy, keypolicy.ModeDeny},
 		"Envoy's gRPC ext_authz on :50051":                   {o.ExtAuthzGRPCBindAddress, ":50051"},
 		"which runs with the key server":                     {o.extAuthzEnabled(), true},
+		"accepted requests are not logged":                   {o.LogAcceptedDecisions, false},
+		"refused ones at up to 50 lines a second":            {o.DecisionLogRate, 50.0},
+		"after a burst of 100":                               {o.DecisionLogBurst, 100},
 	}
 	for name, c := range cases {
 		if c.got != c.want {

@@ -30,6 +30,7 @@ import (
 	"github.com/keyward/keyward/controllers/keymetrics"
 	"github.com/keyward/keyward/controllers/ownedsecret"
 	"github.com/keyward/keyward/internal/hashsecret"
+	"github.com/keyward/keyward/internal/tracing"
 )
 
 // Defaults of Config, and how the controllers run.
@@ -156,7 +157,7 @@ func (r *Reconciler[O]) SetupWithManager(mgr ctrl.Manager, pred predicate.Predic
 	if extend != nil {
 		b = extend(b)
 	}
-	return b.Complete(r)
+	return b.Complete(tracing.Reconciler(r.names.Kind, r))
 }
 
 // Reconcile converges one key: it reads the object, lets a deleted one go,

@@ -21,6 +21,7 @@ import (
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
 	policy "github.com/keyward/keyward/internal/keypolicy"
+	"github.com/keyward/keyward/internal/tracing"
 )
 
 // Options tune the controller.
@@ -62,7 +63,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kw.KeyPolicy{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 			return []reconcile.Request{everyPolicy}
 		})).
-		Complete(r)
+		Complete(tracing.Reconciler("keypolicy", r))
 }
 
 // +kubebuilder:rbac:groups=keys.keyward.dev,resources=keypolicies,verbs=get;list;watch

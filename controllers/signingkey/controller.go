@@ -23,6 +23,7 @@ import (
 
 	"github.com/keyward/keyward/internal/hashsecret"
 	"github.com/keyward/keyward/internal/signingkeys"
+	"github.com/keyward/keyward/internal/tracing"
 )
 
 // Defaults for the flags.
@@ -54,7 +55,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("signingkey").
 		WatchesRawSource(source.Channel(start, &handler.EnqueueRequestForObject{})).
 		Watches(&corev1.Secret{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(ours)).
-		Complete(r)
+		Complete(tracing.Reconciler("signingkey", r))
 }
 
 // Reconcile creates, rotates and prunes the key set.

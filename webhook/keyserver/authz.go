@@ -3,6 +3,7 @@ package keyserver
 import (
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 
@@ -33,19 +34,27 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) outcome {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return outcome{result: resultTwoCredentials}
 	}
+	client := clientAddr(r, s.opts.TrustedProxies)
 	a := s.authorize(r.Context(), authzRequest{
-		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: clientAddr(r, s.opts.TrustedProxies),
+		cred: cred, orig: originalRequest(r, s.opts.TrustedProxies), client: client,
 		narrowing: keypolicy.Narrowing{Scopes: required, Namespaces: q["namespace"]},
 	})
 	h := w.Header()
 	writeRateLimitHeaders(h, a.rate)
 	if a.status != http.StatusOK {
 		writeRefusal(w, a)
-		return outcome{result: a.result}
+	} else {
+		setIdentityHeaders(h, identityHeaders(a))
+		w.WriteHeader(http.StatusOK)
 	}
-	setIdentityHeaders(h, identityHeaders(a))
-	w.WriteHeader(http.StatusOK)
-	return outcome{result: a.result}
+	return authzOutcome(&a, client)
+}
+
+// authzOutcome is what the wrapper reports of authorize's answer a about
+// client: its result, and the key's public identity when it validated.
+func authzOutcome(a *authzAnswer, client netip.Addr) outcome {
+	return outcome{result: a.result, accepted: a.status == http.StatusOK, key: identityFrom(a.res),
+		policy: a.decision.Policy, client: client}
 }
 
 // writeRefusal answers a forward-auth request authorize refused.

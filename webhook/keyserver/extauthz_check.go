@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -40,30 +41,40 @@ var (
 // refusal must not be turned into a pass by that setting.
 func (x *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now() // latency is a measurement, not a decision: wall clock
-	resp, result := x.s.check(ctx, req)
-	extAuthzCounts.inc(result)
+	var span trace.Span
+	if x.s.tracer != nil {
+		ctx, span = x.s.startCheckSpan(ctx, req)
+	}
+	resp, o := x.s.check(ctx, req)
+	extAuthzCounts.inc(o.result)
 	extAuthzLatency.Observe(time.Since(start).Seconds())
+	if span != nil {
+		endSpan(span, frontendExtAuthz, &o)
+	}
+	x.s.recordDecision(frontendExtAuthz, &o, nil)
 	return resp, nil
 }
 
-// check decides req and returns the answer and its metrics result.
-func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, string) {
+// check decides req and returns the answer and what the wrapper reports of
+// it (outcome).
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, outcome) {
 	c := readCheckRequest(req, peerAddr(ctx), s.opts.TrustedProxies)
 	if c.status != 0 {
-		return deniedResponse(authzAnswer{status: c.status, reason: c.reason}), resultBadRequest
+		return deniedResponse(authzAnswer{status: c.status, reason: c.reason}), outcome{result: resultBadRequest, client: c.client}
 	}
 	cred, err := credentialFromHeader(c.header)
 	if err != nil {
-		return deniedResponse(authzAnswer{status: http.StatusBadRequest, reason: "bad request: " + err.Error()}), resultTwoCredentials
+		return deniedResponse(authzAnswer{status: http.StatusBadRequest, reason: "bad request: " + err.Error()}),
+			outcome{result: resultTwoCredentials, client: c.client}
 	}
 	a := s.authorize(ctx, authzRequest{
 		cred: cred, orig: c.orig, client: c.client, policy: c.policy,
 		narrowing: keypolicy.Narrowing{Scopes: c.scopes, Namespaces: c.namespaces},
 	})
 	if a.status != http.StatusOK {
-		return deniedResponse(a), a.result
+		return deniedResponse(a), authzOutcome(&a, c.client)
 	}
-	return okResponse(a, c.forged), a.result
+	return okResponse(a, c.forged), authzOutcome(&a, c.client)
 }
 
 // peerAddr is the gRPC caller's address (Envoy's), or the zero Addr.

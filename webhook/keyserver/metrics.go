@@ -3,10 +3,12 @@ package keyserver
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/keyward/keyward/internal/keypolicy"
@@ -45,7 +47,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(validations, policyDecisions, latency)
+	metrics.Registry.MustRegister(validations, policyDecisions, latency, decisionLogDropped)
 }
 
 // The hot path resolves each labelled child once: WithLabelValues hashes
@@ -131,6 +133,16 @@ func forgetPolicyMetrics(ref keypolicy.Ref) {
 // only they know the credential's key id and may still answer 429.
 type outcome struct {
 	result string
+	// accepted: the request was let through (forward-auth's 200, verify's
+	// valid, a token issued); for the decision log and spans.
+	accepted bool
+	// key is the key whose credential validated (zero when none did), and
+	// policy the KeyPolicy that decided, when one did.
+	key    identity
+	policy keypolicy.Ref
+	// client is the address the decision was about, when the handler read
+	// it; zero: the wrapper reads the request's.
+	client netip.Addr
 }
 
 // Results of refusals that are not a key's validation code.
@@ -156,9 +168,17 @@ func (s *Server) limited(frontend string, h func(http.ResponseWriter, *http.Requ
 		if r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		}
+		var span trace.Span
+		if s.tracer != nil {
+			r, span = s.startSpan(r, frontend)
+		}
 		o := h(w, r)
 		counts.inc(o.result)
 		observe.Observe(time.Since(start).Seconds())
+		if span != nil {
+			endSpan(span, frontend, &o)
+		}
+		s.recordDecision(frontend, &o, r)
 	})
 }
 

@@ -108,7 +108,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	writeJSON(w, http.StatusOK, wire.RotateResponse{Key: key, KeyID: id, PreviousKeyID: res.KeyID,
 		Warning: "store this key now: it is not shown again"})
-	return outcome{result: "ROTATED"}
+	return outcome{result: "ROTATED", accepted: true, key: identityFrom(res)}
 }
 
 // presentedIsCurrent reports whether res's version is its record's current

@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -107,7 +108,13 @@ type Options struct {
 	// KeyPolicies' per-key defaults; nil: a ratelimit.Local per server
 	// (each replica counts on its own).
 	RateLimits ratelimit.Store
-	Clock      clock.PassiveClock
+	// DecisionLog configures the decision log (decisionlog.go); the zero
+	// value logs nothing.
+	DecisionLog DecisionLogOptions
+	// TracerProvider, when set, traces every decision (tracing.go); nil
+	// traces nothing and costs nothing.
+	TracerProvider trace.TracerProvider
+	Clock          clock.PassiveClock
 }
 
 // Server serves the key server's endpoints. It is a manager.Runnable.
@@ -130,6 +137,10 @@ type Server struct {
 	namespaceLabels atomic.Pointer[keypolicy.NamespaceLabels]
 	handler         http.Handler
 	addr            chan net.Addr
+	// decisions is the decision log, nil when it is off; tracer is nil when
+	// tracing is off.
+	decisions *decisionLog
+	tracer    trace.Tracer
 }
 
 // New builds the server and its routes. Feed it with feed.Add, and write
@@ -165,6 +176,10 @@ func New(opts Options) *Server {
 	}
 	if s.rates == nil {
 		s.rates = ratelimit.NewLocal(opts.Clock)
+	}
+	s.decisions = newDecisionLog(opts.DecisionLog, opts.Clock)
+	if opts.TracerProvider != nil {
+		s.tracer = opts.TracerProvider.Tracer(tracerName)
 	}
 	// No policies until someone sets them: a server without a feed (tests,
 	// embeddings) decides by the default mode alone. The feed unsets them
@@ -281,6 +296,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.addr <- ln.Addr()
 	log.Info("serving", "address", ln.Addr().String(), "tls", s.opts.CertDir != "")
+	if s.decisions != nil {
+		go s.decisions.summarizeEvery(ctx.Done(), decisionLogSummaryEvery)
+	}
 	return serve(ctx, ln, s.handler)
 }
 

@@ -81,7 +81,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
 		w.Header().Set(wire.HeaderCode, string(d.Code))
 		writeJSON(w, http.StatusForbidden, wire.ErrorBody{Error: "cidr_not_allowed", Message: d.Reason})
-		return outcome{result: string(d.Code)}
+		return outcome{result: string(d.Code), key: identityFrom(res)}
 	}
 	maxLifetime := s.opts.MaxTokenLifetime
 	if policy.MaxLifetime > 0 && (maxLifetime == 0 || policy.MaxLifetime < maxLifetime) {
@@ -97,7 +97,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 	if maxLifetime > 0 && lifetime > maxLifetime {
 		writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "invalid_request",
 			Message: fmt.Sprintf("lifetime %s exceeds the maximum of %s for this access key pair", lifetime, maxLifetime)})
-		return outcome{result: "BAD_REQUEST"}
+		return outcome{result: "BAD_REQUEST", key: identityFrom(res)}
 	}
 	// An exchange spends the pair's budget, as its tokens' requests do: the
 	// pair's own limit (no KeyPolicy judges an exchange).
@@ -105,12 +105,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 	writeRateLimitHeaders(w.Header(), sp)
 	if !sp.allowed() {
 		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
-		return limitedKey(w, sp.retryAfter(), "this access key pair's rate limit is used up")
+		return withKey(limitedKey(w, sp.retryAfter(), "this access key pair's rate limit is used up"), res)
 	}
 	// Per pair, whichever front end or access key version is used.
 	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {
 		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
-		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
+		return withKey(limitedKey(w, wait, "too many tokens were requested for this access key pair"), res)
 	}
 	// A token never outlives its pair.
 	if res.ExpiresAt != nil && now.Add(lifetime).After(*res.ExpiresAt) {
@@ -127,12 +127,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 	}, now, lifetime)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
-		return outcome{result: "UNAVAILABLE"}
+		return outcome{result: "UNAVAILABLE", key: identityFrom(res)}
 	}
 	s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	s.lastUsed.Count(res.Kind, res.Namespace, res.Name, true)
 	writeJSON(w, http.StatusOK, wire.TokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
-	return outcome{result: string(res.Code)}
+	return outcome{result: string(res.Code), accepted: true, key: identityFrom(res)}
+}
+
+// withKey is o about res's key.
+func withKey(o outcome, res keyindex.Result) outcome {
+	o.key = identityFrom(res)
+	return o
 }
 
 func (s *Server) signingKey() (tokens.SigningKey, error) {

@@ -69,6 +69,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		res = keyindex.RequireScopes(res, req.Scopes)
 	}
 	out := wire.VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
+	var policy keypolicy.Ref
 	if res.Code == keyindex.Valid {
 		// As forward-auth: the address, the policy, then the budget.
 		kl := applicableLimits(res, sel.Policy)
@@ -85,6 +86,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 			out.Policy = policyLabel(d.Policy)
 		}
 		sp := notSpent(kl)
+		policy = d.Policy
 		switch {
 		case !d.Allowed():
 			out.Valid, out.Code, out.Reason = false, string(d.Code), d.Reason
@@ -107,7 +109,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}
 	writeJSON(w, http.StatusOK, out)
-	return outcome{result: out.Code}
+	return outcome{result: out.Code, accepted: out.Valid, key: identityFrom(res), policy: policy}
 }
 
 // Bounds of the verify API's policy name and method.

@@ -63,7 +63,7 @@ test-gateways: ## Real Traefik, nginx and Caddy in front of the key server, with
 	bin="$$(hack/traefik.sh)"; TRAEFIK_BIN="$$bin" $(GO) test $(TEST_FLAGS) -count=1 ./test/traefik ./test/nginx ./test/caddy
 
 .PHONY: bench
-bench: envtest ## Measure the key server, index, reconciles, revocation, tokens, KeyPolicy selection and gRPC ext_authz; writes docs/benchmarks.md.
+bench: envtest ## Measure the key server, index, reconciles, revocation, tokens, KeyPolicy selection, gRPC ext_authz and the hot path; writes docs/benchmarks.md.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md
 
 .PHONY: soak

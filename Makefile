@@ -62,6 +62,12 @@ test: vet envtest ## Vet, unit tests and envtest suites against a real API serve
 test-gateways: ## Real Traefik, nginx and Caddy in front of the key server, with docs/gateways.md's configs; builds Traefik once (~10 min).
 	bin="$$(hack/traefik.sh)"; TRAEFIK_BIN="$$bin" $(GO) test $(TEST_FLAGS) -count=1 ./test/traefik ./test/nginx ./test/caddy
 
+# Not part of `make test`: it runs a single-node cluster on this host (root;
+# changes iptables, adds a bridge and cgroups, all removed at the end).
+.PHONY: test-e2e
+test-e2e: ## Keyward installed on a real single-node cluster on this host (root; Debian containerd, runc, CNI plugins, iptables, conntrack); see docs/e2e.md.
+	hack/e2e/run.sh
+
 .PHONY: bench
 bench: envtest ## Measure the key server, index, reconciles, revocation, tokens, KeyPolicy selection, gRPC ext_authz and the hot path; writes docs/benchmarks.md.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md

@@ -70,9 +70,10 @@ type AccessKeyPairSpec struct {
 	// rateLimit bounds the token requests (POST /v1/tokens) and the
 	// requests made with this pair's tokens, together: over it, the key
 	// server answers 429 with Retry-After (verify: code RATE_LIMITED). It
-	// applies across every API the tokens call, and wins over a KeyPolicy's
-	// default. Unset: a KeyPolicy's default, or no limit. Changing it takes
-	// effect without a new access key.
+	// applies across every API the tokens call; a KeyPolicy's per-key limit
+	// applies too where one is set, and the stricter binds (a pair cannot
+	// lift its policy's). Unset: a KeyPolicy's limit alone, or no limit.
+	// Changing it takes effect without a new access key.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 
@@ -156,6 +157,11 @@ type AccessKeyPairStatus struct {
 	// lastUsedAt is when the pair last issued a token, written back in batches.
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// usage counts the requests this key was presented in, written back
+	// with lastUsedAt.
+	// +optional
+	Usage *KeyUsage `json:"usage,omitempty"`
 }
 
 // AccessKeyPair is an access key id and secret key (AK/SK) that a workload

@@ -128,9 +128,10 @@ type APIKeySpec struct {
 
 	// rateLimit bounds the requests made with this key: over it, the key
 	// server answers 429 with Retry-After (verify: code RATE_LIMITED). It
-	// applies across every API the key calls, and wins over a KeyPolicy's
-	// default. Unset: a KeyPolicy's default, or no limit. Changing it takes
-	// effect without a new key version.
+	// applies across every API the key calls; a KeyPolicy's per-key limit
+	// applies too where one is set, and the stricter binds (a key cannot
+	// lift its policy's). Unset: a KeyPolicy's limit alone, or no limit.
+	// Changing it takes effect without a new key version.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 
@@ -245,6 +246,11 @@ type APIKeyStatus struct {
 	// lastUsedAt is when the key last validated, written back in batches.
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// usage counts the requests this key was presented in, written back
+	// with lastUsedAt.
+	// +optional
+	Usage *KeyUsage `json:"usage,omitempty"`
 
 	// ageDelivery holds the current version's plaintext encrypted to
 	// spec.delivery.ageRecipients.

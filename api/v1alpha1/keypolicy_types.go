@@ -50,10 +50,10 @@ type KeyPolicySpec struct {
 	// +optional
 	Tokens *KeyPolicyTokens `json:"tokens,omitempty"`
 
-	// rateLimit is the default limit of each key calling this policy's
-	// hosts, counted for each key separately (one key's requests never
-	// spend another's). A key whose own spec.rateLimit is set is limited
-	// by that instead, here and everywhere: this is a default, not a cap.
+	// rateLimit is the limit of each key calling this policy's hosts,
+	// counted for each key separately (one key's requests never spend
+	// another's). A key whose own spec.rateLimit is set is limited by both
+	// here, and the stricter binds: a key cannot lift this limit.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 

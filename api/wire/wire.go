@@ -68,13 +68,15 @@ type VerifyResponse struct {
 	// RetryAfter, with code RATE_LIMITED, is how many seconds until the
 	// key may make a request again (also the Retry-After header).
 	RetryAfter int `json:"retryAfter,omitempty"`
-	// RateLimit is the key's rate limit and what is left of it, when one
-	// applies and the request was counted (what the RateLimit and
-	// RateLimit-Policy headers say too).
+	// RateLimit is the binding rate limit and what is left of it, when one
+	// applies and the request was counted: the key's own spec.rateLimit and
+	// its KeyPolicy's per-key default both apply when both are set, and
+	// this is the one that refused, else the one with fewer requests left.
+	// The RateLimit and RateLimit-Policy headers list both.
 	RateLimit *RateLimitStatus `json:"rateLimit,omitempty"`
 }
 
-// RateLimitStatus is a key's rate limit and its live counters.
+// RateLimitStatus is one of a key's rate limits and its live counters.
 type RateLimitStatus struct {
 	// Policy is "key" (the key's own spec.rateLimit) or "policy" (a
 	// KeyPolicy's per-key default).

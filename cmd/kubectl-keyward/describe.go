@@ -73,6 +73,7 @@ func writeFields(w io.Writer, key *kw.APIKey) {
 	line("Expires", timestamp(st.ExpiresAt, "never"))
 	line("Next Rotation", timestamp(st.NextRotationAt, "<none>"))
 	line("Last Used", timestamp(st.LastUsedAt, "never"))
+	writeUsage(w, st.Usage, time.Now())
 	line("Hash Secret", orNone(st.HashSecretName))
 	var delivery []string
 	if sp.SecretName != "" {

@@ -81,14 +81,14 @@ func (a *app) list(args []string) error {
 	if all {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
-	fmt.Fprintln(tw, "NAME\tSUBJECT\tKEY ID\tHINT\tLAST USED\tEXPIRES\tSTATUS")
+	fmt.Fprintln(tw, "NAME\tSUBJECT\tKEY ID\tHINT\tLAST USED\tUSED 24H\tEXPIRES\tSTATUS")
 	for i := range keys.Items {
 		k := &keys.Items[i]
 		if all {
 			fmt.Fprintf(tw, "%s\t", k.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, orNone(k.Status.Subject), orNone(k.Status.KeyID), orNone(k.Status.KeyHint),
-			ago(k.Status.LastUsedAt, "never", now), ago(k.Status.ExpiresAt, "never", now), summary(k))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, orNone(k.Status.Subject), orNone(k.Status.KeyID), orNone(k.Status.KeyHint),
+			ago(k.Status.LastUsedAt, "never", now), usedColumn(k.Status.Usage, now), ago(k.Status.ExpiresAt, "never", now), summary(k))
 	}
 	return tw.Flush()
 }

@@ -207,7 +207,7 @@ var _ = Describe("list and describe", func() {
 		Expect(r.code).To(Equal(0), r.String())
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		Expect(lines).To(HaveLen(3))
-		Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "SUBJECT", "KEY", "ID", "HINT", "LAST", "USED", "EXPIRES", "STATUS"}))
+		Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "SUBJECT", "KEY", "ID", "HINT", "LAST", "USED", "USED", "24H", "EXPIRES", "STATUS"}))
 		Expect(lines[1]).To(And(HavePrefix("alpha"), ContainSubstring(alpha.Status.KeyID), ContainSubstring(alpha.Status.KeyHint), ContainSubstring("Ready")))
 		Expect(lines[2]).To(And(HavePrefix("beta"), ContainSubstring("beta-svc"), ContainSubstring(beta.Status.KeyID), ContainSubstring("never")))
 		expectNoLeak(r.stdout, first)
@@ -241,6 +241,27 @@ var _ = Describe("list and describe", func() {
 			ContainSubstring("Key ID:"), ContainSubstring(alpha.Status.KeyID), ContainSubstring("Secret alpha-key"),
 			MatchRegexp(`Ready\s+True\s+Issued`), ContainSubstring("Previous Keys:"),
 			MatchRegexp(`Normal\s+Issued`)))
+		r = plugin(ns, "", "describe", "alpha")
+		Expect(r.stdout).To(MatchRegexp(`Requests:\s+<none counted>`))
+
+		// Usage as the key servers write it: the last 24 h are counted at
+		// the plugin's clock, from the hours.
+		now := time.Now()
+		cur := getKey(ns, "alpha")
+		orig := cur.DeepCopy()
+		cur.Status.Usage = &kw.KeyUsage{Accepted: 1500, Refused: 40, Hours: []kw.UsageHour{
+			{Start: metav1.NewTime(now.Add(-30 * time.Hour).Truncate(time.Hour)), Accepted: 1000, Refused: 30},
+			{Start: metav1.NewTime(now.Add(-2 * time.Hour).Truncate(time.Hour)), Accepted: 20, Refused: 3},
+			{Start: metav1.NewTime(now.Truncate(time.Hour)), Accepted: 7, Refused: 1},
+		}}
+		Expect(k8s.Status().Patch(ctx, cur, client.MergeFrom(orig))).To(Succeed())
+		r = plugin(ns, "", "describe", "alpha")
+		Expect(r.stdout).To(And(MatchRegexp(`Requests:\s+1500 accepted, 40 refused \(since creation\)`), MatchRegexp(`Last 24h:\s+27 accepted, 4 refused`)))
+		r = plugin(ns, "", "list")
+		lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+		Expect(strings.Fields(lines[1])).To(ContainElement("27/4"))
+		Expect(strings.Fields(lines[2])).To(ContainElement("-"))
+
 		r = plugin(ns, "", "describe", "beta")
 		expectNoLeak(r.stdout, second)
 		Expect(r.stdout).NotTo(ContainSubstring("AGE ENCRYPTED"))

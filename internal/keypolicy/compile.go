@@ -127,8 +127,9 @@ func (p *Policy) Audience() string {
 	return p.audience
 }
 
-// RateLimit is the default limit of each key calling the policy's hosts
-// (spec.rateLimit), zero when it sets none. A key's own limit wins.
+// RateLimit is the per-key limit of each key calling the policy's hosts
+// (spec.rateLimit), zero when it sets none. A key's own limit applies as
+// well, and the stricter binds.
 func (p *Policy) RateLimit() ratelimit.Limit { return p.rateLimit }
 
 // AllowedCIDRs are the client addresses requests to the policy's hosts may

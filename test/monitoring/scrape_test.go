@@ -125,12 +125,13 @@ func TestAlertsAndDashboardNameOnlyMetricsKeywardExports(t *testing.T) {
 		"--metrics-bind-address":      controllerMetrics,
 	}, "--webhook-port="+fmt.Sprint(webhookPort)))
 	start(t, g, ctx, cfg, deploymentArgs(t, rendered, "keyward-key-server", map[string]string{
-		"--key-server-cert-dir":       keyServerCerts,
-		"--key-server-bind-address":   keyServerAddr,
-		"--token-review-bind-address": freeAddr(g),
-		"--token-review-client-ca":    filepath.Join(dir, "no-client-ca.crt"),
-		"--health-probe-bind-address": "0",
-		"--metrics-bind-address":      keyServerMetrics,
+		"--key-server-cert-dir":         keyServerCerts,
+		"--key-server-bind-address":     keyServerAddr,
+		"--token-review-bind-address":   freeAddr(g),
+		"--token-review-client-ca":      filepath.Join(dir, "no-client-ca.crt"),
+		"--ext-authz-grpc-bind-address": freeAddr(g),
+		"--health-probe-bind-address":   "0",
+		"--metrics-bind-address":        keyServerMetrics,
 	}))
 	// Play kubelet: project the self-provisioned certificates.
 	project(g, ctx, k8s, operator.WebhookCertSecret, webhookCerts)

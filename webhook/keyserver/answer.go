@@ -69,25 +69,23 @@ func refusalHeaders(a authzAnswer) []headerField {
 	return nil
 }
 
-// keyLimited: a 429 of the key's own rate limit, not of failed attempts.
+// keyLimited: a 429 of the key's rate limits (its own or its KeyPolicy's),
+// not of failed attempts.
 func keyLimited(a authzAnswer) bool {
-	return a.status == http.StatusTooManyRequests && !a.rate.limit.IsZero()
+	return a.status == http.StatusTooManyRequests && a.rate.limited()
 }
 
 // rateLimitHeaders are the RateLimit-Policy and RateLimit headers of the
-// key's rate limit (none for a key without one), for the client, on a pass
-// as on a refusal.
+// key's rate limits (none for a key without one), for the client, on a
+// pass as on a refusal.
 func rateLimitHeaders(a authzAnswer) []headerField {
-	if a.rate.limit.IsZero() {
+	policy, counters := rateLimitFields(a.rate)
+	if policy == "" {
 		return nil
 	}
-	h := http.Header{}
-	writeRateLimitHeaders(h, a.rate)
-	var out []headerField
-	for _, name := range [...]string{"RateLimit-Policy", "RateLimit"} {
-		if v := h.Get(name); v != "" {
-			out = append(out, headerField{name, v})
-		}
+	out := []headerField{{"RateLimit-Policy", policy}}
+	if counters != "" {
+		out = append(out, headerField{"RateLimit", counters})
 	}
 	return out
 }

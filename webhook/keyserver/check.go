@@ -52,9 +52,9 @@ type authzAnswer struct {
 	// decision is the KeyPolicy's, when a valid key reached one; or the
 	// address check's refusal (CIDR_NOT_ALLOWED).
 	decision keypolicy.Decision
-	// rate is the key's rate limit and, once the request was counted, its
-	// live counters (the RateLimit headers); 429 with result RATE_LIMITED
-	// when it is used up.
+	// rate is the key's rate limits (its own and its KeyPolicy's) and, once
+	// the request was counted, their live counters (the RateLimit headers);
+	// 429 with result RATE_LIMITED when one is used up.
 	rate spent
 }
 
@@ -63,8 +63,10 @@ type authzAnswer struct {
 // the client address must be in the key's and the policy's allowedCIDRs
 // (403 CIDR_NOT_ALLOWED), then the KeyPolicy of the original request
 // decides (403 with its code), and last the request spends one of the
-// key's rate limit (429 RATE_LIMITED when it is used up).
-func (s *Server) authorize(ctx context.Context, req authzRequest) authzAnswer {
+// key's own rate limit and of its KeyPolicy's per-key limit (429
+// RATE_LIMITED when either is used up).
+func (s *Server) authorize(ctx context.Context, req authzRequest) (ans authzAnswer) {
+	defer s.countUse(&ans)
 	table := s.policies.Load()
 	if table == nil {
 		return authzAnswer{status: http.StatusServiceUnavailable, result: resultNotReady,
@@ -93,20 +95,30 @@ func (s *Server) authorize(ctx context.Context, req authzRequest) authzAnswer {
 	}
 	// The key is valid: then its client address, then the policy, and only
 	// then its budget, so that nothing refused spends it.
-	kl := applicableLimit(res, sel.Policy)
+	kl := applicableLimits(res, sel.Policy)
 	if d := addressDecision(req.client, res.AllowedCIDRs, sel.Policy); !d.Allowed() {
-		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: spent{keyLimit: kl}}
+		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: notSpent(kl)}
 	}
 	d := s.decide(keypolicy.Input{
 		Method: req.orig.method, Target: sel, Identity: identityOf(res, aud), Narrowing: req.narrowing,
 	})
 	if !d.Allowed() {
-		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: spent{keyLimit: kl}}
+		return authzAnswer{status: d.Status, result: string(d.Code), reason: d.Reason, decision: d, res: res, rate: notSpent(kl)}
 	}
 	sp := s.spend(ctx, kl)
 	if !sp.allowed() {
 		return authzAnswer{status: http.StatusTooManyRequests, result: resultRateLimited, reason: rateLimitedReason(sp),
-			retryAfter: sp.result.RetryAfter, res: res, decision: d, rate: sp}
+			retryAfter: sp.retryAfter(), res: res, decision: d, rate: sp}
 	}
 	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d, rate: sp}
+}
+
+// countUse counts a decided request for its key's status.usage: accepted
+// when let through, refused when an allow-list, the policy or the rate
+// limit refused a key that validated. A credential that did not validate
+// names no key the server can trust, and is counted against none.
+func (s *Server) countUse(a *authzAnswer) {
+	if a.res.Code == keyindex.Valid {
+		s.lastUsed.Count(a.res.Kind, a.res.Namespace, a.res.Name, a.status == http.StatusOK)
+	}
 }

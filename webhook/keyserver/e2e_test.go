@@ -213,7 +213,7 @@ var _ = Describe("the key server", Ordered, func() {
 		DeferCleanup(func() { s.stop(); Expect(s.env.Stop()).To(Succeed()) })
 	})
 
-	It("takes a key from kubectl apply to a working request, and records its last use", func() {
+	It("takes a key from kubectl apply to a working request, and records its last use and usage", func() {
 		ns := newNS(s)
 		key := &kw.APIKey{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing-reporter"},
@@ -232,6 +232,11 @@ var _ = Describe("the key server", Ordered, func() {
 			cur := &kw.APIKey{}
 			g.Expect(s.k8s.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
 			g.Expect(cur.Status.LastUsedAt).NotTo(BeNil())
+			// status.usage with it, in the same batch (the refused POST
+			// may fall in the next one, a minute later).
+			g.Expect(cur.Status.Usage).NotTo(BeNil())
+			g.Expect(cur.Status.Usage.Accepted).To(BeNumerically(">=", 1))
+			g.Expect(cur.Status.Usage.Hours).NotTo(BeEmpty())
 		}, 30*time.Second).Should(Succeed())
 	})
 

@@ -23,6 +23,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kw "github.com/keyward/keyward/api/v1alpha1"
 	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/internal/keypolicy"
 )
@@ -489,5 +492,47 @@ func TestExtAuthzRateLimitedKey(t *testing.T) {
 	f.clock.Step(30 * time.Second)
 	if check().GetOkResponse() == nil {
 		t.Fatal("refused after Retry-After")
+	}
+}
+
+// TestExtAuthzKeyAndPolicyLimitsBothApply: attack 15.7 through Check. A key
+// whose own limit is 1000 a minute under a KeyPolicy of 2 a minute per key
+// gets 429 on the 3rd request, with both limits in the headers to the
+// client and the policy's Retry-After.
+func TestExtAuthzKeyAndPolicyLimitsBothApply(t *testing.T) {
+	f := newFixture(t)
+	f.s.SetPolicies(keypolicy.NewTable([]*keypolicy.Policy{policyWithLimits("invoices", "api.example.com",
+		&kw.RateLimit{Requests: 2, Period: metav1.Duration{Duration: time.Minute}})}))
+	key := f.apiKey("greedy", limitOf(1000, time.Minute))
+	client := authv3.NewAuthorizationClient(extAuthzConn(t, f.s, false))
+	check := func() *authv3.CheckResponse {
+		t.Helper()
+		resp, err := client.Check(context.Background(), envoyCheck("api.example.com", "GET", "/", map[string]string{"authorization": "Bearer " + key}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	const policy = `"key";q=1000;w=60, "policy";q=2;w=60`
+	for i, want := range []string{`"key";r=999;t=1, "policy";r=1;t=30`, `"key";r=998;t=1, "policy";r=0;t=60`} {
+		ok := check().GetOkResponse()
+		if ok == nil {
+			t.Fatalf("request %d refused", i+1)
+		}
+		got := map[string]string{}
+		for _, o := range ok.GetResponseHeadersToAdd() {
+			got[o.GetHeader().GetKey()] = o.GetHeader().GetValue()
+		}
+		if got["RateLimit-Policy"] != policy || got["RateLimit"] != want {
+			t.Errorf("request %d: headers to the client %v, want RateLimit %s", i+1, got, want)
+		}
+	}
+	resp := check()
+	rec := asHTTP(t, resp)
+	h := rec.Header()
+	if rec.Code != http.StatusTooManyRequests || h.Get("Retry-After") != "30" || h.Get(wire.HeaderCode) != "RATE_LIMITED" ||
+		h.Get("RateLimit") != `"key";r=997;t=1, "policy";r=0;t=30` || h.Get("RateLimit-Policy") != policy ||
+		!strings.Contains(rec.Body.String(), "KeyPolicy billing/invoices") {
+		t.Errorf("the third request in a minute: %d %v %q", rec.Code, h, rec.Body)
 	}
 }

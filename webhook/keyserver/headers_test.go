@@ -63,7 +63,7 @@ func TestOriginHeaderNamesAreCanonical(t *testing.T) {
 	}
 }
 
-// setRateLimitHeaders assigns these names straight into the header map.
+// writeRateLimitHeaders assigns these names straight into the header map.
 func TestRateLimitHeaderNamesAreCanonical(t *testing.T) {
 	for name, want := range map[string]string{"RateLimit-Policy": headerRateLimitPolicy, "RateLimit": headerRateLimit} {
 		if c := http.CanonicalHeaderKey(name); c != want {

@@ -235,13 +235,14 @@ func (f *fixture) authzHost(host, key string) *httptest.ResponseRecorder {
 }
 
 // A KeyPolicy's default limits each key separately, per policy; a key's own
-// limit wins, and then counts across every API the key calls.
-func TestPolicyDefaultAndTheKeysOwnLimit(t *testing.T) {
+// limit counts across every API the key calls; when both are set, both
+// apply (the stricter binds).
+func TestPolicyDefaultAndTheKeysOwnLimitBothApply(t *testing.T) {
 	f := newFixture(t)
-	perMinute := &kw.RateLimit{Requests: 1, Period: metav1.Duration{Duration: time.Minute}}
 	f.s.SetPolicies(keypolicy.NewTable([]*keypolicy.Policy{
-		policyWithLimits("invoices", "invoices.example.com", perMinute),
-		policyWithLimits("reports", "reports.example.com", perMinute),
+		policyWithLimits("invoices", "invoices.example.com", &kw.RateLimit{Requests: 1, Period: metav1.Duration{Duration: time.Minute}}),
+		policyWithLimits("reports", "reports.example.com", &kw.RateLimit{Requests: 10, Period: metav1.Duration{Duration: time.Minute}}),
+		policyWithLimits("catalog", "catalog.example.com", nil),
 	}))
 	plain := f.apiKey("plain")
 	other := f.apiKey("other")
@@ -261,14 +262,24 @@ func TestPolicyDefaultAndTheKeysOwnLimit(t *testing.T) {
 		t.Fatalf("the same key under another policy has another bucket: %d", rec.Code)
 	}
 
-	for i, host := range []string{"invoices.example.com", "reports.example.com", "invoices.example.com"} {
-		rec := f.authzHost(host, own)
-		if rec.Code != 200 || rec.Header().Get("RateLimit-Policy") != `"key";q=3;w=60` {
-			t.Fatalf("own limit, request %d at %s: %d %q", i+1, host, rec.Code, rec.Header().Get("RateLimit-Policy"))
+	for i, c := range []struct{ host, policy string }{
+		{"invoices.example.com", `"key";q=3;w=60, "policy";q=1;w=60`},
+		{"reports.example.com", `"key";q=3;w=60, "policy";q=10;w=60`},
+		{"catalog.example.com", `"key";q=3;w=60`},
+	} {
+		rec := f.authzHost(c.host, own)
+		if rec.Code != 200 || rec.Header().Get("RateLimit-Policy") != c.policy {
+			t.Fatalf("own limit, request %d at %s: %d %q", i+1, c.host, rec.Code, rec.Header().Get("RateLimit-Policy"))
 		}
 	}
-	if rec := f.authzHost("reports.example.com", own); rec.Code != 429 {
-		t.Fatalf("the key's own limit counts across policies: %d, want 429", rec.Code)
+	rec = f.authzHost("reports.example.com", own)
+	if rec.Code != 429 || !strings.Contains(rec.Body.String(), "this key's rate limit") {
+		t.Fatalf("the key's own limit counts across policies, under a laxer policy too: %d %s", rec.Code, rec.Body.String())
+	}
+	f.clock.Step(20 * time.Second) // one request of the key's own back; none of invoices' 1 a minute
+	rec = f.authzHost("invoices.example.com", own)
+	if rec.Code != 429 || !strings.Contains(rec.Body.String(), "KeyPolicy billing/invoices") || rec.Header().Get("Retry-After") != "40" {
+		t.Fatalf("the policy's default holds beside the key's own: %d %v %s", rec.Code, rec.Header(), rec.Body.String())
 	}
 }
 
@@ -423,5 +434,90 @@ func TestAttack15x6SelfRotatingAnAllowListedKeyFromElsewhere(t *testing.T) {
 	rec := f.do(r)
 	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "cidr_not_allowed") {
 		t.Fatalf("self-rotation from outside the allow-list: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+// Issue 15, attack 7 (tenant): raise its own key's limit past the API
+// owner's. Keys are the tenant's, KeyPolicies the API owner's: a key's own
+// spec.rateLimit of 1000 a minute must not lift a policy's per-key 2 a
+// minute. Both apply; the stricter binds.
+func TestAttack15x7ATenantRaisesItsOwnLimitPastThePolicys(t *testing.T) {
+	f := newFixture(t)
+	f.s.SetPolicies(keypolicy.NewTable([]*keypolicy.Policy{
+		policyWithLimits("invoices", "invoices.example.com",
+			&kw.RateLimit{Requests: 2, Period: metav1.Duration{Duration: time.Minute}}),
+		policyWithLimits("open", "open.example.com", nil),
+	}))
+	key := f.apiKey("greedy", limitOf(1000, time.Minute))
+	for i := range 2 {
+		if rec := f.authzHost("invoices.example.com", key); rec.Code != http.StatusOK {
+			t.Fatalf("request %d under the policy: %d, want 200", i+1, rec.Code)
+		}
+	}
+	rec := f.authzHost("invoices.example.com", key)
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("the 3rd request in a minute under a policy of 2 a minute: %d, want 429 (the key's own 1000 a minute lifted the policy's)", rec.Code)
+	}
+	h := rec.Header()
+	if h.Get("Retry-After") != "30" || h.Get(wire.HeaderCode) != "RATE_LIMITED" ||
+		h.Get("RateLimit-Policy") != `"key";q=1000;w=60, "policy";q=2;w=60` ||
+		h.Get("RateLimit") != `"key";r=997;t=1, "policy";r=0;t=30` {
+		t.Errorf("429 headers: %v", h)
+	}
+	// Elsewhere, under a policy without a default, only its own limit.
+	for i := range 5 {
+		rec := f.authzHost("open.example.com", key)
+		if rec.Code != http.StatusOK || rec.Header().Get("RateLimit-Policy") != `"key";q=1000;w=60` {
+			t.Fatalf("request %d under a policy without a default: %d %v", i+1, rec.Code, rec.Header())
+		}
+	}
+}
+
+// The key's own limit still wins when it is the stricter: 1 a minute under
+// a policy of 100 a minute refuses the 2nd request, by the key's limit, and
+// the policy's budget is not spent by the refused request.
+func TestTheKeysOwnStricterLimitBindsUnderAPolicy(t *testing.T) {
+	f := newFixture(t)
+	f.s.SetPolicies(keypolicy.NewTable([]*keypolicy.Policy{policyWithLimits("invoices", "invoices.example.com",
+		&kw.RateLimit{Requests: 100, Period: metav1.Duration{Duration: time.Minute}})}))
+	key := f.apiKey("modest", limitOf(1, time.Minute))
+	rec := f.authzHost("invoices.example.com", key)
+	if rec.Code != http.StatusOK || rec.Header().Get("RateLimit") != `"key";r=0;t=60, "policy";r=99;t=1` {
+		t.Fatalf("first request: %d %v", rec.Code, rec.Header())
+	}
+	rec = f.authzHost("invoices.example.com", key)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "60" ||
+		rec.Header().Get("RateLimit") != `"key";r=0;t=60` ||
+		rec.Header().Get("RateLimit-Policy") != `"key";q=1;w=60, "policy";q=100;w=60` {
+		t.Fatalf("second request: %d %v", rec.Code, rec.Header())
+	}
+}
+
+// verify counts under both limits as forward-auth does; its rateLimit is
+// the binding one (the refusing one, else the one with fewer left), and
+// its headers list both.
+func TestVerifyReportsTheBindingLimit(t *testing.T) {
+	f := newFixture(t)
+	f.s.SetPolicies(keypolicy.NewTable([]*keypolicy.Policy{policyWithLimits("invoices", "invoices.example.com",
+		&kw.RateLimit{Requests: 2, Period: metav1.Duration{Duration: time.Minute}})}))
+	key := f.apiKey("greedy", limitOf(1000, time.Minute))
+	req := wire.VerifyRequest{Key: key, Policy: "billing/invoices"}
+	rec, v := f.verifyBody(outside, req)
+	if !v.Valid || v.RateLimit == nil || v.RateLimit.Policy != "policy" || v.RateLimit.Remaining != 1 ||
+		rec.Header().Get("RateLimit") != `"key";r=999;t=1, "policy";r=1;t=30` {
+		t.Fatalf("first verify: %+v %+v %v", v, v.RateLimit, rec.Header())
+	}
+	f.verifyBody(outside, req)
+	rec, v = f.verifyBody(outside, req)
+	if v.Valid || v.Code != "RATE_LIMITED" || v.RetryAfter != 30 || rec.Header().Get("Retry-After") != "30" ||
+		!strings.Contains(v.Reason, "KeyPolicy billing/invoices") {
+		t.Fatalf("third verify: %+v %v", v, rec.Header())
+	}
+	if v.RateLimit == nil || v.RateLimit.Policy != "policy" || v.RateLimit.Requests != 2 || v.RateLimit.Remaining != 0 || v.RateLimit.Reset != 30 {
+		t.Fatalf("the rate limit status of the policy's refusal: %+v", v.RateLimit)
+	}
+	// Without a policy, only the key's own limit applies.
+	if _, v := f.verifyBody(outside, wire.VerifyRequest{Key: key}); !v.Valid || v.RateLimit == nil || v.RateLimit.Policy != "key" {
+		t.Fatalf("verify without a policy: %+v %+v", v, v.RateLimit)
 	}
 }

@@ -78,6 +78,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		return outcome{result: string(res.Code)}
 	}
 	if d := addressDecision(clientAddr(r, s.opts.TrustedProxies), res.AllowedCIDRs, nil); !d.Allowed() {
+		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
 		w.Header().Set(wire.HeaderCode, string(d.Code))
 		writeJSON(w, http.StatusForbidden, wire.ErrorBody{Error: "cidr_not_allowed", Message: d.Reason})
 		return outcome{result: string(d.Code)}
@@ -100,13 +101,15 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 	}
 	// An exchange spends the pair's budget, as its tokens' requests do: the
 	// pair's own limit (no KeyPolicy judges an exchange).
-	sp := s.spend(r.Context(), applicableLimit(res, nil))
+	sp := s.spend(r.Context(), applicableLimits(res, nil))
 	writeRateLimitHeaders(w.Header(), sp)
 	if !sp.allowed() {
-		return limitedKey(w, sp.result.RetryAfter, "this access key pair's rate limit is used up")
+		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
+		return limitedKey(w, sp.retryAfter(), "this access key pair's rate limit is used up")
 	}
 	// Per pair, whichever front end or access key version is used.
 	if wait, ok := s.mints.Take(res.Namespace, res.Name); !ok {
+		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, false)
 		return limitedKey(w, wait, "too many tokens were requested for this access key pair")
 	}
 	// A token never outlives its pair.
@@ -127,6 +130,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		return outcome{result: "UNAVAILABLE"}
 	}
 	s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
+	s.lastUsed.Count(res.Kind, res.Namespace, res.Name, true)
 	writeJSON(w, http.StatusOK, wire.TokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
 	return outcome{result: string(res.Code)}
 }

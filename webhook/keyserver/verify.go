@@ -71,7 +71,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 	out := wire.VerifyResponse{Valid: res.Code == keyindex.Valid, Code: string(res.Code)}
 	if res.Code == keyindex.Valid {
 		// As forward-auth: the address, the policy, then the budget.
-		kl := applicableLimit(res, sel.Policy)
+		kl := applicableLimits(res, sel.Policy)
 		d := addressDecision(client, res.AllowedCIDRs, sel.Policy)
 		if d.Allowed() && target != nil {
 			method := req.Method
@@ -84,7 +84,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 			})
 			out.Policy = policyLabel(d.Policy)
 		}
-		sp := spent{keyLimit: kl}
+		sp := notSpent(kl)
 		switch {
 		case !d.Allowed():
 			out.Valid, out.Code, out.Reason = false, string(d.Code), d.Reason
@@ -94,7 +94,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		default:
 			if sp = s.spend(r.Context(), kl); !sp.allowed() {
 				out.Valid, out.Code, out.Reason = false, resultRateLimited, rateLimitedReason(sp)
-				out.RetryAfter = retryAfterSeconds(sp.result.RetryAfter)
+				out.RetryAfter = retryAfterSeconds(sp.retryAfter())
 				w.Header().Set("Retry-After", strconv.Itoa(out.RetryAfter))
 			}
 		}
@@ -102,6 +102,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		out.RateLimit = rateLimitStatus(sp)
 	}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
+		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, out.Valid)
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}

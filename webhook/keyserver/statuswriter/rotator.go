@@ -1,8 +1,8 @@
 // Package statuswriter holds the key server's only writes to the API
 // server, both to the status subresource of the keys it serves: the
 // self-rotation request it leaves for the APIKey controller (StatusRotator)
-// and status.lastUsedAt, remembered in memory (LastUsed) and written back in
-// batches (UsageWriter). The HTTP side (webhook/keyserver) reads only its
+// and status.lastUsedAt and status.usage, remembered in memory (LastUsed)
+// and written back in batches (UsageWriter). The HTTP side (webhook/keyserver) reads only its
 // index; the index is fed by webhook/keyserver/feed.
 package statuswriter
 

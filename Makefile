@@ -69,7 +69,7 @@ test-e2e: ## Keyward installed on a real single-node cluster on this host (root;
 	hack/e2e/run.sh
 
 .PHONY: bench
-bench: envtest ## Measure the key server, index, reconciles, revocation, tokens, KeyPolicy selection and gRPC ext_authz; writes docs/benchmarks.md.
+bench: envtest ## Measure the key server, index, reconciles, revocation, tokens, KeyPolicy selection, gRPC ext_authz and the hot path; writes docs/benchmarks.md.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -out docs/benchmarks.md
 
 .PHONY: soak

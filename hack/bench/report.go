@@ -726,6 +726,7 @@ func (r *report) writeHotPath(w writer, hp *hotpathResult) {
 		w("| %s | %s | **%.3f** (%.3f–%.3f) | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %s / %s / %s | %s |\n", sr.Scenario.title, strings.Join(parts, ", "), med, lo, hi,
 			cmed, clo, chi, hmed, hlo, hhi, fmtDur(sr.cpu(sideAuthz)), fmtDur(sr.cpu(sideHeaders)), fmtDur(sr.cpu(sideBare)), prof)
 	}
+	w("\n")
 	if rt := hp.Redis; rt != nil {
 		w("The Redis round trip: a redis-server %s started for the figure on loopback (no persistence), PING (the smallest command; the Redis store's one round trip per request costs this plus its script): ", rt.Version)
 		w("one connection, one at a time, %s PINGs: p50 %s, p99 %s; %d connections, closed loop for %s: %s/s, p50 %s, p99 %s. ",

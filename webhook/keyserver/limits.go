@@ -195,55 +195,74 @@ func (s *Server) spendOne(ctx context.Context, kl keyLimit) spentOne {
 // draft asks not to end before the window). A limit that counted nothing
 // (a refusal before it, a failing store) is in RateLimit-Policy alone.
 
-// policyItem is kl's RateLimit-Policy list item.
-func policyItem(kl keyLimit) string {
+// appendPolicyItem appends kl's RateLimit-Policy list item to b.
+func appendPolicyItem(b []byte, kl keyLimit) []byte {
 	l := kl.limit
-	item := strconv.Quote(kl.source) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.Itoa(ceilSeconds(l.Period))
+	b = strconv.AppendQuote(b, kl.source)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(l.Requests), 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, int64(ceilSeconds(l.Period)), 10)
 	if l.Burst > 0 && l.Burst != l.Requests {
-		item += ";keyward-burst=" + strconv.Itoa(l.Burst)
+		b = append(b, ";keyward-burst="...)
+		b = strconv.AppendInt(b, int64(l.Burst), 10)
 	}
-	return item
+	return b
 }
 
-// counterItem is sp's RateLimit list item; sp was counted.
-func counterItem(sp spentOne) string {
+// appendCounterItem appends sp's RateLimit list item to b; sp was counted.
+func appendCounterItem(b []byte, sp spentOne) []byte {
 	r := sp.result
 	remaining, t := r.Remaining, r.ResetAfter
 	if !r.Allowed {
 		remaining, t = 0, r.RetryAfter
 	}
-	return strconv.Quote(sp.source) + ";r=" + strconv.Itoa(max(remaining, 0)) + ";t=" + strconv.Itoa(ceilSeconds(t))
+	b = strconv.AppendQuote(b, sp.source)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(remaining, 0)), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, int64(ceilSeconds(t)), 10)
+	return b
 }
 
 // rateLimitFields are the RateLimit-Policy and RateLimit values of a
-// spend; "" when there is nothing to say.
+// spend; "" when there is nothing to say. They are on every answer to a
+// rate-limited key, so each list is built in one buffer: one allocation
+// per value, where concatenating items cost several.
 func rateLimitFields(sp spent) (policy, counters string) {
+	var pbuf, cbuf [128]byte
+	p, c := pbuf[:0], cbuf[:0]
 	for _, one := range [...]spentOne{sp.own, sp.policy} {
 		if one.limit.IsZero() {
 			continue
 		}
-		policy = joinItem(policy, policyItem(one.keyLimit))
+		if len(p) > 0 {
+			p = append(p, ", "...)
+		}
+		p = appendPolicyItem(p, one.keyLimit)
 		if one.counted {
-			counters = joinItem(counters, counterItem(one))
+			if len(c) > 0 {
+				c = append(c, ", "...)
+			}
+			c = appendCounterItem(c, one)
 		}
 	}
-	return policy, counters
+	return string(p), string(c)
 }
 
-func joinItem(list, item string) string {
-	if list == "" {
-		return item
-	}
-	return list + ", " + item
-}
-
-// writeRateLimitHeaders sets the headers of a spend.
+// writeRateLimitHeaders sets the headers of a spend as Header.Set would:
+// under their canonical names, the two values sharing one array, each
+// capped at its one element (an Add later copies).
 func writeRateLimitHeaders(h http.Header, sp spent) {
 	policy, counters := rateLimitFields(sp)
-	if policy != "" {
+	switch {
+	case policy != "" && counters != "":
+		vals := []string{policy, counters}
+		h[headerRateLimitPolicy] = vals[0:1:1]
+		h[headerRateLimit] = vals[1:2:2]
+	case policy != "":
 		h[headerRateLimitPolicy] = []string{policy}
-	}
-	if counters != "" {
+	case counters != "":
 		h[headerRateLimit] = []string{counters}
 	}
 }

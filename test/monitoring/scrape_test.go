@@ -461,11 +461,20 @@ func verify(g Gomega, c *http.Client, addr, key, host string) string {
 	return string(out)
 }
 
+// handedOut are the ports freePort gave: the kernel may offer a port again
+// once its listener is closed, and two managers on one port fail to start.
+var handedOut sync.Map
+
 func freePort(g *WithT) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		g.Expect(err).NotTo(HaveOccurred())
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
+	}
 }
 
 func freeAddr(g *WithT) string { return fmt.Sprintf("127.0.0.1:%d", freePort(g)) }

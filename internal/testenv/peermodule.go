@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // GoBin is the go command: the one on PATH, else the toolchain's that built
@@ -38,4 +40,21 @@ func PeerModule(t testing.TB, module, version, sum string) string {
 		t.Fatalf("%s@%s has hash %s, want %s", module, version, mod.Sum, sum)
 	}
 	return mod.Dir
+}
+
+// StartWithPeerCRDs starts an API server holding Keyward's CRDs and those
+// at paths (files or directories, from PeerModule), for server-side dry
+// runs of manifests that name a peer's kinds; it stops when t ends.
+func StartWithPeerCRDs(t testing.TB, paths ...string) *envtest.Environment {
+	t.Helper()
+	env, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, paths...)
+	if _, err := env.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env
 }

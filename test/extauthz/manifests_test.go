@@ -163,15 +163,7 @@ func splitYAML(text string) []string {
 // gateways' CRDs: without them, it fails for every object.
 func TestGatewayManifestsAreAcceptedWithTheirCRDs(t *testing.T) {
 	crds := gatherCRDs(t)
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
-	if _, err := env.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartWithPeerCRDs(t, crds)
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	created := map[string]bool{}
 

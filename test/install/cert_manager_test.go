@@ -56,15 +56,7 @@ func moduleCRDs(t *testing.T, module, version, sum, dir string, want ...string) 
 
 func TestTheCertManagerOverlayIsAcceptedWithCertManagersCRDs(t *testing.T) {
 	crds := certManagerCRDs(t)
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
-	if _, err := env.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartWithPeerCRDs(t, crds)
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 
 	rendered := render(t, kubectl, "config/overlays/cert-manager")

@@ -20,10 +20,8 @@ BINS=(kube-apiserver etcd kubectl)
 
 log() { echo "envtest-assets: $*" >&2; }
 
-complete() {
-  local dir="$1" b
-  for b in "${BINS[@]}"; do [[ -x "$dir/$b" ]] || return 1; done
-}
+# shellcheck source=lib/k8s-wrapper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/k8s-wrapper.sh"
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && complete "$KUBEBUILDER_ASSETS"; then
   echo "$KUBEBUILDER_ASSETS"; exit 0
@@ -32,53 +30,12 @@ if complete "$DEST"; then
   echo "$DEST"; exit 0
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$DEST"
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
+k8s_prepare
 
-fail() {
-  log "FAILED: $*"
-  log "the build log is kept at $DEST/build.log"
-  exit 1
-}
-
-# Wrapper module for Kubernetes: require k8s.io/kubernetes and point each of
-# its ./staging replaces at the published k8s.io/<name> v0.<minor>.<patch>.
 build_kubernetes() {
-  local mod="$work/k8s" staging_version="v0.${K8S_VERSION#*.}"
-  mkdir -p "$mod"
-  log "[1/3] resolving k8s.io/kubernetes v${K8S_VERSION} from the module proxy"
-  local gomod
-  gomod="$(cd "$mod" && go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  [[ -f "$gomod" ]] || fail "could not download k8s.io/kubernetes@v${K8S_VERSION}"
-  {
-    echo "module envtestbuild"
-    echo
-    echo "go $(go env GOVERSION | sed 's/^go//; s/\([0-9]*\.[0-9]*\).*/\1/')"
-    echo
-    echo "require k8s.io/kubernetes v${K8S_VERSION}"
-    echo
-    echo "replace ("
-    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
-    echo ")"
-  } > "$mod/go.mod"
-  cat > "$mod/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-  log "[1/3] resolving dependencies (go mod tidy)"
-  (cd "$mod" && go mod tidy -e >>"$DEST/build.log" 2>&1) || fail "go mod tidy for kubernetes"
+  k8s_wrapper_module "$work/k8s" envtestbuild "[1/3]" kube-apiserver kubectl
   log "[2/3] building kube-apiserver and kubectl (a cold build takes ~10 minutes on 2 cores)"
-  (cd "$mod" && go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" \
-      -o "$work/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl >>"$DEST/build.log" 2>&1) \
-    || fail "go build kube-apiserver/kubectl"
+  k8s_build "$work/k8s" "$work/bin" kube-apiserver kubectl
 }
 
 build_etcd() {
@@ -104,7 +61,6 @@ GO
     || fail "go build etcd"
 }
 
-: > "$DEST/build.log"
 start=$SECONDS
 build_kubernetes
 build_etcd

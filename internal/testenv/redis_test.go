@@ -46,6 +46,10 @@ type recorder struct {
 
 func (r *recorder) Fatal(args ...any) { r.fatal = fmt.Sprint(args...); runtime.Goexit() }
 func (r *recorder) Skip(args ...any)  { r.skip = fmt.Sprint(args...); runtime.Goexit() }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
 
 func TestStartRedisWithoutTheBinaryFailsInCIAndSkipsElsewhere(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())

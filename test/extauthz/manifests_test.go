@@ -2,12 +2,10 @@ package extauthz_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -47,8 +45,9 @@ const (
 )
 
 // A gateway's CRDs, from its own Go module at a pinned version and hash,
-// downloaded through the Go module proxy as cert-manager's are
-// (test/install). None of these modules is a dependency of Keyward.
+// downloaded through the Go module proxy by testenv.PeerModule, as
+// cert-manager's are (test/install). None of these modules is a dependency
+// of Keyward.
 type peerCRDs struct {
 	module, version, sum string
 	// files are the CRD files in the module, globs relative to its root.
@@ -83,29 +82,6 @@ var peers = []peerCRDs{
 	},
 }
 
-// moduleDir downloads module@version into the module cache (outside any
-// module: nothing is added to go.mod) and returns its directory, failing
-// unless its hash is sum.
-func moduleDir(t *testing.T, module, version, sum string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "mod", "download", "-json", module+"@"+version)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
-	out, err := cmd.Output()
-	var mod struct{ Dir, Sum, Error string }
-	if jerr := json.Unmarshal(out, &mod); jerr != nil || err != nil || mod.Error != "" {
-		t.Fatalf("go mod download %s@%s: %v %s\n%s", module, version, err, mod.Error, out)
-	}
-	if mod.Sum != sum {
-		t.Fatalf("%s@%s has hash %s, want %s", module, version, mod.Sum, sum)
-	}
-	return mod.Dir
-}
-
 // gatherCRDs writes every CustomResourceDefinition of the peers into one
 // directory, for envtest, and returns it.
 func gatherCRDs(t *testing.T) string {
@@ -113,7 +89,7 @@ func gatherCRDs(t *testing.T) string {
 	out := t.TempDir()
 	n := 0
 	for _, p := range peers {
-		dir := moduleDir(t, p.module, p.version, p.sum)
+		dir := testenv.PeerModule(t, p.module, p.version, p.sum)
 		var names []string
 		for _, g := range p.files {
 			files, _ := filepath.Glob(filepath.Join(dir, g))
@@ -187,15 +163,7 @@ func splitYAML(text string) []string {
 // gateways' CRDs: without them, it fails for every object.
 func TestGatewayManifestsAreAcceptedWithTheirCRDs(t *testing.T) {
 	crds := gatherCRDs(t)
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
-	if _, err := env.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartWithPeerCRDs(t, crds)
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	created := map[string]bool{}
 
@@ -266,10 +234,7 @@ func checkNamesTheKeyServer(t *testing.T, block string) {
 // istio.io/api's MeshConfig (hack/tools/meshconfig), as istiod reads it.
 func TestIstioMeshConfigIsAcceptedByIstioAPI(t *testing.T) {
 	block := gatewaytest.DocumentedBlock(t, docPath, "yaml", markerIstioMesh)
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := testenv.GoBin()
 	for name, in := range map[string]string{
 		"the documented block":       block,
 		"a misspelt field (control)": strings.Replace(block, "failOpen:", "failOpn:", 1),

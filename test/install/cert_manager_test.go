@@ -1,11 +1,8 @@
 package install
 
 import (
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -33,27 +30,12 @@ func certManagerCRDs(t *testing.T) string {
 }
 
 // moduleCRDs returns the directory dir of module@version holding plain CRD
-// files, among them want, downloading the module through the Go module
-// proxy (outside any module: nothing is added to go.mod) and checking its
-// hash.
+// files, among them want (the module fetched by testenv.PeerModule, pinned
+// by its hash).
 func moduleCRDs(t *testing.T, module, version, sum, dir string, want ...string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "mod", "download", "-json", module+"@"+version)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
-	out, err := cmd.Output()
-	var mod struct{ Dir, Sum, Error string }
-	if jerr := json.Unmarshal(out, &mod); jerr != nil || err != nil || mod.Error != "" {
-		t.Fatalf("go mod download %s@%s: %v %s\n%s", module, version, err, mod.Error, out)
-	}
-	if mod.Sum != sum {
-		t.Fatalf("%s@%s has hash %s, want %s", module, version, mod.Sum, sum)
-	}
-	dir = filepath.Join(mod.Dir, filepath.FromSlash(dir))
+	modDir := testenv.PeerModule(t, module, version, sum)
+	dir = filepath.Join(modDir, filepath.FromSlash(dir))
 	crds, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	for _, w := range want {
 		if !slices.Contains(crds, filepath.Join(dir, w)) {
@@ -74,15 +56,7 @@ func moduleCRDs(t *testing.T, module, version, sum, dir string, want ...string) 
 
 func TestTheCertManagerOverlayIsAcceptedWithCertManagersCRDs(t *testing.T) {
 	crds := certManagerCRDs(t)
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
-	if _, err := env.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartWithPeerCRDs(t, crds)
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 
 	rendered := render(t, kubectl, "config/overlays/cert-manager")

@@ -25,15 +25,7 @@ func TestTheMonitoringComponentIsAcceptedWithPrometheusOperatorsCRDs(t *testing.
 	)
 	dir := moduleCRDs(t, promOperatorModule, promOperatorVersion, promOperatorSum,
 		"example/prometheus-operator-crd", serviceMonitors, prometheusRules)
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, filepath.Join(dir, serviceMonitors), filepath.Join(dir, prometheusRules))
-	if _, err := env.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartWithPeerCRDs(t, filepath.Join(dir, serviceMonitors), filepath.Join(dir, prometheusRules))
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 
 	const overlay = "config/overlays/monitoring"

@@ -66,7 +66,8 @@ type authzAnswer struct {
 // key's own rate limit and of its KeyPolicy's per-key limit (429
 // RATE_LIMITED when either is used up).
 func (s *Server) authorize(ctx context.Context, req authzRequest) (ans authzAnswer) {
-	defer s.countUse(&ans)
+	now := s.opts.Clock.Now()
+	defer func() { s.countUse(&ans, now) }()
 	table := s.policies.Load()
 	if table == nil {
 		return authzAnswer{status: http.StatusServiceUnavailable, result: resultNotReady,
@@ -81,7 +82,7 @@ func (s *Server) authorize(ctx context.Context, req authzRequest) (ans authzAnsw
 	// Tokens are validated for the audiences this API accepts: the query
 	// string may come from the client (Envoy appends the original), so it
 	// cannot widen them.
-	res, aud := s.identifyWithAudiences(req.cred, tokenAudiences(req.cred, sel))
+	res, aud := s.validate(req.cred, tokenAudiences(req.cred, sel), now)
 	if res.Code != keyindex.Valid {
 		// A request with no key is not guessing one: behind a gateway every
 		// visitor shares one address, and keyless visitors are not counted.
@@ -113,12 +114,14 @@ func (s *Server) authorize(ctx context.Context, req authzRequest) (ans authzAnsw
 	return authzAnswer{status: http.StatusOK, result: string(res.Code), res: res, decision: d, rate: sp}
 }
 
-// countUse counts a decided request for its key's status.usage: accepted
-// when let through, refused when an allow-list, the policy or the rate
-// limit refused a key that validated. A credential that did not validate
-// names no key the server can trust, and is counted against none.
-func (s *Server) countUse(a *authzAnswer) {
+// countUse records a decided request's key as used at now (lastUsedAt)
+// and counts it for status.usage: accepted when let through, refused when
+// an allow-list, the policy or the rate limit refused a key that
+// validated. A credential that did not validate names no key the server
+// can trust, and is counted against none. Every answer about a key that
+// validated carries it in res, so each such request is recorded once.
+func (s *Server) countUse(a *authzAnswer, now time.Time) {
 	if a.res.Code == keyindex.Valid {
-		s.lastUsed.Count(a.res.Kind, a.res.Namespace, a.res.Name, a.status == http.StatusOK)
+		s.lastUsed.Use(a.res.Kind, a.res.Namespace, a.res.Name, now, a.status == http.StatusOK)
 	}
 }

@@ -144,6 +144,17 @@ func (s *Server) identify(cred string, audiences []string) keyindex.Result {
 // the token cache: it must not be modified.
 func (s *Server) identifyWithAudiences(cred string, audiences []string) (keyindex.Result, []string) {
 	now := s.opts.Clock.Now()
+	res, aud := s.validate(cred, audiences, now)
+	if res.Code == keyindex.Valid {
+		s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
+	}
+	return res, aud
+}
+
+// validate is identifyWithAudiences at now without recording the use: for
+// a caller that records it with the request's outcome (LastUsed.Use), in
+// one lookup.
+func (s *Server) validate(cred string, audiences []string, now time.Time) (keyindex.Result, []string) {
 	if cred == "" || len(cred) > maxCredentialBytes {
 		return keyindex.Result{Code: keyindex.InvalidFormat}, nil
 	}
@@ -155,9 +166,6 @@ func (s *Server) identifyWithAudiences(cred string, audiences []string) (keyinde
 		res, aud = s.identifyToken(cred, audiences, now)
 	} else {
 		res = s.index.ValidateAPIKey(cred, now)
-	}
-	if res.Code == keyindex.Valid {
-		s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
 	}
 	return res, aud
 }

@@ -129,8 +129,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, ak, sk string, li
 		writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: "temporarily_unavailable", Message: "no signing key is available yet"})
 		return outcome{result: "UNAVAILABLE", key: identityFrom(res)}
 	}
-	s.lastUsed.Touch(res.Kind, res.Namespace, res.Name, now)
-	s.lastUsed.Count(res.Kind, res.Namespace, res.Name, true)
+	s.lastUsed.Use(res.Kind, res.Namespace, res.Name, now, true)
 	writeJSON(w, http.StatusOK, wire.TokenResponse{Token: tok, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(exp.Sub(now).Seconds())})
 	return outcome{result: string(res.Code), accepted: true, key: identityFrom(res)}
 }

@@ -61,7 +61,8 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		}
 		sel = target(table)
 	}
-	res, aud := s.identifyWithAudiences(req.Key, tokenAudiences(req.Key, sel))
+	now := s.opts.Clock.Now()
+	res, aud := s.validate(req.Key, tokenAudiences(req.Key, sel), now)
 	if res.Code != keyindex.Valid && req.Key != "" && s.limitFailure(w, r, bucketKeyID(req.Key)) {
 		return outcome{result: resultRateLimited}
 	}
@@ -104,7 +105,9 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) outcome {
 		out.RateLimit = rateLimitStatus(sp)
 	}
 	if res.Code == keyindex.Valid || res.Code == keyindex.InsufficientScope {
-		s.lastUsed.Count(res.Kind, res.Namespace, res.Name, out.Valid)
+		// It validated (InsufficientScope is a valid key short of a scope
+		// asked for): its use and its outcome, in one lookup.
+		s.lastUsed.Use(res.Kind, res.Namespace, res.Name, now, out.Valid)
 		out.Subject, out.Groups, out.Scopes, out.KeyID = res.Subject, res.Groups, res.Scopes, res.KeyID
 		out.Namespace, out.Access, out.ExpiresAt = res.Namespace, res.Access, res.ExpiresAt
 	}

@@ -94,7 +94,7 @@ func TestADeletedKeysCountsAreDropped(t *testing.T) {
 }
 
 // The request path: no allocation once a key has its entry.
-func TestTouchAndCountDoNotAllocate(t *testing.T) {
+func TestTouchCountAndUseDoNotAllocate(t *testing.T) {
 	u := NewLastUsed()
 	u.Touch(hashsecret.KindAPIKey, "ns", "a", t0)
 	now := t0
@@ -102,8 +102,24 @@ func TestTouchAndCountDoNotAllocate(t *testing.T) {
 		now = now.Add(time.Second)
 		u.Touch(hashsecret.KindAPIKey, "ns", "a", now)
 		u.Count(hashsecret.KindAPIKey, "ns", "a", true)
+		u.Use(hashsecret.KindAPIKey, "ns", "a", now, false)
 	}); n != 0 {
 		t.Fatalf("%v allocations per request", n)
+	}
+}
+
+// Use is Touch and Count: the use is kept and the outcome counted.
+func TestUseTouchesAndCounts(t *testing.T) {
+	u := NewLastUsed()
+	u.Use(hashsecret.KindAPIKey, "ns", "a", t0, true)
+	u.Use(hashsecret.KindAPIKey, "ns", "a", t0.Add(2*time.Second), false)
+	u.Use(hashsecret.KindAPIKey, "ns", "", t0, true) // no key named: nothing
+	if a, r := u.Counted(hashsecret.KindAPIKey, "ns", "a"); a != 1 || r != 1 {
+		t.Fatalf("counted %d accepted, %d refused; want 1, 1", a, r)
+	}
+	ws := u.due(t0.Add(time.Minute))
+	if len(ws) != 1 || !ws[0].used.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("due %+v, want one write with the last use", ws)
 	}
 }
 

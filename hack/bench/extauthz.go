@@ -17,6 +17,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kw "github.com/keyward/keyward/api/v1alpha1"
@@ -30,6 +32,9 @@ import (
 // decided by a KeyPolicy, against a bare gRPC Check handler that answers OK
 // to everything, with the key server's gRPC limits: the same requests from
 // the same client, the two searches interleaved as figure 1's pairs are.
+// The rounds measure a third side, as figure 8's: a bare handler answering
+// the key server's OK answer (headers, headers to remove, dynamic
+// metadata) without deciding anything, what the answer alone costs.
 const (
 	extAuthzKeys = 10_000
 	extAuthzHost = "api.example.com"
@@ -53,6 +58,51 @@ type extAuthzResult struct {
 	Conns   int // client connections per server
 	Ref     string
 	Headers int // headers of each CheckRequest, pseudo-headers included
+	// Answer is the size of the OK answer the same-answer side gives:
+	// headers set, headers removed, dynamic metadata entries.
+	AnswerHeaders, AnswerRemoved, AnswerMetadata int
+}
+
+// sameAnswerAuthz answers every Check with the OK answer the key server
+// gave (tmpl): the same identity headers, headers to remove and dynamic
+// metadata, built anew per call as the key server builds its own (one
+// allocation per kind of message), deciding nothing. What the answer costs
+// gRPC and protobuf, apart from what deciding costs.
+type sameAnswerAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	tmpl *authv3.CheckResponse
+}
+
+func (h sameAnswerAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	t := h.tmpl.GetOkResponse()
+	hs := t.GetHeaders()
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	values := make([]corev3.HeaderValue, len(hs))
+	ok := &authv3.OkHttpResponse{
+		Headers:         make([]*corev3.HeaderValueOption, len(hs)),
+		HeadersToRemove: append(make([]string, 0, len(t.GetHeadersToRemove())), t.GetHeadersToRemove()...),
+	}
+	for i, o := range hs {
+		values[i] = corev3.HeaderValue{Key: o.GetHeader().GetKey(), Value: o.GetHeader().GetValue()}
+		opts[i] = corev3.HeaderValueOption{Header: &values[i], AppendAction: o.GetAppendAction()}
+		ok.Headers[i] = &opts[i]
+	}
+	fs := h.tmpl.GetDynamicMetadata().GetFields()
+	md := make([]structpb.Value, len(fs))
+	str := make([]structpb.Value_StringValue, len(fs))
+	fields := make(map[string]*structpb.Value, len(fs))
+	i := 0
+	for k, v := range fs {
+		str[i].StringValue = v.GetStringValue()
+		md[i].Kind = &str[i]
+		fields[k] = &md[i]
+		i++
+	}
+	return &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{},
+		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		DynamicMetadata: &structpb.Struct{Fields: fields},
+	}, nil
 }
 
 // bareAuthz answers every Check OK: the floor.
@@ -199,7 +249,29 @@ func benchExtAuthz(ctx context.Context, lg *loadGen) (*extAuthzResult, error) {
 		return nil, err
 	}
 
+	// The third side answers what the key server answered.
+	tmpl, err := kclients[0].Check(ctx, reqs[0])
+	if err != nil {
+		return nil, fmt.Errorf("figure 7: Check: %w", err)
+	}
+	ok := tmpl.GetOkResponse()
+	res.AnswerHeaders, res.AnswerRemoved, res.AnswerMetadata = len(ok.GetHeaders()), len(ok.GetHeadersToRemove()), len(tmpl.GetDynamicMetadata().GetFields())
+	same := grpc.NewServer(keyserver.GRPCServerOptions()...)
+	authv3.RegisterAuthorizationServer(same, sameAnswerAuthz{tmpl: tmpl})
+	saddr, err := serveGRPC(ctx, same)
+	if err != nil {
+		return nil, err
+	}
+	sclients, err := checkClients(ctx, saddr, res.Conns)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := sclients[0].Check(ctx, reqs[0]); err != nil || !proto.Equal(got, tmpl) {
+		return nil, fmt.Errorf("figure 7: the same-answer handler does not answer as the key server (%v)", err)
+	}
+
 	b := checkEndpoint("extauthz-bare", "bare gRPC Check handler (OK)", bclients, reqs)
+	sa := checkEndpoint("extauthz-same", "bare gRPC Check handler (the key server's OK answer)", sclients, reqs)
 	e := checkEndpoint("extauthz-check", "gRPC ext_authz Check, API key, KeyPolicy", kclients, reqs)
 	caps, err := lg.maxRates(ctx, []endpoint{b, e}, []bool{true, true})
 	if err != nil {
@@ -213,32 +285,55 @@ func benchExtAuthz(ctx context.Context, lg *loadGen) (*extAuthzResult, error) {
 	res.Pair = p
 	res.Conc, res.RunDur, res.Slice = 8*runtime.GOMAXPROCS(0), lg.m.probeDur, policySlice
 	for r := range lg.m.policyRounds {
-		var rd extAuthzRound
-		if rd.Check, rd.Bare, err = switchedCallRates(e, b, res.RunDur, res.Conc, r%2 == 0); err != nil {
+		// Each side starts a round in turn.
+		rates, err := switchedCallRates([]endpoint{e, b, sa}, res.RunDur, res.Conc, r%3)
+		if err != nil {
 			return nil, err
 		}
+		rd := extAuthzRound{Check: rates[0], Bare: rates[1], Same: rates[2]}
 		res.Rounds = append(res.Rounds, rd)
-		progress("  round %d: Check %.0f/s, bare %.0f/s: %.3f", r+1, rd.Check, rd.Bare, rd.ratio())
+		progress("  round %d: Check %.0f/s, bare %.0f/s: %.3f; bare with the same answer %.0f/s: Check ÷ it %.3f, it ÷ bare %.3f",
+			r+1, rd.Check, rd.Bare, rd.ratio(), rd.Same, rd.sameRatio(), rd.Same/rd.Bare)
 		pause()
 	}
 	med, lo, hi := res.ratio()
-	progress("  median of %d rounds' ratios %.3f (%.3f–%.3f)", len(res.Rounds), med, lo, hi)
+	smed, slo, shi := res.sameRatio()
+	progress("  median of %d rounds' ratios %.3f (%.3f–%.3f); Check ÷ the same answer %.3f (%.3f–%.3f)", len(res.Rounds), med, lo, hi, smed, slo, shi)
 	if err := wantCheck(kclients[0], reqs[len(reqs)-1], http.StatusOK, res.Ref); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// extAuthzRound is one closed-loop run shared by both servers.
-type extAuthzRound struct{ Check, Bare float64 }
+// extAuthzRound is one closed-loop run shared by the three servers: the
+// key server, the bare one and the bare one giving the same answer.
+type extAuthzRound struct{ Check, Bare, Same float64 }
 
 func (r extAuthzRound) ratio() float64 { return r.Check / r.Bare }
 
+// sameRatio is Check over the bare handler giving the same answer.
+func (r extAuthzRound) sameRatio() float64 { return r.Check / r.Same }
+
 // ratio is the median of the rounds' ratios, and their lowest and highest.
 func (ea *extAuthzResult) ratio() (med, lo, hi float64) {
+	return ea.spread(extAuthzRound.ratio)
+}
+
+// sameRatio is ratio for Check over the same-answer handler.
+func (ea *extAuthzResult) sameRatio() (med, lo, hi float64) {
+	return ea.spread(extAuthzRound.sameRatio)
+}
+
+// sameOverBare is ratio for the same-answer handler over the bare one:
+// the protocol's floor for Check.
+func (ea *extAuthzResult) sameOverBare() (med, lo, hi float64) {
+	return ea.spread(func(r extAuthzRound) float64 { return r.Same / r.Bare })
+}
+
+func (ea *extAuthzResult) spread(f func(extAuthzRound) float64) (med, lo, hi float64) {
 	rs := make([]float64, len(ea.Rounds))
 	for i, r := range ea.Rounds {
-		rs[i] = r.ratio()
+		rs[i] = f(r)
 	}
 	slices.Sort(rs)
 	if len(rs) == 0 {
@@ -248,24 +343,21 @@ func (ea *extAuthzResult) ratio() (med, lo, hi float64) {
 }
 
 // switchedCallRates runs conc concurrent callers for d (closed loop) that
-// send each request to a or b, whichever holds the turn: the turn changes
-// every policySlice, starting with a when aFirst. Each answer wanted is
-// counted for the side it was sent to, and each side's rate is its count
-// over the time it held the turn: both sides share the same seconds, so
-// another job's burst hits both alike (as figure 6's rounds).
-func switchedCallRates(a, b endpoint, d time.Duration, conc int, aFirst bool) (rateA, rateB float64, err error) {
-	var n [2]atomic.Int64
+// send each request to whichever of eps holds the turn: the turn passes
+// from one to the next every policySlice, starting with eps[first]. Each
+// answer wanted is counted for the side it was sent to, and each side's
+// rate is its count over the time it held the turn: all sides share the
+// same seconds, so another job's burst hits them alike (as figure 6's
+// rounds).
+func switchedCallRates(eps []endpoint, d time.Duration, conc, first int) ([]float64, error) {
+	n := make([]atomic.Int64, len(eps))
+	held := make([]time.Duration, len(eps))
 	var bad atomic.Int64
-	var turn atomic.Int32 // 0: a, 1: b
-	var held [2]time.Duration
+	var turn atomic.Int32
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	side := int32(1)
-	if aFirst {
-		side = 0
-	}
-	turn.Store(side)
-	eps := [2]endpoint{a, b}
+	side := first
+	turn.Store(int32(side))
 	for w := range conc {
 		wg.Go(func() {
 			for i := w; !stop.Load(); i += conc {
@@ -280,21 +372,25 @@ func switchedCallRates(a, b endpoint, d time.Duration, conc int, aFirst bool) (r
 	}
 	deadline := time.Now().Add(d)
 	for t := time.Now(); t.Before(deadline); {
-		turn.Store(side)
+		turn.Store(int32(side))
 		time.Sleep(policySlice)
 		now := time.Now()
 		held[side] += now.Sub(t)
-		t, side = now, 1-side
+		t, side = now, (side+1)%len(eps)
 	}
 	stop.Store(true)
 	wg.Wait()
 	if x := bad.Load(); x > 0 {
-		return 0, 0, fmt.Errorf("figure 7: %d answers were not OK", x)
+		return nil, fmt.Errorf("figure 7: %d answers were not OK", x)
 	}
-	if n[0].Load() == 0 || n[1].Load() == 0 {
-		return 0, 0, errors.New("figure 7: a side answered nothing")
+	out := make([]float64, len(eps))
+	for i := range eps {
+		if n[i].Load() == 0 {
+			return nil, errors.New("figure 7: a side answered nothing")
+		}
+		out[i] = float64(n[i].Load()) / held[i].Seconds()
 	}
-	return float64(n[0].Load()) / held[0].Seconds(), float64(n[1].Load()) / held[1].Seconds(), nil
+	return out, nil
 }
 
 // wantCheck calls Check once and wants the HTTP status status (200 for OK)

@@ -158,3 +158,23 @@ func TestFlushKeepsCountsAcrossAnAPIServerErrorAndDropsThemForADeletedKey(t *tes
 		t.Fatalf("usage %+v, want 2 accepted and 1 refused", got.Status.Usage)
 	}
 }
+
+// The request path's cost: Touch and Count (two lookups) against Use (one).
+func BenchmarkTouchAndCount(b *testing.B) {
+	u := NewLastUsed()
+	now := t0
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		u.Touch(hashsecret.KindAPIKey, "team-00", "key-000123", now)
+		u.Count(hashsecret.KindAPIKey, "team-00", "key-000123", true)
+	}
+}
+
+func BenchmarkUse(b *testing.B) {
+	u := NewLastUsed()
+	now := t0
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		u.Use(hashsecret.KindAPIKey, "team-00", "key-000123", now, true)
+	}
+}

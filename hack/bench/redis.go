@@ -156,40 +156,16 @@ func measureRedisRTT(ctx context.Context, conc int, d time.Duration) (*redisRTT,
 	slices.Sort(lat)
 	res.SerialP50, res.SerialP99 = quantile(lat, 0.5), quantile(lat, 0.99)
 
-	var mu sync.Mutex
-	var all []time.Duration
-	var firstErr error
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
 	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			rw, closeConn, err := dial()
-			var mine []time.Duration
-			if err == nil {
-				defer closeConn()
-				for time.Now().Before(deadline) {
-					var l time.Duration
-					if l, err = ping(rw); err != nil {
-						break
-					}
-					mine = append(mine, l)
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			all = append(all, mine...)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if len(all) == 0 {
-		return nil, errors.New("no PING answered")
+	all, err := concurrently(conc, d, "PING", func(int) (func(int) (time.Duration, error), func(), error) {
+		rw, closeConn, err := dial()
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(int) (time.Duration, error) { return ping(rw) }, closeConn, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	res.ConcRate = float64(len(all)) / time.Since(start).Seconds()
 	slices.Sort(all)
@@ -220,19 +196,44 @@ func measureRedisRTT(ctx context.Context, conc int, d time.Duration) (*redisRTT,
 	slices.Sort(lat)
 	res.AllowP50, res.AllowP99 = quantile(lat, 0.5), quantile(lat, 0.99)
 
-	all, firstErr = nil, nil
-	deadline = time.Now().Add(d)
 	start, cpu0 := time.Now(), processCPU()
+	all, err = concurrently(conc, d, "Allow", func(int) (func(int) (time.Duration, error), func(), error) {
+		return allow, func() {}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.AllowCPU = (processCPU() - cpu0) / time.Duration(len(all))
+	res.AllowConcRate = float64(len(all)) / time.Since(start).Seconds()
+	slices.Sort(all)
+	res.AllowConcP50, res.AllowConcP99 = quantile(all, 0.5), quantile(all, 0.99)
+	return res, nil
+}
+
+// concurrently runs conc workers until d has passed; each gets its call
+// from setup (and a function to release what setup took) and makes calls
+// numbered w, w+conc, w+2·conc… It returns every latency, or the first
+// error. what names the call in the error when none answered.
+func concurrently(conc int, d time.Duration, what string,
+	setup func(w int) (func(i int) (time.Duration, error), func(), error)) ([]time.Duration, error) {
+	var mu sync.Mutex
+	var all []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
 	for w := range conc {
 		wg.Go(func() {
+			call, release, err := setup(w)
 			var mine []time.Duration
-			var err error
-			for i := w; time.Now().Before(deadline); i += conc {
-				var l time.Duration
-				if l, err = allow(i); err != nil {
-					break
+			if err == nil {
+				defer release()
+				for i := w; time.Now().Before(deadline); i += conc {
+					var l time.Duration
+					if l, err = call(i); err != nil {
+						break
+					}
+					mine = append(mine, l)
 				}
-				mine = append(mine, l)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -247,11 +248,7 @@ func measureRedisRTT(ctx context.Context, conc int, d time.Duration) (*redisRTT,
 		return nil, firstErr
 	}
 	if len(all) == 0 {
-		return nil, errors.New("no Allow answered")
+		return nil, errors.New("no " + what + " answered")
 	}
-	res.AllowCPU = (processCPU() - cpu0) / time.Duration(len(all))
-	res.AllowConcRate = float64(len(all)) / time.Since(start).Seconds()
-	slices.Sort(all)
-	res.AllowConcP50, res.AllowConcP99 = quantile(all, 0.5), quantile(all, 0.99)
-	return res, nil
+	return all, nil
 }
